@@ -1,0 +1,233 @@
+"""Bad input gets one clear sentence and a non-zero exit; nothing is lost; nothing untrusted runs.
+
+Each test here is a row of the README's "When something goes wrong" table.
+"""
+
+import gzip
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import util
+from models import load_cnn
+
+SRC = util.ROOT / "src"
+
+
+def run_script(script, *args, timeout=300):
+    """Run one of the project's scripts as a user would; returns the CompletedProcess."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, str(SRC / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_clear_error(result, *fragments):
+    """A non-zero exit with one `error: ...` sentence on stderr that holds every fragment, no traceback."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+class RunsCommand:
+    """Pickles to `os.system(command)`: loading it with plain pickle runs the command."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+@pytest.fixture
+def weights_copy(tmp_path):
+    path = tmp_path / "weights.pth"
+    shutil.copyfile(util.WEIGHTS_PATH, path)
+    return path
+
+
+# ------------------------------------------------------------------ weights
+
+
+def test_truncated_weights(weights_copy):
+    weights_copy.write_bytes(weights_copy.read_bytes()[:50_000])
+    result = run_script("mnist_integrated.py", "--train-only", "--weights", weights_copy)
+    assert_clear_error(result, "is truncated or not a PyTorch checkpoint", "--retrain")
+
+
+def test_weights_of_another_architecture(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"model": torch.nn.Linear(784, 10).state_dict()}, path)
+    result = run_script("mnist_integrated.py", "--train-only", "--weights", path)
+    assert_clear_error(result, "belongs to another network, not this CNN", "--retrain")
+
+
+def test_weights_that_would_run_a_command_are_refused(tmp_path):
+    marker = tmp_path / "command-ran"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": RunsCommand(f"touch {marker}")}, path)
+    result = run_script("mnist_integrated.py", "--train-only", "--weights", path)
+    assert_clear_error(result, "refused by the safe loader because it would run code")
+    assert not marker.exists()
+    # the file is a real exploit: unsafe loading would have run the command
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def test_existing_weights_are_kept_without_retrain(weights_copy):
+    before = weights_copy.read_bytes()
+    result = run_script("mnist_integrated.py", "--train-only", "--weights", weights_copy)
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy 99." in result.stdout
+    assert weights_copy.read_bytes() == before
+
+
+def test_killed_training_leaves_previous_weights_intact(weights_copy):
+    before = weights_copy.read_bytes()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-u", str(SRC / "mnist_integrated.py"), "--retrain", "--train-only"]
+    command += ["--weights", str(weights_copy), "--epochs", "50", "--device", "cpu"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        assert "training on" in process.stdout.readline()
+        time.sleep(3)  # well inside the first of 50 epochs
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGKILL
+    assert weights_copy.read_bytes() == before
+    assert sorted(p.name for p in weights_copy.parent.iterdir()) == ["weights.pth"]
+    load_cnn(weights_copy)
+
+
+def test_nan_during_training_stops_and_writes_no_weights(tmp_path, monkeypatch):
+    import mnist_integrated
+    from models import CNN
+
+    class BlowsUp(CNN):
+        calls = 0
+
+        def forward(self, x):
+            BlowsUp.calls += 1
+            out = super().forward(x)
+            return out * float("nan") if BlowsUp.calls > 5 else out
+
+    monkeypatch.setattr(mnist_integrated, "CNN", BlowsUp)
+    weights = tmp_path / "weights.pth"
+    args = mnist_integrated.build_parser().parse_args(
+        ["--retrain", "--train-size", "2000", "--val-size", "0", "--epochs", "1", "--weights", str(weights)]
+    )
+    with pytest.raises(util.UserError, match=r"training diverged: the loss became nan in epoch 1, batch 5; lower --lr"):
+        mnist_integrated.get_model(args, torch.device("cpu"))
+    assert not weights.exists() and not any(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ MNIST files
+
+
+def test_partial_mnist_download_is_fetched_again(tmp_path, mnist_test, mnist_train):
+    raw = tmp_path / "raw"
+    util.write_mnist_raw(raw, "train", mnist_train[0].numpy(), mnist_train[1].numpy())
+    util.write_mnist_raw(raw, "test", mnist_test[0].numpy(), mnist_test[1].numpy())
+    good = (raw / "t10k-images-idx3-ubyte").read_bytes()
+    (raw / "t10k-images-idx3-ubyte").write_bytes(good[: len(good) // 3])  # an interrupted download
+
+    def refetch(raw_dir):
+        (raw_dir / "t10k-images-idx3-ubyte").write_bytes(good)
+
+    util.ensure_mnist(raw, sources=[("a working mirror", refetch)])
+    assert (raw / "t10k-images-idx3-ubyte").read_bytes() == good
+
+
+def test_partial_mnist_download_without_sources_names_the_file(tmp_path, mnist_test):
+    raw = tmp_path / "raw"
+    images, labels = mnist_test[0].numpy(), mnist_test[1].numpy()
+    util.write_mnist_raw(raw, "train", np.zeros((60_000, 28, 28), np.uint8), np.zeros(60_000, np.uint8))
+    util.write_mnist_raw(raw, "test", images, labels)
+    path = raw / "t10k-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(util.UserError) as info:
+        util.ensure_mnist(raw, sources=[])
+    assert "t10k-labels-idx1-ubyte has 4992 data bytes, not 10000" in str(info.value)
+    assert "by hand" in str(info.value)
+
+
+def test_gzipped_raw_file_that_is_corrupt(tmp_path):
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(b"\x00" * 100)[:20])
+    with pytest.raises(util.UserError, match=r"is not a valid gzip file"):
+        util.read_idx(path, util.IDX_LABELS_MAGIC, (10_000,))
+
+
+def test_tampered_package_pickle_is_refused(tmp_path):
+    marker = tmp_path / "command-ran"
+    payload = pickle.dumps(((RunsCommand(f"touch {marker}"), None), None, None), protocol=2)
+    with pytest.raises(util.UserError, match=r"was refused: refusing to load global (posix|os)\.system"):
+        util.parse_mnist_pickle(payload)
+    assert not marker.exists()
+
+
+def test_tampered_package_with_wrong_counts():
+    arrays = tuple((np.zeros((n, 784), np.float32), np.zeros(n, np.int64)) for n in (50_000, 10_000, 10_000))
+    # protocol 4 stores raw bytes without helper globals: numpy's own are all the file names
+    payload = pickle.dumps(arrays, protocol=4)
+    with pytest.raises(
+        util.UserError, match=r"has test label counts \(10000, 0, 0, 0, 0, 0, 0, 0, 0, 0\), not MNIST's"
+    ):
+        util.parse_mnist_pickle(payload)
+
+
+# ------------------------------------------------------------------ arguments
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
+        (["--epochs", "-2"], "argument --epochs: must be a positive integer, got -2"),
+        (["--batch-size", "0"], "argument --batch-size: must be a positive integer, got 0"),
+        (["--val-size", "-1"], "argument --val-size: must be zero or a positive integer, got -1"),
+        (["--lr", "0"], "argument --lr: must be a positive number, got 0"),
+    ],
+)
+def test_training_arguments(args, message):
+    result = run_script("mnist_integrated.py", "--train-only", *args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_device():
+    result = run_script("mnist_integrated.py", "--train-only", "--device", "tpu")
+    assert_clear_error(result, "unknown device 'tpu'; use auto, cpu, cuda, cuda:N or mps.")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_where_there_is_none():
+    result = run_script("mnist_integrated.py", "--train-only", "--device", "cuda")
+    assert_clear_error(
+        result, "--device cuda was asked for but this machine has no CUDA GPU; use --device cpu or auto."
+    )
+
+
+def test_validation_split_larger_than_the_training_set(tmp_path):
+    result = run_script("mnist_integrated.py", "--retrain", "--val-size", "60000", "--weights", tmp_path / "w.pth")
+    assert_clear_error(result, "--val-size 60000 leaves no training digits")
+    assert not (tmp_path / "w.pth").exists()
