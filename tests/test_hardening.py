@@ -15,6 +15,8 @@ import time
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import util
 from models import load_cnn
@@ -231,3 +233,31 @@ def test_validation_split_larger_than_the_training_set(tmp_path):
     result = run_script("mnist_integrated.py", "--retrain", "--val-size", "60000", "--weights", tmp_path / "w.pth")
     assert_clear_error(result, "--val-size 60000 leaves no training digits")
     assert not (tmp_path / "w.pth").exists()
+
+
+# ------------------------------------------------------------------ fuzzing
+
+IDX_HEADERS = st.sampled_from(
+    [
+        b"",
+        (2051).to_bytes(4, "big") + (2).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2,
+        (2049).to_bytes(4, "big") + (2).to_bytes(4, "big"),
+        (2051).to_bytes(4, "big"),
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=IDX_HEADERS, body=st.binary(max_size=2000), gz=st.booleans(), images=st.booleans())
+def test_fuzz_mnist_raw_reader(tmp_path, header, body, gz, images):
+    """Any bytes give either a valid array of the asked shape or a UserError, never another exception."""
+    data = header + body
+    path = tmp_path / ("file.gz" if gz else "file")
+    path.write_bytes(gzip.compress(data) if gz and body[:1] != b"\x00" else data)
+    magic, shape = (util.IDX_IMAGES_MAGIC, (2, 28, 28)) if images else (util.IDX_LABELS_MAGIC, (2,))
+    try:
+        array = util.read_idx(path, magic, shape)
+    except util.UserError as error:
+        assert str(error).endswith("run again.")
+    else:
+        assert array.shape == shape and array.dtype == np.uint8
