@@ -3,19 +3,30 @@
 The three exercise scripts import this module; it is also a small command-line tool:
 
     python src/util.py mnist            # fetch MNIST into data/MNIST and print its counts
+    python src/util.py ffhq-download    # fetch FFHQ/StyleGAN (4.2 GB) into data/ffhq_style_gan
+    python src/util.py ffhq-standin --out data/ffhq_standin --per-class 70000 --seed 0
+                                        # write a synthetic stand-in with the same layout, offline
+    python src/util.py ffhq-examples    # figures/real.png and figures/fake.png from the data present
 """
 
 import argparse
+import concurrent.futures
 import contextlib
+import glob
 import gzip
 import io
 import os
 import pickle
 import random
+import re
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -396,16 +407,647 @@ def get_mnist_test_data(raw_dir=MNIST_RAW_DIR):
     return _mnist("test", raw_dir)
 
 
+# --------------------------------------------------------------------------- FFHQ / StyleGAN
+
+FFHQ_DIR = DATA_DIR / "ffhq_style_gan"
+FFHQ_SOURCE_DIR = FFHQ_DIR / "source_data"
+FFHQ_STANDIN_DIR = DATA_DIR / "ffhq_standin"
+FFHQ_ZIP = DATA_DIR / "ffhq_style_gan.zip"
+FFHQ_DRIVE_ID = "1MOHKuEVqURfCKAN9dwp1o2tuR19OTQCF"
+FFHQ_ZIP_BYTES = 4_200_000_000  # approximate, for the disk-space check before the download starts
+REAL_FOLDER = "A_ffhq"
+FAKE_FOLDER = "B_stylegan"
+FFHQ_IMAGES_PER_FOLDER = 70_000
+FFHQ_SPLIT = (67_000, 1_000, 2_000)  # train, validation, test images per folder, as in the exercise
+IMAGE_SIZE = 128
+STANDIN_MARKER = "STANDIN.txt"
+DOWNLOAD_COMMAND = "python src/util.py ffhq-download"
+STANDIN_COMMAND = "python src/util.py ffhq-standin"
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_IHDR_START = b"\x00\x00\x00\x0dIHDR"
+PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+PNG_COLOUR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
+
+
+def real_name(index):
+    """File name of real image `index` in A_ffhq: 00000.png, zero-padded like FFHQ."""
+    return f"{index:05d}.png"
+
+
+def fake_name(index):
+    """File name of fake image `index` in B_stylegan: style_gan_ffhq_example0.png, not padded."""
+    return f"style_gan_ffhq_example{index}.png"
+
+
+def natural_key(name):
+    """Sort key that compares digit runs by value, so example2.png comes before example10.png."""
+    parts = re.split(r"(\d+)", name)
+    return [int(part) if i % 2 else part for i, part in enumerate(parts)], name
+
+
+def png_problem(path, size=IMAGE_SIZE):
+    """Why `path` is not a `size` x `size` 8-bit RGB PNG, or None when it is.
+
+    Reads only the 33-byte header (signature and IHDR chunk, whose CRC is checked) and the
+    12-byte end marker, not the pixels, so checking 70,000 files takes seconds. Damage inside
+    the compressed pixel data shows up only when an image is decoded.
+    """
+    try:
+        with open(path, "rb") as file:
+            head = file.read(33)
+            length = file.seek(0, os.SEEK_END)
+            tail = b""
+            if length >= 45:
+                file.seek(-12, os.SEEK_END)
+                tail = file.read(12)
+    except OSError as error:
+        return f"unreadable: {error.strerror}"
+    if length == 0:
+        return "empty file"
+    if head[:8] != PNG_SIGNATURE:
+        return "not a PNG file"
+    if len(head) < 33 or head[8:16] != PNG_IHDR_START or zlib.crc32(head[12:29]) != int.from_bytes(head[29:33], "big"):
+        return "corrupt PNG header"
+    width, height, depth, colour = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), *head[24:26]
+    if colour != 2:
+        return f"{PNG_COLOUR_TYPES.get(colour, f'colour type {colour}')} instead of RGB"
+    if depth != 8:
+        return f"{depth}-bit instead of 8-bit"
+    if (width, height) != (size, size):
+        return f"{width}x{height} instead of {size}x{size}"
+    if tail != PNG_IEND:
+        return "truncated PNG"
+    return None
+
+
+def list_images(folder, skip_unreadable=False):
+    """All images of one source folder, checked and sorted in natural order of their names.
+
+    Natural order (digit runs compared by value) is the same on every filesystem and keeps the
+    fakes style_gan_ffhq_example0..69999.png, which are not zero-padded, in numeric order; the
+    zero-padded reals 00000..69999.png sort the same either way. Hidden files (.DS_Store) are
+    ignored; any other file that is not a 128x128 8-bit RGB PNG is an error naming it, or, with
+    `skip_unreadable`, is left out and counted in a warning on stderr.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(
+            f"{relative(folder)} does not exist; run `{DOWNLOAD_COMMAND}` to fetch FFHQ/StyleGAN "
+            f"(or `{STANDIN_COMMAND}` for synthetic stand-in data)."
+        )
+    with os.scandir(folder) as entries:
+        names = [entry.name for entry in entries if entry.is_file() and not entry.name.startswith(".")]
+    if not names:
+        raise UserError(
+            f"{relative(folder)} holds no image files; delete {relative(folder.parent.parent)} and run `{DOWNLOAD_COMMAND}` again."
+        )
+    names.sort(key=natural_key)
+    bad = [(name, why) for name in names if (why := png_problem(folder / name)) is not None]
+    if bad:
+        listing = ", ".join(f"{name} ({why})" for name, why in bad[:5])
+        if len(bad) > 5:
+            listing += f" and {len(bad) - 5} more"
+        what = (
+            f"{len(bad)} of {len(names)} files in {relative(folder)} are not {IMAGE_SIZE}x{IMAGE_SIZE} RGB PNG images"
+        )
+        if not skip_unreadable:
+            raise UserError(
+                f"{what}: {listing}; replace or delete them, or pass skip_unreadable=True to leave them out."
+            )
+        print(f"warning: skipped {what}: {listing}.", file=sys.stderr)
+        skipped = {name for name, _ in bad}
+        names = [name for name in names if name not in skipped]
+    return [folder / name for name in names]
+
+
+def load_folder(folder, train_size, val_size, test_size, skip_unreadable=False):
+    """The exercise's split of one source folder into (train, validation, test) lists of PNG paths.
+
+    The files are checked and sorted as in `list_images`; the first `train_size` train, the next
+    `val_size` validate and the next `test_size` test, so the lists are disjoint and the same on
+    every machine. The exercise uses 67,000 / 1,000 / 2,000 (`FFHQ_SPLIT`) of each folder's 70,000.
+    """
+    for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    files = list_images(folder, skip_unreadable)
+    needed = train_size + val_size + test_size
+    if len(files) < needed:
+        raise UserError(
+            f"{relative(folder)} holds {len(files)} usable images, fewer than the {needed} asked for "
+            f"(train {train_size} + validation {val_size} + test {test_size}); ask for fewer or re-create the folder."
+        )
+    return (
+        files[:train_size],
+        files[train_size : train_size + val_size],
+        files[train_size + val_size : needed],
+    )
+
+
+def read_rgb(path):
+    """One image as uint8 (H, W, 3); a file Pillow cannot decode is a UserError naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as error:
+        raise UserError(f"{relative(path)} cannot be decoded as an image ({error}); replace or delete it.") from None
+
+
+def is_standin(path):
+    """True if `path` (a source folder, or one of its A_ffhq/B_stylegan folders) holds stand-in data."""
+    path = Path(path)
+    return (path / STANDIN_MARKER).is_file() or (path.parent / STANDIN_MARKER).is_file()
+
+
+def ffhq_source(path=None):
+    """The folder holding A_ffhq and B_stylegan: `path` if given, else the real data, else the stand-in."""
+    if path is not None:
+        return Path(path)
+    for candidate in (FFHQ_SOURCE_DIR, FFHQ_STANDIN_DIR):
+        if (candidate / REAL_FOLDER).is_dir():
+            return candidate
+    raise UserError(
+        f"neither {relative(FFHQ_SOURCE_DIR)} nor {relative(FFHQ_STANDIN_DIR)} exists; run `{DOWNLOAD_COMMAND}` "
+        f"for the real data or `{STANDIN_COMMAND}` for a synthetic stand-in."
+    )
+
+
+def free_disk_bytes(path):
+    """Free bytes on the filesystem that holds `path` (or its nearest existing parent)."""
+    path = Path(path).resolve()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def require_free_space(path, needed, what):
+    free = free_disk_bytes(path)
+    if free < needed:
+        raise UserError(
+            f"{what} needs {needed / 1e9:.2f} GB free in {relative(path)} but only {free / 1e9:.2f} GB is free; "
+            "free some space and run again."
+        )
+
+
+def _remove_partials(target_dir):
+    """Delete hidden `.name.partial-*` folders that an earlier, killed run left beside `target_dir`."""
+    for stale in target_dir.parent.glob(f".{glob.escape(target_dir.name)}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _make_partial(target_dir):
+    """A fresh hidden folder beside `target_dir`, renamed onto it once it is complete."""
+    target_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_partials(target_dir)
+    tmp = Path(tempfile.mkdtemp(dir=target_dir.parent, prefix=f".{target_dir.name}.partial-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 folders; give the usual permissions
+    return tmp
+
+
+def zip_member_problem(info):
+    """Why a zip member may not be extracted (absolute path, '..', link, special file), or None."""
+    name = info.filename
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
+        return "an absolute path"
+    if ".." in re.split(r"[/\\]", name):
+        return "a '..' component"
+    mode = stat.S_IFMT(info.external_attr >> 16)
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "a special file type"
+    return None
+
+
+def extract_zip(zip_path, target_dir, check=None):
+    """Extract `zip_path` so that `target_dir` appears complete, or not at all.
+
+    Before anything is written it refuses members with absolute paths, '..' components, links
+    or special files, and archives whose contents would not fit on the disk. It extracts into a
+    hidden `.name.partial-*` folder beside `target_dir`, checks every member's CRC, calls
+    `check(folder)` (which may raise UserError) and only then renames the folder into place, so
+    an interrupted or failed run leaves no folder that looks whole (and the next run removes
+    the hidden one). If every member lies under one top-level folder named like `target_dir`,
+    which is what `unzip` in its parent would create, that folder becomes `target_dir`;
+    otherwise the members go inside it. macOS metadata (`__MACOSX/`) is skipped.
+    """
+    zip_path, target_dir = Path(zip_path), Path(target_dir)
+    if target_dir.exists():
+        raise UserError(f"{relative(target_dir)} already exists; delete it to extract {zip_path.name} again.")
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except FileNotFoundError:
+        raise UserError(f"{relative(zip_path)} does not exist.") from None
+    except (zipfile.BadZipFile, OSError) as error:
+        raise UserError(
+            f"{relative(zip_path)} is not a complete zip archive ({error}); it is probably truncated, delete it and download it again."
+        ) from None
+    with archive:
+        members = [info for info in archive.infolist() if info.filename.split("/")[0] != "__MACOSX"]
+        refused = [(info.filename, why) for info in members if (why := zip_member_problem(info))]
+        if refused:
+            more = f" (and {len(refused) - 1} more unsafe members)" if len(refused) > 1 else ""
+            raise UserError(
+                f"{relative(zip_path)} was refused and nothing was extracted: member {refused[0][0]!r} has {refused[0][1]}{more}."
+            )
+        parts = [[part for part in info.filename.split("/") if part not in ("", ".")] for info in members]
+        if parts and all(p and p[0] == target_dir.name for p in parts):
+            parts = [p[1:] for p in parts]
+        needed = sum(info.file_size for info in members) + 16 * 2**20
+        require_free_space(target_dir.parent, needed, f"extracting {zip_path.name}")
+        tmp = _make_partial(target_dir)
+        try:
+            for info, part in zip(members, parts):
+                if not part:
+                    continue
+                dest = tmp.joinpath(*part)
+                if info.is_dir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(info) as source, open(dest, "wb") as sink:
+                    shutil.copyfileobj(source, sink, 2**20)
+            if check is not None:
+                check(tmp)
+            os.rename(tmp, target_dir)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+            raise UserError(
+                f"{relative(zip_path)} is corrupt at member {info.filename!r} ({error}); delete it and download it again."
+            ) from None
+        except OSError as error:
+            raise UserError(
+                f"extracting {relative(zip_path)} failed at member {info.filename!r} ({error.strerror}); nothing was kept."
+            ) from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target_dir
+
+
+def verify_ffhq(source_dir, per_folder=FFHQ_IMAGES_PER_FOLDER):
+    """Check that `source_dir` holds A_ffhq and B_stylegan with `per_folder` images each."""
+    for name in (REAL_FOLDER, FAKE_FOLDER):
+        count = len(list_images(Path(source_dir) / name))
+        if count != per_folder:
+            raise UserError(f"{relative(Path(source_dir) / name)} holds {count} images, not {per_folder}.")
+
+
+def gdown_download(output, file_id=FFHQ_DRIVE_ID, url=None):
+    """Fetch one file with gdown into `output`, resuming the partial file an earlier run left.
+
+    gdown writes to `<output>XXXXXXXX.part` beside `output` and renames it when complete;
+    with resume=True it continues an existing partial file with an HTTP range request.
+    """
+    import gdown
+
+    source = {"url": url} if url is not None else {"id": file_id}
+    gdown.download(output=str(output), resume=True, **source)
+
+
+def partial_download_bytes(output):
+    """Bytes in gdown's partial files for `output`."""
+    output = Path(output)
+    return sum(part.stat().st_size for part in output.parent.glob(f"{glob.escape(output.name)}*.part"))
+
+
+def download_ffhq(data_dir=DATA_DIR, downloader=gdown_download, per_folder=FFHQ_IMAGES_PER_FOLDER):
+    """Download ffhq_style_gan.zip into `data_dir` (resuming), extract and verify it; returns the source folder."""
+    data_dir = Path(data_dir)
+    target, zip_path = data_dir / FFHQ_DIR.name, data_dir / FFHQ_ZIP.name
+    if target.exists():
+        try:
+            verify_ffhq(target / "source_data", per_folder)
+        except UserError as error:
+            raise UserError(
+                f"{relative(target)} exists but is not the complete dataset ({str(error).rstrip('.')}); "
+                f"delete it and run `{DOWNLOAD_COMMAND}` again."
+            ) from None
+        return target / "source_data"
+    if not zip_path.exists():
+        received = partial_download_bytes(zip_path)
+        require_free_space(
+            data_dir, max(FFHQ_ZIP_BYTES - received, 0) + FFHQ_ZIP_BYTES, f"downloading and extracting {zip_path.name}"
+        )
+        try:
+            downloader(zip_path)
+        except (Exception, KeyboardInterrupt) as error:  # any failure of the transfer leaves a resumable partial file
+            received = partial_download_bytes(zip_path)
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else "interrupted"
+            raise UserError(
+                f"downloading {zip_path.name} stopped ({type(error).__name__}: {reason}); {received / 1e6:.1f} MB "
+                f"were received and kept, run `{DOWNLOAD_COMMAND}` again to resume."
+            ) from None
+        if not zip_path.is_file():
+            raise UserError(
+                f"the download finished but {relative(zip_path)} was not written; run `{DOWNLOAD_COMMAND}` again."
+            )
+
+    def check(folder):
+        try:
+            verify_ffhq(folder / "source_data", per_folder)
+        except UserError as error:
+            raise UserError(
+                f"{zip_path.name} does not hold the expected dataset ({str(error).rstrip('.')}); "
+                f"nothing was kept, delete {relative(zip_path)} and run `{DOWNLOAD_COMMAND}` again."
+            ) from None
+
+    extract_zip(zip_path, target, check=check)
+    return target / "source_data"
+
+
+# The stand-in: synthetic "real" and "fake" images in the layout and format of ffhq_style_gan.
+
+
+def dead_leaves(rng, size=IMAGE_SIZE, rmin=1.5, rmax=80.0, coverage=7.0):
+    """A dead-leaves picture, float32 (size, size, 3) in [0, 1], with the statistics of natural images.
+
+    Opaque disks fall on top of each other; their radii follow p(r) ~ r^-3 between `rmin` and
+    `rmax`, the scale-invariant law that makes the power spectrum fall about as 1/f^2, like
+    photographs. Each leaf has its own colour, a shading gradient and sometimes a fine stripe
+    texture; `coverage` (total disk area / image area) sets how few background pixels remain.
+    """
+    count = int(coverage * size * size / (2 * np.pi * rmin**2 * np.log(rmax / rmin)))
+    u = rng.random(count, dtype=np.float32)
+    r = (rmin**-2 - u * (rmin**-2 - rmax**-2)) ** -0.5  # inverse CDF of p(r) ~ r^-3
+    cx = rng.random(count, dtype=np.float32) * size
+    cy = rng.random(count, dtype=np.float32) * size
+    x0 = np.clip(np.floor(cx - r), 0, size - 1).astype(np.int32)
+    y0 = np.clip(np.floor(cy - r), 0, size - 1).astype(np.int32)
+    w = np.clip(np.ceil(cx + r), 0, size - 1).astype(np.int32) - x0 + 1
+    h = np.clip(np.ceil(cy + r), 0, size - 1).astype(np.int32) - y0 + 1
+    # every (disk, pixel in its bounding box) pair, vectorised; disk 0 is in front
+    n = w * h
+    disk = np.repeat(np.arange(count, dtype=np.int32), n)
+    offset = np.arange(n.sum(), dtype=np.int32) - np.repeat((np.cumsum(n) - n).astype(np.int32), n)
+    row, col = np.divmod(offset, w[disk])
+    dx = col.astype(np.float32) + (x0 + 0.5 - cx).astype(np.float32)[disk]
+    dy = row.astype(np.float32) + (y0 + 0.5 - cy).astype(np.float32)[disk]
+    inside = dx * dx + dy * dy <= (r * r).astype(np.float32)[disk]
+    pixel = ((y0 * size + x0)[disk] + row * size + col)[inside]
+    front = np.full(size * size, count, dtype=np.int32)  # count = no disk: background
+    np.minimum.at(front, pixel, disk[inside])
+
+    # appearance of each leaf (index `count` is the background)
+    palette = rng.beta(2.0, 2.5, (6, 1)) * (1 + rng.normal(0, 0.25, (6, 3)))  # a few colours per scene
+    colour = palette[rng.integers(0, 6, count + 1)] * (1 + rng.normal(0, 0.08, (count + 1, 1)))
+    shade = rng.normal(0, 0.12, (count + 1, 2)) / np.append(r, size)[:, None]
+    striped = rng.random(count + 1) < 0.3
+    stripe_amp = striped * rng.uniform(0.02, 0.1, count + 1)
+    angle = rng.uniform(0, np.pi, count + 1)
+    freq = 2 * np.pi * rng.uniform(0.05, 0.3, count + 1)  # radians per pixel
+    stripe_kx, stripe_ky = freq * np.cos(angle), freq * np.sin(angle)
+    phase = rng.uniform(0, 2 * np.pi, count + 1)
+    centre_x, centre_y = np.append(cx, size / 2), np.append(cy, size / 2)
+
+    ys, xs = np.divmod(np.arange(size * size), size)
+    px, py = xs + 0.5 - centre_x[front], ys + 0.5 - centre_y[front]
+    light = 1 + shade[front, 0] * px + shade[front, 1] * py
+    light += stripe_amp[front] * np.sin(stripe_kx[front] * px + stripe_ky[front] * py + phase[front])
+    image = colour[front] * light[:, None]  # (size*size, 3)
+    return np.clip(image, 0, 1).reshape(size, size, 3).astype(np.float32)
+
+
+def _conv3x3(x, weight):
+    """Convolution with reflect padding: x (C, H, W), weight (C_out, C, 3, 3) -> (C_out, H, W)."""
+    h, w = x.shape[1:]
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1)), mode="reflect")
+    out = np.zeros((weight.shape[0], h, w), dtype=np.float32)
+    for ky in range(3):
+        for kx in range(3):
+            out += np.einsum("oi,ihw->ohw", weight[:, :, ky, kx], padded[:, ky : ky + h, kx : kx + w])
+    return out
+
+
+def standin_generator_weights(seed):
+    """The fixed weights of the stand-in "generator", one set per dataset seed.
+
+    Each layer is a smooth kernel plus a small random perturbation, like the kernels a trained
+    generator ends up with: close to smooth, but not exactly.
+    """
+    rng = np.random.default_rng((seed, 1000))
+    eye = np.eye(3)[:, :, None, None]
+    delta = np.outer([0, 1, 0], [0, 1, 0])
+    binomial = np.outer([1, 2, 1], [1, 2, 1]) / 16
+    bilinear = np.outer([0.5, 1.0, 0.5], [0.5, 1.0, 0.5])
+    sharpen = eye * (delta + 0.3 * (delta - binomial)) + rng.normal(0, 0.02, (3, 3, 3, 3))
+    sharpen /= sharpen.sum(axis=(1, 2, 3), keepdims=True)
+    up = eye * bilinear + rng.normal(0, 0.025, (3, 3, 3, 3))
+    up *= 4 / up.sum(axis=(1, 2, 3), keepdims=True)  # sum 4: a stride-2 transposed conv keeps the mean
+    conv = eye * (delta + 0.3 * (delta - binomial)) + rng.normal(0, 0.02, (3, 3, 3, 3))
+    conv /= conv.sum(axis=(1, 2, 3), keepdims=True)
+    noise = rng.uniform(0.004, 0.012, (3, 3))  # per-layer, per-channel noise strength
+    weights = {"sharpen": sharpen, "up": up, "conv": conv, "noise": noise}
+    return {name: value.astype(np.float32) for name, value in weights.items()}
+
+
+def standin_fake(rng, weights, size=IMAGE_SIZE):
+    """A stand-in "fake", float32 (size, size, 3): made the way GAN generators make images.
+
+    Content at half the resolution (a dead-leaves picture averaged down to 64x64) passes a
+    convolution, is brought up to full size by a stride-2 transposed convolution, and passes
+    another convolution, with per-pixel noise added after each layer as in StyleGAN. The
+    upsampling leaves periodic traces at high frequencies, as in real GAN images.
+    """
+    low = dead_leaves(rng, size).reshape(size // 2, 2, size // 2, 2, 3).mean(axis=(1, 3))
+    x = low.transpose(2, 0, 1)  # (3, 64, 64)
+    x = _conv3x3(x, weights["sharpen"])
+    x += weights["noise"][0][:, None, None] * rng.standard_normal(x.shape, dtype=np.float32)
+    zeros = np.zeros((3, 2 * x.shape[1], 2 * x.shape[2]), dtype=np.float32)
+    zeros[:, ::2, ::2] = x  # a transposed convolution = zero insertion + convolution
+    x = _conv3x3(zeros, weights["up"])  # (3, 128, 128)
+    x += weights["noise"][1][:, None, None] * rng.standard_normal(x.shape, dtype=np.float32)
+    x = _conv3x3(x, weights["conv"])
+    x += weights["noise"][2][:, None, None] * rng.standard_normal(x.shape, dtype=np.float32)
+    return np.clip(x.transpose(1, 2, 0), 0, 1)
+
+
+def standin_real(rng, size=IMAGE_SIZE):
+    """A stand-in "real" image, float32 (size, size, 3): a dead-leaves picture through a camera
+    (slight optical blur and sensor noise)."""
+    image = dead_leaves(rng, size)
+    blur = np.array([0.15, 0.7, 0.15], dtype=np.float32)
+    padded = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="reflect")
+    image = sum(blur[i] * padded[i : i + size] for i in range(3))
+    image = sum(blur[i] * image[:, i : i + size] for i in range(3))
+    image += rng.normal(0, 0.006, image.shape).astype(np.float32)
+    return np.clip(image, 0, 1)
+
+
+def standin_image(seed, fake, index, weights=None):
+    """Stand-in image `index` of one class as uint8 (128, 128, 3); the same for the same arguments."""
+    rng = np.random.default_rng((seed, int(fake), index))
+    if fake:
+        image = standin_fake(rng, standin_generator_weights(seed) if weights is None else weights)
+    else:
+        image = standin_real(rng)
+    return np.round(image * 255).astype(np.uint8)
+
+
+def _write_standin_chunk(job):
+    from PIL import Image
+
+    root, fake, start, stop, seed = job
+    weights = standin_generator_weights(seed)
+    folder, name = (root / FAKE_FOLDER, fake_name) if fake else (root / REAL_FOLDER, real_name)
+    for index in range(start, stop):
+        Image.fromarray(standin_image(seed, fake, index, weights)).save(folder / name(index), compress_level=1)
+    return stop - start
+
+
+def make_standin(out_dir=FFHQ_STANDIN_DIR, per_class=FFHQ_IMAGES_PER_FOLDER, seed=0, workers=None, force=False):
+    """Write a synthetic stand-in for ffhq_style_gan/source_data into `out_dir`; returns `out_dir`.
+
+    out_dir/A_ffhq holds `per_class` "real" dead-leaves images, out_dir/B_stylegan as many
+    "fakes" from the upsampling generator, named and formatted like the real data (128x128 RGB
+    PNG); out_dir/STANDIN.txt marks it as stand-in data. Deterministic for a seed, whatever the
+    number of worker processes. Written into a hidden folder renamed into place when complete.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise UserError(f"{relative(out_dir)} already exists; delete it or pass --force to replace it.")
+    workers = max(1, min(workers or os.cpu_count() or 1, 2 * per_class))
+    require_free_space(out_dir.parent, 2 * per_class * 60_000, f"writing {2 * per_class} stand-in images")
+    tmp = _make_partial(out_dir)
+    try:
+        for folder in (REAL_FOLDER, FAKE_FOLDER):
+            (tmp / folder).mkdir()
+        chunk = max(1, min(500, -(-per_class // (4 * workers))))
+        jobs = [
+            (tmp, fake, start, min(start + chunk, per_class), seed)
+            for fake in (False, True)
+            for start in range(0, per_class, chunk)
+        ]
+        with tqdm(total=2 * per_class, unit="img", desc="stand-in", disable=None) as progress:
+            if workers == 1:
+                for job in jobs:
+                    progress.update(_write_standin_chunk(job))
+            else:
+                with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+                    for done in pool.map(_write_standin_chunk, jobs):
+                        progress.update(done)
+        (tmp / STANDIN_MARKER).write_text(
+            "STAND-IN DATA, not FFHQ/StyleGAN: synthetic images in the layout of ffhq_style_gan/source_data,\n"
+            f"written by `{STANDIN_COMMAND} --per-class {per_class} --seed {seed}`.\n"
+            f"{REAL_FOLDER}/: 'real' dead-leaves pictures (natural-image statistics, power spectrum ~ 1/f^2).\n"
+            f"{FAKE_FOLDER}/: 'fakes' from 32x32 content upsampled by a transposed convolution and nearest-neighbour\n"
+            "upsampling with convolutions and noise in between, as GAN generators do.\n"
+        )
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.partial-old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(out_dir, old)
+            os.rename(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def save_ffhq_examples(source_dir, out_dir=FIGURES_DIR, index=0):
+    """figures/real.png and figures/fake.png: image `index` of each folder, whole and a zoomed detail."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    source_dir = Path(source_dir)
+    standin = is_standin(source_dir)
+    paths = []
+    for folder, kind, file in (("real", REAL_FOLDER, "real.png"), ("fake", FAKE_FOLDER, "fake.png")):
+        files = list_images(source_dir / kind)
+        if index >= len(files):
+            raise UserError(f"--index {index} is too large: {relative(source_dir / kind)} holds {len(files)} images.")
+        path = files[index]
+        image = read_rgb(path)
+        y0, x0, zoom = 56, 56, 16
+        fig, (ax_full, ax_zoom) = plt.subplots(1, 2, figsize=(8.4, 4.4))
+        ax_full.imshow(image, interpolation="nearest")
+        ax_full.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), zoom, zoom, fill=False, edgecolor="yellow", linewidth=1.5))
+        ax_full.set_title(f"whole image, {image.shape[1]}x{image.shape[0]} pixels")
+        ax_zoom.imshow(
+            image[y0 : y0 + zoom, x0 : x0 + zoom],
+            interpolation="nearest",
+            extent=(x0 - 0.5, x0 + zoom - 0.5, y0 + zoom - 0.5, y0 - 0.5),
+        )
+        ax_zoom.set_title(f"detail in the yellow box ({zoom}x{zoom} pixels)")
+        for ax in (ax_full, ax_zoom):
+            ax.set_xlabel("x (pixel)")
+            ax.set_ylabel("y (pixel)")
+        if standin:
+            what = (
+                "stand-in 'real': synthetic dead-leaves picture"
+                if folder == "real"
+                else "stand-in 'fake': upsampled by a generator"
+            )
+            title = f"STAND-IN DATA, not faces: {what}\n{kind}/{path.name}"
+        else:
+            what = "Real face from FFHQ" if folder == "real" else "Fake face made by StyleGAN"
+            title = f"{what}\n{kind}/{path.name}"
+        fig.suptitle(title)
+        paths.append(save_figure(fig, Path(out_dir) / file))
+    return paths
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("mnist", help="fetch MNIST into data/MNIST/raw and print its counts")
+    commands.add_parser("ffhq-download", help=f"download, extract and verify FFHQ/StyleGAN into {relative(FFHQ_DIR)}")
+    standin = commands.add_parser("ffhq-standin", help="write a synthetic stand-in dataset in the FFHQ/StyleGAN layout")
+    standin.add_argument(
+        "--out", type=Path, default=FFHQ_STANDIN_DIR, help=f"folder to write (default: {relative(FFHQ_STANDIN_DIR)})"
+    )
+    standin.add_argument(
+        "--per-class", type=positive_int, default=FFHQ_IMAGES_PER_FOLDER, help="images per folder (default: 70000)"
+    )
+    standin.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    standin.add_argument(
+        "--workers", type=positive_int, default=None, help="worker processes (default: one per CPU core)"
+    )
+    standin.add_argument("--force", action="store_true", help="replace an existing --out folder (default: refuse)")
+    examples = commands.add_parser("ffhq-examples", help="figures/real.png and figures/fake.png from the data present")
+    examples.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help=f"folder holding {REAL_FOLDER}/ and {FAKE_FOLDER}/ (default: {relative(FFHQ_SOURCE_DIR)}, "
+        f"else {relative(FFHQ_STANDIN_DIR)})",
+    )
+    examples.add_argument("--index", type=non_negative_int, default=0, help="which image of each folder (default: 0)")
+    examples.add_argument(
+        "--out", type=Path, default=FIGURES_DIR, help=f"folder for the figures (default: {relative(FIGURES_DIR)}/)"
+    )
     args = parser.parse_args()
     if args.command == "mnist":
         train_images, train_labels = get_mnist_train_data()
         test_images, test_labels = get_mnist_test_data()
         print(f"MNIST in {relative(MNIST_RAW_DIR)}: {len(train_images)} training and {len(test_images)} test digits")
         print("test label counts:", np.bincount(test_labels.numpy(), minlength=10).tolist())
+    elif args.command == "ffhq-download":
+        source = download_ffhq()
+        print(
+            f"FFHQ/StyleGAN in {relative(source)}: {FFHQ_IMAGES_PER_FOLDER} images in each of {REAL_FOLDER}/ and {FAKE_FOLDER}/"
+        )
+        if FFHQ_ZIP.exists():
+            print(f"{relative(FFHQ_ZIP)} is no longer needed and may be deleted.")
+    elif args.command == "ffhq-standin":
+        start = time.perf_counter()
+        out = make_standin(args.out, args.per_class, args.seed, args.workers, args.force)
+        seconds = time.perf_counter() - start
+        print(
+            f"stand-in data (synthetic, not FFHQ) in {relative(out)}: {args.per_class} images in each of "
+            f"{REAL_FOLDER}/ and {FAKE_FOLDER}/, {2 * args.per_class / seconds:.0f} images/s"
+        )
+    elif args.command == "ffhq-examples":
+        source = ffhq_source(args.data)
+        for path in save_ffhq_examples(source, args.out, args.index):
+            print(f"wrote {relative(path)}" + (" (stand-in data)" if is_standin(source) else ""))
 
 
 if __name__ == "__main__":
