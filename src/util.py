@@ -728,6 +728,7 @@ def download_ffhq(data_dir=DATA_DIR, downloader=gdown_download, per_folder=FFHQ_
             ) from None
         return target / "source_data"
     if not zip_path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
         received = partial_download_bytes(zip_path)
         require_free_space(
             data_dir, max(FFHQ_ZIP_BYTES - received, 0) + FFHQ_ZIP_BYTES, f"downloading and extracting {zip_path.name}"
