@@ -956,6 +956,7 @@ def save_ffhq_examples(source_dir, out_dir=FIGURES_DIR, index=0):
     """figures/real.png and figures/fake.png: image `index` of each folder, whole and a zoomed detail."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
+    from matplotlib.ticker import MaxNLocator
 
     source_dir = Path(source_dir)
     standin = is_standin(source_dir)
@@ -980,13 +981,11 @@ def save_ffhq_examples(source_dir, out_dir=FIGURES_DIR, index=0):
         for ax in (ax_full, ax_zoom):
             ax.set_xlabel("x (pixel)")
             ax.set_ylabel("y (pixel)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 4, 8, 10]))
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 4, 8, 10]))
         if standin:
-            what = (
-                "stand-in 'real': synthetic dead-leaves picture"
-                if folder == "real"
-                else "stand-in 'fake': upsampled by a generator"
-            )
-            title = f"STAND-IN DATA, not faces: {what}\n{kind}/{path.name}"
+            what = "a 'real' dead-leaves picture" if folder == "real" else "a 'fake' made by an upsampling generator"
+            title = f"STAND-IN DATA (synthetic, not faces): {what}\n{kind}/{path.name}"
         else:
             what = "Real face from FFHQ" if folder == "real" else "Fake face made by StyleGAN"
             title = f"{what}\n{kind}/{path.name}"

@@ -395,11 +395,12 @@ def test_standin_fakes_differ_from_reals_at_high_frequencies():
     per_image = [mean_log_spectrum([x])[replica].mean() for x in reals + fakes]
     assert min(per_image[n:]) > max(per_image[:n])  # the margin holds image by image, not only on average
 
-    # the "real" images have natural-image statistics: power falls about as 1/f^2
-    bands = np.arange(4, 48)
+    # the "real" images have natural-image statistics: power falls about as 1/f^2 (measured below
+    # half the Nyquist frequency; above it the slight optical blur makes it fall faster, as in photos)
+    bands = np.arange(4, 32)
     power = [np.exp(real[(radius >= f) & (radius < f + 1)]).mean() for f in bands]
     slope = np.polyfit(np.log(bands), np.log(power), 1)[0]
-    assert -3.2 < slope < -2.0
+    assert -2.8 < slope < -1.8
 
 
 def test_make_standin_layout_format_and_determinism(tmp_path):
