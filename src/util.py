@@ -738,9 +738,12 @@ def download_ffhq(data_dir=DATA_DIR, downloader=gdown_download, per_folder=FFHQ_
         except (Exception, KeyboardInterrupt) as error:  # any failure of the transfer leaves a resumable partial file
             received = partial_download_bytes(zip_path)
             reason = str(error).strip().splitlines()[0] if str(error).strip() else "interrupted"
+            if received:
+                then = f"{received / 1e6:.1f} MB were received and kept, run `{DOWNLOAD_COMMAND}` again to resume"
+            else:
+                then = f"nothing was received, check that drive.google.com can be reached and run `{DOWNLOAD_COMMAND}` again"
             raise UserError(
-                f"downloading {zip_path.name} stopped ({type(error).__name__}: {reason}); {received / 1e6:.1f} MB "
-                f"were received and kept, run `{DOWNLOAD_COMMAND}` again to resume."
+                f"downloading {zip_path.name} stopped ({type(error).__name__}: {reason}); {then}."
             ) from None
         if not zip_path.is_file():
             raise UserError(

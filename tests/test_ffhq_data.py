@@ -250,6 +250,15 @@ def test_download_checks_space_layout_and_counts(tmp_path, monkeypatch):
     assert calls == []
     monkeypatch.setattr(util, "free_disk_bytes", lambda path: 10**12)
 
+    def offline(output):
+        raise ConnectionError("Failed to resolve 'drive.google.com'\nmore detail")
+
+    with pytest.raises(
+        util.UserError,
+        match=r"stopped \(ConnectionError: Failed to resolve 'drive.google.com'\); nothing was received, check that drive.google.com can be reached and run `python src/util.py ffhq-download` again\.$",
+    ):
+        util.download_ffhq(data, downloader=offline)
+
     def wrong_counts(output):
         dataset_zip(output, per_folder=2)
 
