@@ -14,6 +14,7 @@ Root is needed: slurmd starts jobs as the submitting user and munged runs as the
 
 import contextlib
 import os
+import random
 import re
 import shlex
 import shutil
@@ -140,6 +141,7 @@ class Cluster:
             "slurmd_port": free_port(),
             "munge_socket": self.munge_dir / "munge.socket",
             "state": self.state,
+            "first_job_id": random.randrange(1_000, 60_000_000, 1_000),
             "cpus": os.cpu_count(),
             # Below the machine's memory, as slurmd drains a node that reports less than configured.
             "real_memory": int(total_memory_mb() * 0.8),
