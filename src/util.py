@@ -779,21 +779,23 @@ def dead_leaves(rng, size=IMAGE_SIZE, rmin=1.5, rmax=80.0, coverage=7.0):
     r = (rmin**-2 - u * (rmin**-2 - rmax**-2)) ** -0.5  # inverse CDF of p(r) ~ r^-3
     cx = rng.random(count, dtype=np.float32) * size
     cy = rng.random(count, dtype=np.float32) * size
-    x0 = np.clip(np.floor(cx - r), 0, size - 1).astype(np.int32)
-    y0 = np.clip(np.floor(cy - r), 0, size - 1).astype(np.int32)
-    w = np.clip(np.ceil(cx + r), 0, size - 1).astype(np.int32) - x0 + 1
-    h = np.clip(np.ceil(cy + r), 0, size - 1).astype(np.int32) - y0 + 1
-    # every (disk, pixel in its bounding box) pair, vectorised; disk 0 is in front
-    n = w * h
-    disk = np.repeat(np.arange(count, dtype=np.int32), n)
-    offset = np.arange(n.sum(), dtype=np.int32) - np.repeat((np.cumsum(n) - n).astype(np.int32), n)
-    row, col = np.divmod(offset, w[disk])
-    dx = col.astype(np.float32) + (x0 + 0.5 - cx).astype(np.float32)[disk]
-    dy = row.astype(np.float32) + (y0 + 0.5 - cy).astype(np.float32)[disk]
-    inside = dx * dx + dy * dy <= (r * r).astype(np.float32)[disk]
-    pixel = ((y0 * size + x0)[disk] + row * size + col)[inside]
+    # the rows each disk covers (pixel centres at y + 0.5), then each row's span of pixels
+    y0 = np.clip(np.ceil(cy - r - 0.5), 0, size).astype(np.int32)
+    y1 = np.clip(np.floor(cy + r - 0.5), -1, size - 1).astype(np.int32)
+    rows = np.maximum(y1 - y0 + 1, 0)
+    row_disk = np.repeat(np.arange(count, dtype=np.int32), rows)
+    y = y0[row_disk] + np.arange(rows.sum(), dtype=np.int32) - np.repeat(np.cumsum(rows) - rows, rows).astype(np.int32)
+    dy = y + np.float32(0.5) - cy[row_disk]
+    half = np.sqrt(np.maximum(r[row_disk] ** 2 - dy * dy, 0))
+    x0 = np.clip(np.ceil(cx[row_disk] - half - 0.5), 0, size).astype(np.int32)
+    x1 = np.clip(np.floor(cx[row_disk] + half - 0.5), -1, size - 1).astype(np.int32)
+    length = np.maximum(x1 - x0 + 1, 0)
+    # every (disk, covered pixel) pair, vectorised; disk 0 is in front
+    disk = np.repeat(row_disk, length)
+    offset = np.arange(length.sum(), dtype=np.int32) - np.repeat(np.cumsum(length) - length, length).astype(np.int32)
+    pixel = np.repeat(y * size + x0, length) + offset
     front = np.full(size * size, count, dtype=np.int32)  # count = no disk: background
-    np.minimum.at(front, pixel, disk[inside])
+    np.minimum.at(front, pixel, disk)
 
     # appearance of each leaf (index `count` is the background)
     palette = rng.beta(2.0, 2.5, (6, 1)) * (1 + rng.normal(0, 0.25, (6, 3)))  # a few colours per scene
@@ -877,7 +879,7 @@ def standin_real(rng, size=IMAGE_SIZE):
     padded = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="reflect")
     image = sum(blur[i] * padded[i : i + size] for i in range(3))
     image = sum(blur[i] * image[:, i : i + size] for i in range(3))
-    image += rng.normal(0, 0.006, image.shape).astype(np.float32)
+    image += np.float32(0.006) * rng.standard_normal(image.shape, dtype=np.float32)
     return np.clip(image, 0, 1)
 
 
