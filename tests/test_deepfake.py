@@ -134,14 +134,22 @@ def test_dct_matches_scipy():
 def test_welford_equals_numpy_mean_and_std():
     rng = np.random.default_rng(4)
     # a large offset and small spread: the naive sum-of-squares formula would lose most digits here
-    data = (1e4 + rng.standard_normal((257, 3, 5, 4)) * rng.uniform(0.01, 10, (3, 5, 4))).astype(np.float32)
+    data = 1e4 + rng.standard_normal((257, 3, 5, 4)) * rng.uniform(0.01, 10, (3, 5, 4))
     estimator = WelfordEstimator()
     for part in np.split(data, [1, 2, 50, 51, 200]):  # uneven batches, including single samples
         estimator.update(torch.from_numpy(part))
     mean, std = estimator.finalize()
     assert estimator.count == 257 and mean.shape == (3, 5, 4)
-    np.testing.assert_allclose(mean.numpy(), data.astype(np.float64).mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(std.numpy(), data.astype(np.float64).std(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(mean.numpy(), data.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(std.numpy(), data.std(axis=0), rtol=1e-9)
+    # float32 batches, like the spectra: the batch statistics in float32, the running ones in float64
+    spectra = (8 + 2 * rng.standard_normal((300, 3, 6, 6))).astype(np.float32)
+    estimator = WelfordEstimator()
+    for part in np.split(spectra, [100, 237]):
+        estimator.update(torch.from_numpy(part))
+    mean, std = estimator.finalize()
+    np.testing.assert_allclose(mean.numpy(), spectra.astype(np.float64).mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(std.numpy(), spectra.astype(np.float64).std(axis=0), rtol=1e-5)
     with pytest.raises(ValueError, match="no data"):
         WelfordEstimator().finalize()
 
