@@ -142,7 +142,7 @@ class Cluster:
             "munge_socket": self.munge_dir / "munge.socket",
             "state": self.state,
             "first_job_id": random.randrange(1_000, 60_000_000, 1_000),
-            "cpus": os.cpu_count(),
+            "cpus": len(os.sched_getaffinity(0)),  # what nproc says
             # Below the machine's memory, as slurmd drains a node that reports less than configured.
             "real_memory": int(total_memory_mb() * 0.8),
         }
