@@ -3,6 +3,7 @@
     python src/input_opt.py                              # digits 0-9, random and all-ones starts
     python src/input_opt.py --neuron 3 --init ones       # one digit from one start
     python src/input_opt.py --steps 500 --lr 0.02 --device cuda
+    python src/input_opt.py --jitter 2 --blur 0.5        # smoother, Lucid-style prototypes
     python src/input_opt.py --l2 0 --tv 0 --jitter 0 --blur 0 --no-clip   # the exercise only
 
 Training finds weights theta that make f(x, theta) right on the data. Here theta stays fixed and
@@ -74,13 +75,18 @@ class Regularisers:
         return bool(self.l2 or self.tv or self.jitter or self.blur or self.clip)
 
     def describe(self):
-        parts = [f"L2 {self.l2:g}", f"TV {self.tv:g}", f"jitter {self.jitter} px", f"blur sigma {self.blur:g} px"]
-        parts.append("clip to [0, 1]" if self.clip else "no clipping")
+        parts = [
+            f"L2 {self.l2:g}" if self.l2 else "no L2",
+            f"TV {self.tv:g}" if self.tv else "no TV",
+            f"jitter {self.jitter} px" if self.jitter else "no jitter",
+            f"blur sigma {self.blur:g} px" if self.blur else "no blur",
+            "clip to [0, 1]" if self.clip else "no clipping",
+        ]
         return ", ".join(parts)
 
 
 NO_REGULARISERS = Regularisers()
-PROTOTYPE_REGULARISERS = Regularisers(l2=0.02, tv=0.1, jitter=2, blur=0.5, clip=True)
+PROTOTYPE_REGULARISERS = Regularisers(l2=0.05, tv=0.05, jitter=1, blur=0.0, clip=True)
 
 
 def make_starts(kinds, generator=None, device="cpu"):
@@ -132,7 +138,12 @@ def make_objective(model, regularisers=NO_REGULARISERS):
     torch.func.grad(objective, has_aux=True) gives the gradient and the numbers we plot.
     The one-hot target (rather than an index) keeps the function vmap-friendly.
     """
-    params = {name: p.detach() for name, p in model.named_parameters()}
+    # Channels-last convolution weights let oneDNN (CPU) and cuDNN use their fastest layout:
+    # the same numbers, about twice as fast on a CPU for these small images.
+    params = {
+        name: p.detach().contiguous(memory_format=torch.channels_last) if p.dim() == 4 else p.detach()
+        for name, p in model.named_parameters()
+    }
     buffers = {name: b.detach() for name, b in model.named_buffers()}
 
     def objective(x, target, dy=0, dx=0):
@@ -149,18 +160,27 @@ def make_objective(model, regularisers=NO_REGULARISERS):
     return objective
 
 
-def input_gradients(model, x, targets, regularisers=NO_REGULARISERS, dy=0, dx=0):
-    """Gradients of the objective for a batch: x (B, 1, 28, 28), targets one-hot (B, 10).
+def make_gradients(model, regularisers=NO_REGULARISERS):
+    """gradients(x, targets, dy=0, dx=0) for a batch x (B, 1, 28, 28) and one-hot targets (B, 10).
 
-    Returns (gradient (B, 1, 28, 28), objective (B,), logit (B,), probability (B,)).
+    It returns (gradient (B, 1, 28, 28), objective (B,), logit (B,), probability (B,)):
+    torch.func.grad differentiates the objective of one image, torch.func.vmap maps it over the batch.
     """
     objective = make_objective(model, regularisers)
 
-    def gradient_and_values(x, target):
-        gradient, (value, logit, probability) = grad(objective, has_aux=True)(x, target, dy, dx)
-        return gradient, value, logit, probability
+    def gradients(x, targets, dy=0, dx=0):
+        def one(x, target):
+            gradient, (value, logit, probability) = grad(objective, has_aux=True)(x, target, dy, dx)
+            return gradient, value, logit, probability
 
-    return vmap(gradient_and_values)(x, targets)
+        return vmap(one)(x, targets)
+
+    return gradients
+
+
+def input_gradients(model, x, targets, regularisers=NO_REGULARISERS, dy=0, dx=0):
+    """One call of `make_gradients(model, regularisers)`: see there."""
+    return make_gradients(model, regularisers)(x, targets, dy, dx)
 
 
 @dataclass
@@ -200,6 +220,7 @@ def optimize_inputs(
     targets = F.one_hot(torch.tensor(neurons, device=device), 10).to(starts.dtype)  # (K, 10)
     targets = targets.repeat(S, 1)  # (S*K, 10), start-major like x below
     x = starts.repeat_interleave(K, dim=0).clone()  # (S*K, 1, 28, 28)
+    gradients = make_gradients(model, regularisers)
     optimizer = torch.optim.Adam([x], lr=lr, maximize=True)
     history = {"objective": [], "logit": [], "probability": []}
     confident_step = torch.full((S * K,), -1, device=device)
@@ -216,7 +237,7 @@ def optimize_inputs(
         dy = dx = 0
         if regularisers.jitter:
             dy, dx = torch.randint(-regularisers.jitter, regularisers.jitter + 1, (2,), generator=generator).tolist()
-        gradient, value, logit, probability = input_gradients(model, x, targets, regularisers, dy, dx)
+        gradient, value, logit, probability = gradients(x, targets, dy, dx)
         record(step, value, logit, probability)
         x.grad = gradient
         optimizer.step()
@@ -225,7 +246,7 @@ def optimize_inputs(
                 x.copy_(gaussian_blur(x, regularisers.blur))
             if regularisers.clip:
                 x.clamp_(0, 1)
-    _, value, logit, probability = input_gradients(model, x, targets, regularisers)
+    _, value, logit, probability = gradients(x, targets)
     record(steps, value, logit, probability)
     never = confident_step < 0
     confident_images[never] = x.detach()[never]
@@ -271,24 +292,43 @@ def format_table(result, start_names, predicted):
     return "\n".join(lines)
 
 
-def _show_row(fig, axes, images, signed, label):
-    """Draw one row of images (K, 1, 28, 28) with a shared colour bar.
+def _show_row(fig, ax, images, signed, label, captions, titles=None):
+    """Draw a row of images (K, 1, 28, 28) side by side in one axes, with a colour bar.
 
     Unbounded (signed) rows use a diverging map centred at zero; image-like rows use grey with
-    black at 0 and white at 1 (widened when pixels leave [0, 1]).
+    black at 0 and white at 1 (widened when pixels leave [0, 1]). One axes per row instead of one
+    per image keeps drawing fast.
     """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
     if signed:
         bound = max(float(images.abs().max()), 1e-6)
-        cmap, low, high = "RdBu_r", -bound, bound
+        name, low, high = "RdBu_r", -bound, bound
     else:
-        cmap, low, high = "gray", min(0.0, float(images.min())), max(1.0, float(images.max()))
-    for ax, image in zip(axes, images):
-        shown = ax.imshow(image[0].numpy(), cmap=cmap, vmin=low, vmax=high)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[0].set_ylabel(label, fontsize=9)
-    bar = fig.colorbar(shown, ax=list(axes), fraction=0.02, pad=0.01)
-    bar.set_label("pixel value", fontsize=7)
+        name, low, high = "gray", min(0.0, float(images.min())), max(1.0, float(images.max()))
+    cmap = plt.get_cmap(name).with_extremes(bad="white")
+    size, gap = images.shape[-1], 4
+    canvas = torch.full((size, len(images) * (size + gap) - gap), float("nan"))  # NaN: the gaps
+    left = [k * (size + gap) for k in range(len(images))]
+    for x, image in zip(left, images):
+        canvas[:, x : x + size] = image[0]
+    shown = ax.imshow(canvas.numpy(), cmap=cmap, vmin=low, vmax=high)
+    for x in left:
+        ax.add_patch(
+            Rectangle((x - 0.5, -0.5), size, size, fill=False, linewidth=0.6, edgecolor="black", clip_on=False)
+        )
+    centres = [x + (size - 1) / 2 for x in left]
+    ax.set_xticks(centres, captions, fontsize=8)
+    ax.tick_params(length=0)
+    ax.set_yticks([])
+    ax.set_ylabel(label, fontsize=9)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    for x, text in zip(centres, titles or ()):
+        ax.text(x, -2, text, ha="center", va="bottom", fontsize=10)
+    bar = fig.colorbar(shown, ax=ax, fraction=0.015, pad=0.01)
+    bar.set_label("pixel value\n(MNIST: 0 black, 1 white)", fontsize=7)
     bar.ax.tick_params(labelsize=7)
 
 
@@ -297,13 +337,19 @@ def plot_grid(result, start_names, title):
     import matplotlib.pyplot as plt
 
     S, K = result.images.shape[:2]
-    fig, axes = plt.subplots(S, K, figsize=(1.45 * K + 1.2, 1.85 * S + 1.0), squeeze=False)
+    fig, axes = plt.subplots(S, 1, figsize=(1.45 * K + 1.2, 1.6 * S + 0.7), squeeze=False, layout="constrained")
     for s in range(S):
-        _show_row(fig, axes[s], result.images[s], not result.regularisers.clip, f"{start_names[s]}\nstart")
-        for k in range(K):
-            axes[s, k].set_xlabel(f"y={result.logit[-1, s, k]:.0f}\np={result.probability[-1, s, k]:.4f}", fontsize=8)
-    for k in range(K):
-        axes[0, k].set_title(f"digit {result.neurons[k]}", fontsize=10)
+        captions = [f"y={result.logit[-1, s, k]:.0f}\np={result.probability[-1, s, k]:.4f}" for k in range(K)]
+        titles = [f"digit {n}" for n in result.neurons] if s == 0 else None
+        _show_row(
+            fig,
+            axes[s, 0],
+            result.images[s],
+            not result.regularisers.clip,
+            f"{start_names[s]}\nstart",
+            captions,
+            titles,
+        )
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -325,12 +371,19 @@ def plot_curves(result, start_names, title):
         axes[s, 0].set_ylabel(f"{start_names[s]} start\nobjective: logit $y_i$")
         axes[s, 1].set_ylabel("softmax probability $p_i$")
         axes[s, 1].set_ylim(-0.02, 1.02)
+        # the probability saturates within a few steps; a logarithmic step axis shows how fast
+        axes[s, 1].set_xscale("symlog", linthresh=1)
+        axes[s, 1].set_xlim(0, len(steps) - 1)
+        ticks = [t for t in (0, 1, 3, 10, 30, 100, 300, 1000, 3000, 10000) if t < len(steps)]
+        axes[s, 1].set_xticks(ticks, [str(t) for t in ticks])
+        axes[s, 0].set_xlabel("step")
+        axes[s, 1].set_xlabel("step (logarithmic axis)")
         for ax in axes[s]:
             ax.grid(alpha=0.3)
-            ax.set_xlabel("step")
     axes[0, 0].set_title("objective: the target logit $y_i$ (no regularisers)")
     axes[0, 1].set_title("softmax probability of the target digit")
-    axes[0, 1].legend(loc="center right", fontsize=8, ncol=2)
+    axes[0, 0].legend(loc="upper left", fontsize=8, ncol=2)
+    axes[0, 1].legend(handles=axes[0, 1].lines[-1:], loc="lower right", fontsize=8)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
@@ -341,27 +394,35 @@ def plot_comparison(plain, regularised, start_names, title):
     import matplotlib.pyplot as plt
 
     S, K = plain.images.shape[:2]
-    fig, axes = plt.subplots(3 * S, K, figsize=(1.45 * K + 1.2, 1.75 * 3 * S + 1.0), squeeze=False)
+    fig, axes = plt.subplots(3 * S, 1, figsize=(1.45 * K + 1.2, 1.6 * 3 * S + 0.7), squeeze=False, layout="constrained")
     for s in range(S):
-        rows = axes[3 * s : 3 * s + 3]
-        _show_row(
-            fig, rows[0], plain.confident_images[s], False, f"{start_names[s]} start\nplain, first\np ≥ {CONFIDENT}"
-        )
-        _show_row(fig, rows[1], plain.images[s], True, f"{start_names[s]} start\nplain, final")
+        name = f"{start_names[s]} start"
+        steps = [plain.confident_step[s, k].item() for k in range(K)]
         _show_row(
             fig,
-            rows[2],
+            axes[3 * s, 0],
+            plain.confident_images[s],
+            False,
+            f"{name}\nplain, first\np ≥ {CONFIDENT}",
+            [f"step {step}" if step >= 0 else "never" for step in steps],
+            [f"digit {n}" for n in plain.neurons] if s == 0 else None,
+        )
+        _show_row(
+            fig,
+            axes[3 * s + 1, 0],
+            plain.images[s],
+            True,
+            f"{name}\nplain, final",
+            [f"p={plain.probability[-1, s, k]:.4f}" for k in range(K)],
+        )
+        _show_row(
+            fig,
+            axes[3 * s + 2, 0],
             regularised.images[s],
             not regularised.regularisers.clip,
-            f"{start_names[s]} start\nregularised",
+            f"{name}\nregularised",
+            [f"p={regularised.probability[-1, s, k]:.4f}" for k in range(K)],
         )
-        for k in range(K):
-            step = plain.confident_step[s, k].item()
-            rows[0, k].set_xlabel(f"step {step}" if step >= 0 else "never", fontsize=8)
-            rows[1, k].set_xlabel(f"p={plain.probability[-1, s, k]:.4f}", fontsize=8)
-            rows[2, k].set_xlabel(f"p={regularised.probability[-1, s, k]:.4f}", fontsize=8)
-    for k in range(K):
-        axes[0, k].set_title(f"digit {plain.neurons[k]}", fontsize=10)
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -426,12 +487,19 @@ def build_parser():
         default=default.clip,
         help="clip pixels to [0, 1] after each step (default: --clip)",
     )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="CPU threads for torch; the images are small, and more threads than idle cores slow it down (default: 1)",
+    )
     add_common_arguments(parser)
     return parser
 
 
 def main():
     args = build_parser().parse_args()
+    torch.set_num_threads(args.threads)
     device = get_device(args.device)
     model = load_cnn(args.weights, device)
     set_seed(args.seed)
