@@ -3,10 +3,21 @@
     python src/mnist_integrated.py                      # load data/weights.pth (train if missing), explain
     python src/mnist_integrated.py --retrain            # train anew, replace data/weights.pth, explain
     python src/mnist_integrated.py --retrain --val-size 0 --epochs 4 --train-only   # the shipped weights
+    python src/mnist_integrated.py --digit 3 --rule gausslegendre --steps 32 --baseline blur
+    python src/mnist_integrated.py --baseline noise --smoothgrad 16 --num-images 100 --skip-checks
     sbatch scripts/integrated_gradients.slurm           # the same on a SLURM GPU node
 
 Training holds out `--val-size` training digits for validation (reported every epoch); the test
 accuracy on the 10,000 test digits is measured once at the end and stored in the checkpoint.
+
+Integrated Gradients (Sundararajan et al. 2017) attributes the output F of one digit neuron to
+the pixels x_i of an input x, relative to a baseline x' (a black image by default):
+
+    IntegratedGrads_i(x) = (x_i - x'_i) * (1/m) * sum_{k=1..m} dF(x' + k/m * (x - x'))/dx_i
+
+The attributions add up to F(x) - F(x') (completeness) as m grows; the script reports how close
+they come, compares integration rules and baselines, and checks the maps with two sanity tests
+(model-parameter randomisation and pixel deletion, see src/attribution.py). Figures go to figures/.
 """
 
 import argparse
@@ -15,15 +26,21 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.func import grad, vjp, vmap
+from torchvision.transforms.functional import gaussian_blur
 from tqdm import tqdm
 
-from models import CNN, load_cnn, save_checkpoint
+from attribution import area_under_curve, deletion_curve, randomisation_test
+from models import CNN, MNIST_MEAN, MNIST_STD, load_cnn, save_checkpoint
 from util import (
     WEIGHTS_PATH,
     UserError,
     add_common_arguments,
+    digit,
     get_device,
     get_mnist_test_data,
     get_mnist_train_data,
@@ -32,6 +49,7 @@ from util import (
     positive_int,
     relative,
     run_main,
+    save_figure,
     set_seed,
 )
 
@@ -163,6 +181,515 @@ def get_model(args, device):
     return load_cnn(args.weights, device)
 
 
+# Integrated Gradients ---------------------------------------------------------------------------
+
+RULES = ("right", "left", "midpoint", "trapezoid", "gausslegendre")
+BASELINES = ("black", "blur", "noise")
+DEFAULT_BATCH_POINTS = 3000
+BLUR_SIGMA = 3.0
+
+
+def quadrature(rule, steps_m, dtype=torch.float64, device="cpu"):
+    """Nodes alpha_k in [0, 1] and weights w_k, (m,) each: sum_k w_k g(alpha_k) ~ integral_0^1 g.
+
+    "right" is the exercise's sum (1/m) sum_{k=1..m} g(k/m). "trapezoid" puts its nodes at
+    0, 1/(m-1), ..., 1 with weights 1/(m-1), halved at both ends, so its weights sum to 1.
+    """
+    m = steps_m
+    k = torch.arange(1, m + 1, dtype=torch.float64)
+    weights = torch.full((m,), 1 / m, dtype=torch.float64)
+    if rule == "right":
+        alphas = k / m
+    elif rule == "left":
+        alphas = (k - 1) / m
+    elif rule == "midpoint":
+        alphas = (k - 0.5) / m
+    elif rule == "trapezoid":
+        if m < 2:
+            raise UserError(f"the trapezoid rule needs at least 2 steps, got {m}; use --steps 2 or more.")
+        alphas = (k - 1) / (m - 1)
+        weights = torch.full((m,), 1 / (m - 1), dtype=torch.float64)
+        weights[[0, -1]] /= 2
+    elif rule == "gausslegendre":
+        nodes, gauss_weights = np.polynomial.legendre.leggauss(m)  # on [-1, 1]
+        alphas, weights = torch.from_numpy((nodes + 1) / 2), torch.from_numpy(gauss_weights / 2)
+    else:
+        raise ValueError(f"unknown rule {rule!r}; use one of {', '.join(RULES)}")
+    return alphas.to(device, dtype), weights.to(device, dtype)
+
+
+def split_affine_head(net):
+    """(head, body) with body(head(x)) == net(x) and `head` affine in x.
+
+    The image of the straight path x' + a (x - x') under an affine map is the straight path
+    between the images of its ends, so IG can interpolate after the head: that skips the head
+    for each of the N * m points and pulls the summed gradient back through it once per image.
+    For the CNN the head is the standardisation and the first convolution; for any other
+    network it is the identity.
+    """
+    if type(net) is CNN:
+        conv = net.features[0]
+        return (lambda x: conv((x - MNIST_MEAN) / MNIST_STD)), nn.Sequential(*net.features[1:], net.classifier)
+    return (lambda x: x), net
+
+
+def integrate_gradients(
+    net,
+    images,
+    output_digit,
+    steps_m=300,
+    baseline=None,
+    rule="right",
+    batch_points=DEFAULT_BATCH_POINTS,
+    precision="float32",
+):
+    """Integrated Gradients of output `output_digit` of `net` for `images` (N, 1, 28, 28).
+
+    output_digit: one int, or one per image (N,). baseline: None for black (zeros), or a tensor
+    that broadcasts to `images`. rule: one of RULES. The N * m path points are evaluated in
+    chunks of at most `batch_points` (a chunk of whole images, or of steps of one image when m
+    exceeds the budget), on the device of `net`; memory stays flat for any N and m.
+    precision "bfloat16" runs the network under autocast (faster on GPUs, less exact).
+    Returns the attributions (N, 1, 28, 28) on the device and in the dtype of `images`.
+    """
+    device = next(net.parameters()).device
+    x_all = images.to(device)
+    n = len(x_all)
+    base_all = torch.zeros_like(x_all) if baseline is None else baseline.to(x_all).expand_as(x_all)
+    digits = torch.as_tensor(output_digit, device=device).expand(n)
+    alphas, weights = quadrature(rule, steps_m, dtype=x_all.dtype, device=device)
+    head, body = split_affine_head(net)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+    def weighted_output(offset, z_input, z_base, alphas, weights, target):
+        # One image, S steps. `offset` is zero; it is added to every point of the path, so its
+        # gradient is the weighted sum sum_k w_k dF/dz over the points, summed by autograd.
+        points = torch.addcmul(z_base + offset, alphas.view(-1, *(1,) * z_input.dim()), z_input - z_base)
+        with autocast:
+            logits = body(points)  # (S, 10)
+        return weights @ logits.gather(1, target.expand(len(logits), 1)).squeeze(1).to(weights)
+
+    summed_gradient = vmap(grad(weighted_output), in_dims=(None, 0, 0, None, None, 0))
+    images_per_chunk = max(1, batch_points // steps_m)
+    steps_per_chunk = min(steps_m, batch_points)
+    attributions = []
+    with torch.no_grad():  # torch.func.grad still differentiates; nothing else builds a graph
+        for start in range(0, n, images_per_chunk):
+            x = x_all[start : start + images_per_chunk]
+            base = base_all[start : start + images_per_chunk]
+            z_input, z_base = head(x), head(base)  # (n, 32, 26, 26) for the CNN
+            total = torch.zeros_like(z_input)
+            for s in range(0, steps_m, steps_per_chunk):
+                steps = slice(s, s + steps_per_chunk)
+                offset = torch.zeros_like(z_input[0])
+                total += summed_gradient(
+                    offset, z_input, z_base, alphas[steps], weights[steps], digits[start : start + len(x)]
+                )
+            _, pull_back = vjp(head, x)
+            mean_gradient = pull_back(total)[0]  # (n, 1, 28, 28): sum_k w_k dF/dx at the path points
+            attributions.append((x - base) * mean_gradient)
+    return torch.cat(attributions).to(images.device)
+
+
+def target_outputs(net, images, output_digit, batch_size=1000):
+    """F(images): the output `output_digit` (an int or one per image) of `net`, shape (N,)."""
+    device = next(net.parameters()).device
+    digits = torch.as_tensor(output_digit, device=device).expand(len(images))
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            logits = net(images[start : start + batch_size].to(device))
+            outputs.append(logits.gather(1, digits[start : start + batch_size, None]).squeeze(1))
+    return torch.cat(outputs).to(images.device)
+
+
+def completeness_gap(net, images, attributions, output_digit, baseline=None):
+    """sum_i attr_i - (F(x) - F(x')) per image, (N,). Zero for exact integration.
+
+    baseline: None (black), one per image (N, 1, 28, 28), or several per image (D, N, 1, 28, 28),
+    whose mean output is subtracted (the attributions are then the mean over the D baselines).
+    """
+    if baseline is None:
+        baseline = torch.zeros_like(images)
+    baselines = baseline.expand_as(images)[None] if baseline.dim() == images.dim() else baseline
+    f_base = torch.stack([target_outputs(net, b, output_digit) for b in baselines]).mean(0)
+    return attributions.flatten(1).sum(1) - (target_outputs(net, images, output_digit) - f_base)
+
+
+def blurred(images, sigma=BLUR_SIGMA):
+    """A Gaussian blur of `images` (N, 1, 28, 28): a baseline that keeps the rough shape."""
+    return gaussian_blur(images, kernel_size=2 * math.ceil(3 * sigma) + 1, sigma=sigma)
+
+
+def noise_baselines(images, draws, generator=None):
+    """`draws` uniform-noise images per input, (D, N, 1, 28, 28), pixels in [0, 1]."""
+    return torch.rand((draws, *images.shape), generator=generator).to(images)
+
+
+def make_baselines(kind, images, draws=8, generator=None):
+    """The baselines of `kind` (one of BASELINES) for `images`: (N, ...) or (D, N, ...) for noise."""
+    if kind == "black":
+        return torch.zeros_like(images)
+    if kind == "blur":
+        return blurred(images)
+    if kind == "noise":
+        return noise_baselines(images, draws, generator)
+    raise ValueError(f"unknown baseline {kind!r}; use one of {', '.join(BASELINES)}")
+
+
+def integrated_gradients_averaged(net, images, output_digit, baselines, **options):
+    """Integrated Gradients averaged over the baselines (D, N, 1, 28, 28), or for one (N, ...)."""
+    if baselines.dim() == images.dim():
+        return integrate_gradients(net, images, output_digit, baseline=baselines, **options)
+    total = sum(integrate_gradients(net, images, output_digit, baseline=b, **options) for b in baselines)
+    return total / len(baselines)
+
+
+def smooth_grad(attribute, images, samples, sigma=0.15, generator=None):
+    """SmoothGrad (Smilkov et al. 2017): the mean of `attribute(noisy images)` over `samples` draws.
+
+    attribute: images -> attributions. sigma: the standard deviation of the Gaussian noise in
+    pixel units ([0, 1]). It smooths the map; completeness then holds only on average.
+    """
+    total = 0
+    for _ in range(samples):
+        noise = torch.randn(images.shape, generator=generator).to(images)
+        total = total + attribute(images + sigma * noise)
+    return total / samples
+
+
+def input_gradients(net, images, output_digit):
+    """Plain gradients dF/dx (N, 1, 28, 28), the saliency map that IG is compared with."""
+    device = next(net.parameters()).device
+    digits = torch.as_tensor(output_digit, device=device).expand(len(images))
+
+    def output(x, target):
+        return net(x[None])[0].gather(0, target[None]).squeeze(0)
+
+    with torch.no_grad():
+        return vmap(grad(output))(images.to(device), digits).to(images.device)
+
+
+# Figures ----------------------------------------------------------------------------------------
+
+LAYER_NAMES = {
+    "classifier.3": "logits",
+    "classifier.1": "fc 256",
+    "features.6": "conv3",
+    "features.3": "conv2",
+    "features.0": "conv1",
+}
+
+
+def symmetric_norm(values):
+    """A colour scale centred at zero that covers `values`."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    limit = float(values.abs().max()) or 1.0
+    return TwoSlopeNorm(vmin=-limit, vcenter=0.0, vmax=limit)
+
+
+def plot_attributions(images, attributions, labels, digits, title, per_class=3):
+    """Input, signed attribution and overlay for `per_class` digits of every class; one scale per row."""
+    import matplotlib.pyplot as plt
+
+    classes = [c for c in range(10) if (labels == c).any()]
+    fig, axes = plt.subplots(
+        len(classes), 3 * per_class, figsize=(2.0 * 3 * per_class + 1, 2.1 * len(classes)), squeeze=False
+    )
+    for row, c in zip(axes, classes):
+        index = torch.nonzero(labels == c).flatten()[:per_class]
+        norm = symmetric_norm(attributions[index])
+        for j in range(per_class):
+            cells = row[3 * j : 3 * j + 3]
+            for ax in cells:
+                ax.set_xticks([])
+                ax.set_yticks([])
+            if j >= len(index):
+                for ax in cells:
+                    ax.axis("off")
+                continue
+            i = index[j]
+            image, attribution = images[i, 0], attributions[i, 0]
+            cells[0].imshow(image, cmap="gray", vmin=0, vmax=1)
+            cells[0].set_title(f"digit {labels[i]}, explained as {digits[i]}", fontsize=8)
+            shown = cells[1].imshow(attribution, cmap="RdBu_r", norm=norm)
+            cells[1].set_title(f"attribution, sum {attribution.sum():.1f}", fontsize=8)
+            cells[2].imshow(image, cmap="gray", vmin=0, vmax=2.5)  # dimmed, so the colours stand out
+            opacity = (attribution.abs() / norm.vmax).clamp(0, 1).numpy()
+            cells[2].imshow(attribution, cmap="RdBu_r", norm=norm, alpha=opacity)
+            cells[2].set_title("overlay on the input", fontsize=8)
+        fig.colorbar(shown, ax=list(row), fraction=0.015, pad=0.01, label="attribution")
+    fig.suptitle(
+        title + "\nred: pixels that raise the output of the explained digit, blue: pixels that lower it; "
+        "one colour scale per row",
+        y=1.0,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_means(attributions, digits, title):
+    """Mean attribution over the images explained as each digit, one shared scale."""
+    import matplotlib.pyplot as plt
+
+    classes = [c for c in range(10) if (digits == c).any()]
+    means = torch.stack([attributions[digits == c].mean(0)[0] for c in classes])
+    norm = symmetric_norm(means)
+    columns = min(5, len(classes))
+    rows = math.ceil(len(classes) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns + 1, 2.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, c, mean in zip(axes.flat, classes, means):
+        shown = ax.imshow(mean, cmap="RdBu_r", norm=norm)
+        ax.set_title(f"digit {c} ({int((digits == c).sum())} images)", fontsize=9)
+    fig.colorbar(shown, ax=list(axes.flat), fraction=0.02, pad=0.02, label="mean attribution")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_completeness(steps, relative_gaps, title):
+    """Median relative completeness gap against the number of steps, one line per rule (log-log)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for rule, gaps in relative_gaps.items():
+        ax.loglog(steps, gaps, marker="o", label=rule)
+    ax.loglog(steps, [1 / m for m in steps], "k:", label="1/m (for reference)")
+    ax.set_xticks(steps, [str(m) for m in steps])
+    ax.minorticks_off()
+    ax.set_xlabel("steps m")
+    ax.set_ylabel("median |sum of attributions - (F(x) - F(x'))|\n/ |F(x) - F(x')|")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_randomisation_maps(stages, maps, images, title):
+    """Attribution maps (rows: images) of the trained model and its cascading randomisations."""
+    import matplotlib.pyplot as plt
+
+    rows = len(images)
+    fig, axes = plt.subplots(rows, len(stages) + 1, figsize=(1.8 * (len(stages) + 1) + 1, 1.9 * rows), squeeze=False)
+    for i, row in enumerate(axes):
+        row[0].imshow(images[i, 0], cmap="gray", vmin=0, vmax=1)
+        for s, ax in enumerate(row[1:]):
+            # each map divided by its own largest |value|: a randomised network's outputs have another size
+            shown = ax.imshow(maps[s, i, 0] / maps[s, i].abs().max(), cmap="RdBu_r", vmin=-1, vmax=1)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if i == 0:
+            row[0].set_title("input", fontsize=9)
+            for s, ax in enumerate(row[1:]):
+                ax.set_title(stage_label(stages[s]), fontsize=9)
+    fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02, label="attribution / its largest |value|")
+    fig.suptitle(title)
+    return fig
+
+
+def stage_label(stage):
+    return stage if stage == "trained" else f"+ {LAYER_NAMES.get(stage, stage)} random"
+
+
+def plot_randomisation(stages, correlations, title):
+    """Spearman correlation of |IG| with the trained model's, per randomisation stage."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    positions = range(len(stages))
+    for i in range(correlations.shape[1]):
+        ax.plot(positions, correlations[:, i], color="0.7", lw=0.8)
+    ax.plot(positions, correlations.nanmean(1), "o-", color="C3", lw=2, label="mean over the images")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(list(positions), [stage_label(s) for s in stages], rotation=30, ha="right")
+    ax.set_xlabel("layers re-initialised, cascading from the logits down")
+    ax.set_ylabel("Spearman rank correlation of |attribution|\nwith the trained model's")
+    ax.set_ylim(-0.3, 1.05)
+    ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def plot_deletion(fractions, curves, title):
+    """Mean probability of the explained digit as pixels are removed, one line per ordering."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, probabilities in curves.items():
+        auc = area_under_curve(fractions, probabilities).mean()
+        ax.plot(fractions, probabilities.mean(0), label=f"{name} (mean probability {auc:.3f})")
+    ax.set_xlabel("fraction of the 784 pixels removed (set to black), highest-ranked first")
+    ax.set_ylabel("probability of the explained digit")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(title="pixel order (lower is more faithful)")
+    return fig
+
+
+# The script -------------------------------------------------------------------------------------
+
+SWEEP_STEPS = (2, 4, 8, 16, 32, 64, 128, 256)
+SWEEP_IMAGES = 6
+RANDOMISATION_IMAGES = 8
+RANDOMISATION_STEPS = 50
+DELETION_FRACTIONS = torch.linspace(0, 0.25, 26)
+
+
+def completeness_sweep(net, images, digits, steps=SWEEP_STEPS, batch_points=DEFAULT_BATCH_POINTS):
+    """{rule: [median |gap| / |F(x) - F(x')| for each m in steps]} with the black baseline."""
+    change = target_outputs(net, images, digits) - target_outputs(net, torch.zeros_like(images), digits)
+    sweep = {}
+    for rule in RULES:
+        sweep[rule] = []
+        for m in steps:
+            attributions = integrate_gradients(net, images, digits, m, rule=rule, batch_points=batch_points)
+            gap = completeness_gap(net, images, attributions, digits)
+            sweep[rule].append(float((gap.abs() / change.abs()).median()))
+    return sweep
+
+
+def choose_images(args, images, labels, predictions):
+    """Indices of the test digits to explain and the digit to explain for each."""
+    if args.digit is None:
+        index = torch.arange(min(args.num_images, len(images)))
+        return index, predictions[index]
+    index = torch.nonzero(labels == args.digit).flatten()[: args.num_images]
+    return index, torch.full((len(index),), args.digit)
+
+
+def synchronise(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_integrated_gradients(args, model, device):
+    """Explain the chosen test digits, report completeness, run the sanity checks, write figures."""
+    test_images, test_labels = get_mnist_test_data()
+    x_test = to_float_images(test_images, device)
+    with torch.no_grad():
+        predictions = torch.cat([model(x).argmax(1) for x, _ in batches(x_test, x_test, 1000)]).cpu()
+    print(f"test accuracy {(predictions == test_labels).float().mean():.2%} on {len(test_labels)} test digits")
+    if args.num_images > len(test_images):
+        raise UserError(f"--num-images {args.num_images} is more than the {len(test_images)} test digits; use fewer.")
+    index, digits = choose_images(args, test_images, test_labels, predictions)
+    images, labels = x_test[index], test_labels[index]
+    generator = torch.Generator().manual_seed(args.seed)
+    baselines = make_baselines(args.baseline, images.cpu(), args.noise_draws, generator).to(device)
+    options = {"steps_m": args.steps, "rule": args.rule, "batch_points": args.batch_points, "precision": args.precision}
+
+    def explain(x):
+        return integrated_gradients_averaged(model, x, digits, baselines, **options)
+
+    described = f"{args.baseline} baseline, m = {args.steps}, {args.rule} rule"
+    if args.baseline == "noise":
+        described = f"uniform-noise baseline ({args.noise_draws} draws), m = {args.steps}, {args.rule} rule"
+    if args.smoothgrad:
+        described += f", SmoothGrad {args.smoothgrad} x sigma {args.smoothgrad_sigma}"
+    points = len(images) * args.steps * (args.noise_draws if args.baseline == "noise" else 1) * max(1, args.smoothgrad)
+    synchronise(device)
+    start = time.perf_counter()
+    if args.smoothgrad:
+        attributions = smooth_grad(explain, images, args.smoothgrad, args.smoothgrad_sigma, generator)
+    else:
+        attributions = explain(images)
+    synchronise(device)
+    seconds = time.perf_counter() - start
+    print(
+        f"Integrated Gradients ({described}) for {len(images)} test digits: {points:,} path points "
+        f"in {seconds:.1f} s ({points / seconds:,.0f} points/s) on {device}"
+    )
+
+    gap = completeness_gap(model, images, attributions, digits, baselines)
+    change = gap - attributions.flatten(1).sum(1)  # -(F(x) - F(x'))
+    relative_gap = (gap.abs() / change.abs()).cpu()
+    print(
+        f"completeness, sum of attributions - (F(x) - F(x')) per image: median |gap| {gap.abs().median():.2e}, "
+        f"max {gap.abs().max():.2e}; relative to |F(x) - F(x')|: median {relative_gap.median():.2%}, "
+        f"max {relative_gap.max():.2%}"
+        + (" (SmoothGrad adds noise to x, so this is not expected to be 0)" if args.smoothgrad else "")
+    )
+
+    images_cpu, attributions_cpu = images.cpu(), attributions.cpu()
+    on = f"{len(images)} MNIST test digits"
+    written = [
+        save_figure(
+            plot_attributions(images_cpu, attributions_cpu, labels, digits, f"Integrated Gradients ({described})"),
+            args.out / "ig_attributions.png",
+        ),
+        save_figure(
+            plot_class_means(attributions_cpu, digits, f"Mean IG attribution per explained digit\n({on}, {described})"),
+            args.out / "ig_class_means.png",
+        ),
+    ]
+    if not args.skip_checks:
+        written += run_checks(args, model, images, digits, attributions, described)
+    for path in written:
+        print(f"wrote {relative(path)}")
+
+
+def run_checks(args, model, images, digits, attributions, described):
+    """Completeness against m, the randomisation test and the deletion curve; returns figure paths."""
+    subset = slice(0, SWEEP_IMAGES)
+    sweep = completeness_sweep(model, images[subset], digits[subset], batch_points=args.batch_points)
+    print("completeness gap (median relative, black baseline) at m = " + ", ".join(map(str, SWEEP_STEPS)) + ":")
+    for rule, gaps in sweep.items():
+        print(f"  {rule:>13}: " + " ".join(f"{g:.1e}" for g in gaps))
+    written = [
+        save_figure(
+            plot_completeness(
+                SWEEP_STEPS,
+                sweep,
+                f"Completeness gap of IG against the number of steps\n({len(images[subset])} MNIST test digits, black baseline)",
+            ),
+            args.out / "ig_completeness.png",
+        )
+    ]
+
+    subset = slice(0, RANDOMISATION_IMAGES)
+    steps = min(args.steps, RANDOMISATION_STEPS)
+
+    def explain(net, x, d):
+        return integrate_gradients(net, x, d, steps, rule=args.rule, batch_points=args.batch_points)
+
+    x = images[subset]
+    stages, correlations, maps = randomisation_test(model, explain, x, digits[subset], mask=x != 0, seed=args.seed)
+    print(
+        "randomisation test, mean Spearman correlation of |IG| with the trained model's: "
+        + ", ".join(f"{stage_label(s)} {c:.2f}" for s, c in zip(stages, correlations.nanmean(1)))
+    )
+    title = f"Model-parameter randomisation test ({len(x)} MNIST test digits, black baseline, m = {steps})"
+    written.append(save_figure(plot_randomisation(stages, correlations, title), args.out / "ig_randomisation.png"))
+    maps_title = f"IG maps as the layers are re-initialised from the logits down\n(MNIST test digits, black baseline, m = {steps})"
+    written.append(
+        save_figure(
+            plot_randomisation_maps(stages, maps[:, :4].cpu(), x[:4].cpu(), maps_title),
+            args.out / "ig_randomisation_maps.png",
+        )
+    )
+
+    generator = torch.Generator().manual_seed(args.seed)
+    orders = {
+        "Integrated Gradients": attributions,
+        "plain gradient": input_gradients(model, images, digits),
+        "random": torch.rand(images.shape, generator=generator).to(images),
+    }
+    curves = {
+        name: deletion_curve(model, images, digits, scores, DELETION_FRACTIONS).cpu() for name, scores in orders.items()
+    }
+    print(
+        "pixel deletion, mean probability of the explained digit over the first 25% of pixels removed "
+        "(lower is more faithful): "
+        + ", ".join(f"{name} {area_under_curve(DELETION_FRACTIONS, c).mean():.3f}" for name, c in curves.items())
+    )
+    title = f"Pixel deletion on {len(images)} MNIST test digits ({described})"
+    written.append(save_figure(plot_deletion(DELETION_FRACTIONS, curves, title), args.out / "ig_deletion.png"))
+    return written
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     training = parser.add_argument_group("training (used with --retrain or when the weights file is missing)")
@@ -191,6 +718,60 @@ def build_parser():
         default=0,
         help="use only this many training digits, 0 for all (default: 0)",
     )
+    explain = parser.add_argument_group("Integrated Gradients")
+    explain.add_argument(
+        "--digit",
+        type=digit,
+        default=None,
+        help="explain only test digits of this class, for this output (default: the first test digits, "
+        "each for its predicted class)",
+    )
+    explain.add_argument("--num-images", type=positive_int, default=400, help="test digits to explain (default: 400)")
+    explain.add_argument("--steps", type=positive_int, default=300, help="summation steps m (default: 300)")
+    explain.add_argument(
+        "--rule", choices=RULES, default="right", help="integration rule (default: right, the exercise's sum)"
+    )
+    explain.add_argument(
+        "--baseline",
+        choices=BASELINES,
+        default="black",
+        help=f"black image, Gaussian blur (sigma {BLUR_SIGMA} px) of the input, or uniform noise (default: black)",
+    )
+    explain.add_argument(
+        "--noise-draws",
+        type=positive_int,
+        default=8,
+        help="noise baselines averaged over with --baseline noise (default: 8)",
+    )
+    explain.add_argument(
+        "--smoothgrad",
+        type=non_negative_int,
+        default=0,
+        help="average IG over this many noisy copies of each input, 0 = off (default: 0)",
+    )
+    explain.add_argument(
+        "--smoothgrad-sigma",
+        type=positive_float,
+        default=0.15,
+        help="standard deviation of the SmoothGrad noise in pixel units (default: 0.15)",
+    )
+    explain.add_argument(
+        "--batch-points",
+        type=positive_int,
+        default=DEFAULT_BATCH_POINTS,
+        help=f"path points (image x step) evaluated at once; bounds the memory (default: {DEFAULT_BATCH_POINTS})",
+    )
+    explain.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="bfloat16 runs the network under autocast: faster on recent GPUs, less exact (default: float32)",
+    )
+    explain.add_argument(
+        "--skip-checks",
+        action="store_true",
+        help="skip the completeness sweep, randomisation test and deletion curve (default: off)",
+    )
     add_common_arguments(parser)
     return parser
 
@@ -205,6 +786,10 @@ def main():
             accuracy = test(model, to_float_images(test_images, device), test_labels.to(device))
             print(f"test accuracy {accuracy:.2%} on {len(test_images)} test digits")
         return
+    set_seed(args.seed)
+    start = time.perf_counter()
+    run_integrated_gradients(args, model, device)
+    print(f"explained in {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":
