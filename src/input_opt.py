@@ -204,15 +204,29 @@ class Result:
     regularisers: Regularisers
 
 
-def optimize_inputs(
-    model, neurons, starts, steps, lr, regularisers=NO_REGULARISERS, generator=None, record_every_step=True
-):
+def adam_ascent_step(x, gradient, state, lr, betas=(0.9, 0.999), eps=1e-8):
+    """One Adam step uphill: x + lr * m_hat / (sqrt(v_hat) + eps); `state` (m, v, t) is updated in place.
+
+    The same update as torch.optim.Adam(maximize=True), written out because it is short and
+    because the first torch.optim step imports torch's compiler, which costs seconds here.
+    Dividing by sqrt(v_hat) + eps keeps every step finite, even for a zero gradient.
+    """
+    beta1, beta2 = betas
+    state["t"] += 1
+    state["m"].mul_(beta1).add_(gradient, alpha=1 - beta1)
+    state["v"].mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
+    m_hat = state["m"] / (1 - beta1 ** state["t"])
+    v_hat = state["v"] / (1 - beta2 ** state["t"])
+    return x + lr * m_hat / (v_hat.sqrt() + eps)
+
+
+def optimize_inputs(model, neurons, starts, steps, lr, regularisers=NO_REGULARISERS, generator=None):
     """Gradient ascent on logit `neurons[k]` from every start image; returns a `Result`.
 
-    Steps use Adam (maximize=True) on the pixels. Adam divides by the running root mean square
-    of the gradient plus eps, so a start with zero spread (all ones) and even a zero gradient
-    give finite steps; normalising x by its standard deviation, as is sometimes done, is 0/0
-    for the all-ones start. Jitter offsets are drawn from `generator`, one per step.
+    Steps use Adam on the pixels, whose step is lr * (running mean of the gradient) / (running
+    root mean square + eps): every pixel moves by about lr per step, whatever the scale of the
+    gradient, and nothing is ever divided by zero. (Normalising x by its standard deviation, as
+    is sometimes done, is 0/0 for the all-ones start.) Jitter offsets come from `generator`.
     """
     device = starts.device
     neurons = tuple(int(n) for n in neurons)
@@ -221,7 +235,7 @@ def optimize_inputs(
     targets = targets.repeat(S, 1)  # (S*K, 10), start-major like x below
     x = starts.repeat_interleave(K, dim=0).clone()  # (S*K, 1, 28, 28)
     gradients = make_gradients(model, regularisers)
-    optimizer = torch.optim.Adam([x], lr=lr, maximize=True)
+    adam = {"m": torch.zeros_like(x), "v": torch.zeros_like(x), "t": 0}
     history = {"objective": [], "logit": [], "probability": []}
     confident_step = torch.full((S * K,), -1, device=device)
     confident_images = torch.zeros_like(x)
@@ -231,7 +245,7 @@ def optimize_inputs(
             history[name].append(v)
         first = (probability >= CONFIDENT) & (confident_step < 0)
         confident_step[first] = step
-        confident_images[first] = x.detach()[first]
+        confident_images[first] = x[first]
 
     for step in range(steps):
         dy = dx = 0
@@ -239,20 +253,18 @@ def optimize_inputs(
             dy, dx = torch.randint(-regularisers.jitter, regularisers.jitter + 1, (2,), generator=generator).tolist()
         gradient, value, logit, probability = gradients(x, targets, dy, dx)
         record(step, value, logit, probability)
-        x.grad = gradient
-        optimizer.step()
-        with torch.no_grad():
-            if regularisers.blur:
-                x.copy_(gaussian_blur(x, regularisers.blur))
-            if regularisers.clip:
-                x.clamp_(0, 1)
+        x = adam_ascent_step(x, gradient, adam, lr)
+        if regularisers.blur:
+            x = gaussian_blur(x, regularisers.blur)
+        if regularisers.clip:
+            x = x.clamp(0, 1)
     _, value, logit, probability = gradients(x, targets)
     record(steps, value, logit, probability)
     never = confident_step < 0
-    confident_images[never] = x.detach()[never]
+    confident_images[never] = x[never]
     stacked = {name: torch.stack(v).view(steps + 1, S, K).cpu() for name, v in history.items()}
     return Result(
-        images=x.detach().view(S, K, 1, 28, 28).cpu(),
+        images=x.view(S, K, 1, 28, 28).cpu(),
         starts=starts.detach().cpu(),
         neurons=neurons,
         confident_step=confident_step.view(S, K).cpu(),

@@ -13,6 +13,7 @@ from input_opt import (
     PROTOTYPE_REGULARISERS,
     STARTS,
     Regularisers,
+    adam_ascent_step,
     build_parser,
     classify,
     gaussian_blur,
@@ -146,6 +147,23 @@ def test_regularised_run_gives_valid_confident_digits(shipped_model, starts, pla
     assert plain.images.abs().max() > 3  # plain pixels leave [0, 1] after 30 steps already
     # and the objective (logit minus penalties) still rose
     assert (result.objective[-1] > result.objective[0]).all()
+
+
+def test_adam_step_equals_torch_optim_adam():
+    generator = torch.Generator().manual_seed(2)
+    x = torch.rand(3, 1, 28, 28, generator=generator)
+    reference = x.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([reference], lr=0.05, maximize=True)
+    state = {"m": torch.zeros_like(x), "v": torch.zeros_like(x), "t": 0}
+    for step in range(6):
+        gradient = torch.randn(x.shape, generator=generator) * 10.0**step  # scales from 1 to 1e5
+        gradient[0] = 0  # a zero gradient must give a zero step, not 0/0
+        x = adam_ascent_step(x, gradient, state, lr=0.05)
+        reference.grad = gradient.clone()
+        optimizer.step()
+        torch.testing.assert_close(x, reference.detach())
+    assert torch.isfinite(x).all()
+    assert torch.equal(x[0], reference.detach()[0])
 
 
 def test_image_helpers():
