@@ -34,6 +34,7 @@ from torch.func import functional_call, grad, vmap
 from models import load_cnn
 from util import (
     WEIGHTS_PATH,
+    UserError,
     add_common_arguments,
     digit,
     get_device,
@@ -189,6 +190,7 @@ class Result:
 
     images: (S, K, 1, 28, 28) final inputs; starts: (S, 1, 28, 28)
     objective, logit, probability: (steps + 1, S, K), entry t before step t, the last after the final step
+        (with jitter, entry t < steps belongs to the shifted image that step's gradient was taken at)
     confident_step: (S, K) first step whose input the network gives probability >= CONFIDENT, -1 if none
     confident_images: (S, K, 1, 28, 28) the input at that step (the final input where there is none)
     """
@@ -511,6 +513,8 @@ def build_parser():
 
 def main():
     args = build_parser().parse_args()
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {relative(args.out)} is a file, not a folder; give a folder for the figures.")
     torch.set_num_threads(args.threads)
     device = get_device(args.device)
     model = load_cnn(args.weights, device)

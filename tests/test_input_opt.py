@@ -276,3 +276,7 @@ def test_broken_weights_give_one_sentence(tmp_path):
         assert problem in lines[0]
         assert "recreate it with `python src/mnist_integrated.py --retrain" in lines[0]
     assert not (tmp_path / "figures").exists()
+
+    result = run_script("--out", str(truncated), "--steps", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == f"error: --out {truncated} is a file, not a folder; give a folder for the figures.\n"
