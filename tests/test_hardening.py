@@ -261,3 +261,53 @@ def test_fuzz_mnist_raw_reader(tmp_path, header, body, gz, images):
         assert str(error).endswith("run again.")
     else:
         assert array.shape == shape and array.dtype == np.uint8
+
+
+def _png_bytes(size=(128, 128), mode="RGB", seed=0):
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    pixels = rng.integers(0, 256, size=(size[1], size[0], channels), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+GOOD_PNG = _png_bytes()
+FILE_CONTENTS = st.one_of(
+    st.just(GOOD_PNG),
+    st.just(_png_bytes(mode="RGBA")),
+    st.just(_png_bytes(mode="L")),
+    st.just(_png_bytes(size=(64, 128))),
+    st.binary(max_size=300),
+    st.integers(0, len(GOOD_PNG) - 1).map(lambda n: GOOD_PNG[:n]),
+    st.tuples(st.integers(0, len(GOOD_PNG) - 1), st.integers(0, 255)).map(
+        lambda p: GOOD_PNG[: p[0]] + bytes([p[1]]) + GOOD_PNG[p[0] + 1 :]
+    ),
+)
+FILE_NAMES = st.from_regex(r"[a-z0-9_]{1,8}\.(png|PNG|jpg|txt)", fullmatch=True)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    files=st.dictionaries(FILE_NAMES, FILE_CONTENTS, max_size=6),
+    sizes=st.tuples(st.integers(0, 4), st.integers(0, 3), st.integers(0, 3)),
+    skip=st.booleans(),
+)
+def test_fuzz_load_folder(tmp_path_factory, files, sizes, skip):
+    """Any folder gives disjoint, sorted splits of the asked sizes or one UserError, never another exception."""
+    folder = tmp_path_factory.mktemp("A_ffhq")
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    try:
+        train, val, test = util.load_folder(folder, *sizes, skip_unreadable=skip)
+    except util.UserError as error:
+        assert "\n" not in str(error)
+    else:
+        assert (len(train), len(val), len(test)) == sizes
+        chosen = [*train, *val, *test]
+        assert len(set(chosen)) == len(chosen)
+        assert all(path.parent == folder for path in chosen)
