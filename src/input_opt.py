@@ -243,6 +243,12 @@ def optimize_inputs(model, neurons, starts, steps, lr, regularisers=NO_REGULARIS
     confident_images = torch.zeros_like(x)
 
     def record(step, value, logit, probability):
+        if not torch.isfinite(value).all():
+            # Adam keeps each step finite, but a huge --lr can still push pixels past float range
+            raise UserError(
+                f"gradient ascent broke down at step {step}: the objective became NaN or Inf; "
+                f"lower --lr (now {lr:g}) and run again."
+            )
         for name, v in zip(history, (value, logit, probability)):
             history[name].append(v)
         first = (probability >= CONFIDENT) & (confident_step < 0)

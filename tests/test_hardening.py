@@ -142,6 +142,20 @@ def test_nan_during_training_stops_and_writes_no_weights(tmp_path, monkeypatch):
     assert not weights.exists() and not any(tmp_path.iterdir())
 
 
+def test_nan_during_input_optimisation_stops_and_keeps_old_figures(tmp_path):
+    old = tmp_path / "input_opt_grid.png"
+    old.write_bytes(b"previous figure")
+    result = run_script("input_opt.py", "--lr", "1e38", "--out", tmp_path)
+    assert_clear_error(result, "the objective became NaN or Inf; lower --lr (now 1e+38) and run again.")
+    assert old.read_bytes() == b"previous figure"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["input_opt_grid.png"]
+
+
+def test_missing_weights_for_input_optimisation(tmp_path):
+    result = run_script("input_opt.py", "--weights", tmp_path / "nothing.pth", "--out", tmp_path)
+    assert_clear_error(result, "nothing.pth does not exist; recreate it with `python src/mnist_integrated.py --retrain")
+
+
 # ------------------------------------------------------------------ MNIST files
 
 
