@@ -422,13 +422,13 @@ def plot_attributions(images, attributions, labels, digits, title, per_class=3):
                     ax.axis("off")
                 continue
             i = index[j]
-            image, attribution = images[i, 0], attributions[i, 0]
+            image, attribution = images[i, 0].numpy(), attributions[i, 0].numpy()
             cells[0].imshow(image, cmap="gray", vmin=0, vmax=1)
             cells[0].set_title(f"digit {labels[i]}, explained as {digits[i]}", fontsize=8)
             shown = cells[1].imshow(attribution, cmap="RdBu_r", norm=norm)
             cells[1].set_title(f"attribution, sum {attribution.sum():.1f}", fontsize=8)
             cells[2].imshow(image, cmap="gray", vmin=0, vmax=2.5)  # dimmed, so the colours stand out
-            opacity = (attribution.abs() / norm.vmax).clamp(0, 1).numpy()
+            opacity = np.clip(np.abs(attribution) / norm.vmax, 0, 1)
             cells[2].imshow(attribution, cmap="RdBu_r", norm=norm, alpha=opacity)
             cells[2].set_title("overlay on the input", fontsize=8)
         fig.colorbar(shown, ax=list(row), fraction=0.015, pad=0.01, label="attribution")
@@ -452,7 +452,7 @@ def plot_class_means(attributions, digits, title):
     for ax in axes.flat:
         ax.axis("off")
     for ax, c, mean in zip(axes.flat, classes, means):
-        shown = ax.imshow(mean, cmap="RdBu_r", norm=norm)
+        shown = ax.imshow(mean.numpy(), cmap="RdBu_r", norm=norm)
         ax.set_title(f"digit {c} ({int((digits == c).sum())} images)", fontsize=9)
     fig.colorbar(shown, ax=list(axes.flat), fraction=0.02, pad=0.02, label="mean attribution")
     fig.suptitle(title)
@@ -484,10 +484,10 @@ def plot_randomisation_maps(stages, maps, images, title):
     rows = len(images)
     fig, axes = plt.subplots(rows, len(stages) + 1, figsize=(1.8 * (len(stages) + 1) + 1, 1.9 * rows), squeeze=False)
     for i, row in enumerate(axes):
-        row[0].imshow(images[i, 0], cmap="gray", vmin=0, vmax=1)
+        row[0].imshow(images[i, 0].numpy(), cmap="gray", vmin=0, vmax=1)
         for s, ax in enumerate(row[1:]):
             # each map divided by its own largest |value|: a randomised network's outputs have another size
-            shown = ax.imshow(maps[s, i, 0] / maps[s, i].abs().max(), cmap="RdBu_r", vmin=-1, vmax=1)
+            shown = ax.imshow((maps[s, i, 0] / maps[s, i].abs().max()).numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
