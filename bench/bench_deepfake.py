@@ -287,9 +287,9 @@ def main():
             f"largest pool worker {gb(ref['worker_peak'])}; validation accuracy {ref['val_accuracy']:.2%}"
         )
         print(
-            f"speed ratio (images/s, this pipeline / reference): {mine_rate / ref_rate:.1f}x; peak memory per "
-            f"training image: {mine['peak'] / mine['train_images'] / 1e3:.0f} kB vs "
-            f"{ref['peak'] / ref['train_images'] / 1e3:.0f} kB"
+            f"speed ratio (images/s, this pipeline / reference): {mine_rate / ref_rate:.1f}x; peak memory "
+            f"{gb(mine['peak'])} for {mine['train_images']:,} training images vs {gb(ref['peak'])} for "
+            f"{ref['train_images']:,}"
         )
     images = 2 * sum(sizes)
     verdict = ""
