@@ -277,3 +277,18 @@ def test_command_line_error_is_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: no image folder at")
     assert "ffhq-download" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_damaged_image_fails_the_run_with_its_name(tmp_path):
+    # header and end marker intact (load_folder's check passes), compressed pixels destroyed
+    arrays = random_images((40, 128, 128, 3), seed=7)
+    files = []
+    for i, array in enumerate(arrays):
+        files.append(tmp_path / f"{i:02d}.png")
+        Image.fromarray(array).save(files[-1])
+    data = bytearray(files[33].read_bytes())
+    data[200:5000] = bytes(4800)
+    files[33].write_bytes(bytes(data))
+    assert util.png_problem(files[33]) is None
+    with pytest.raises(util.UserError, match=r"33.png is not a readable image"):
+        decode_images(files, workers=2)
