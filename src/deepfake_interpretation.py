@@ -173,9 +173,6 @@ class LinearDetector(nn.Module):
         return self.dense.weight.detach().reshape(2, *self.mean.shape)
 
 
-# --------------------------------------------------------------------------- data
-
-
 def default_workers():
     """CPU cores this process may use (SLURM's --cpus-per-task restricts the affinity)."""
     try:
@@ -322,9 +319,6 @@ def class_means(images, labels, representation, device, batch_size):
     return sums / counts.clamp_min(1)[:, None, None, None]
 
 
-# --------------------------------------------------------------------------- training
-
-
 def train_epoch(model, images, labels, representation, optimizer, device, batch_size, generator, desc):
     """One shuffled pass of cross-entropy training; returns the mean training loss."""
     model.train()
@@ -371,9 +365,6 @@ def format_confusion(confusion):
     for name, row in zip(CLASS_NAMES, confusion.tolist()):
         lines.append(f"  true {name:<7}" + "".join(f"{value:>{width}}" for value in row))
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- figures
 
 
 def radial_profile(spectrum):
@@ -550,9 +541,6 @@ def plot_weights(weights, means, std, representation, source, test_accuracy, pat
     )
     fig.tight_layout()
     return save_figure(fig, path)
-
-
-# --------------------------------------------------------------------------- the pipeline
 
 
 def describe_source(data_dir, split_name, count):
