@@ -249,15 +249,15 @@ def check_data_folder(data_dir):
             )
 
 
-def load_splits(data_dir, train_size, val_size, test_size, workers):
+def load_splits(data_dir, train_size, val_size, test_size, workers, skip_unreadable=False):
     """Decode the three splits: {"train"|"val"|"test": (uint8 images (N, 128, 128, 3), int64 labels (N,))}.
 
     Each split holds `*_size` real (label 0) then as many fake (label 1) images. All images are
     decoded in one go into one cache; the splits are slices of it, not copies.
     """
     check_data_folder(data_dir)
-    real = util.load_folder(Path(data_dir) / util.REAL_FOLDER, train_size, val_size, test_size)
-    fake = util.load_folder(Path(data_dir) / util.FAKE_FOLDER, train_size, val_size, test_size)
+    real = util.load_folder(Path(data_dir) / util.REAL_FOLDER, train_size, val_size, test_size, skip_unreadable)
+    fake = util.load_folder(Path(data_dir) / util.FAKE_FOLDER, train_size, val_size, test_size, skip_unreadable)
     files = [path for real_files, fake_files in zip(real, fake) for path in (*real_files, *fake_files)]
     cache = decode_images(files, workers, desc="decoding images")
     splits, start = {}, 0
@@ -631,7 +631,7 @@ def run(args):
     else:
         print(f"data: {relative(args.data)}")
     start = time.perf_counter()
-    splits = load_splits(args.data, args.train_size, args.val_size, args.test_size, args.workers)
+    splits = load_splits(args.data, args.train_size, args.val_size, args.test_size, args.workers, args.skip_unreadable)
     decode_seconds = time.perf_counter() - start
     total = sum(len(x) for x, _ in splits.values())
     print(
@@ -685,6 +685,11 @@ def build_parser():
         type=positive_int,
         default=default_workers(),
         help=f"processes decoding images (default: the cores this process may use, here {default_workers()})",
+    )
+    parser.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave out files that are not 128x128 RGB PNG images and say how many (default: stop and name them)",
     )
     util.add_common_arguments(parser, out_default=FIGURES_DIR)
     return parser

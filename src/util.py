@@ -513,7 +513,7 @@ def list_images(folder, skip_unreadable=False):
         )
         if not skip_unreadable:
             raise UserError(
-                f"{what}: {listing}; replace or delete them, or pass skip_unreadable=True to leave them out."
+                f"{what}: {listing}; replace or delete them, or pass skip_unreadable=True (--skip-unreadable on the command line) to leave them out."
             )
         print(f"warning: skipped {what}: {listing}.", file=sys.stderr)
         skipped = {name for name, _ in bad}
