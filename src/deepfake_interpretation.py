@@ -38,7 +38,7 @@ from util import (
     FIGURES_DIR,
     UserError,
     get_device,
-    positive_float,
+    learning_rate,
     positive_int,
     relative,
     run_main,
@@ -667,7 +667,7 @@ def build_parser():
     parser.add_argument("--test-size", type=positive_int, default=2_000, help="test images per source (default: 2000)")
     parser.add_argument("--epochs", type=positive_int, default=5, help="training epochs (default: 5)")
     parser.add_argument("--batch-size", type=positive_int, default=500, help="batch size (default: 500)")
-    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 0.001)")
+    parser.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam learning rate (default: 0.001)")
     parser.add_argument(
         "--representation",
         choices=[*REPRESENTATIONS, "all"],

@@ -44,6 +44,7 @@ from util import (
     get_device,
     get_mnist_test_data,
     get_mnist_train_data,
+    learning_rate,
     non_negative_int,
     positive_float,
     positive_int,
@@ -715,7 +716,7 @@ def build_parser():
     )
     training.add_argument("--epochs", type=positive_int, default=4, help="training epochs (default: 4)")
     training.add_argument("--batch-size", type=positive_int, default=128, help="training batch size (default: 128)")
-    training.add_argument("--lr", type=positive_float, default=3e-3, help="peak Adam learning rate (default: 0.003)")
+    training.add_argument("--lr", type=learning_rate, default=3e-3, help="peak Adam learning rate (default: 0.003)")
     training.add_argument(
         "--val-size",
         type=non_negative_int,

@@ -155,6 +155,14 @@ def positive_float(text):
     return value
 
 
+def learning_rate(text):
+    """argparse type: an Adam learning rate in (0, 1]; larger ones only diverge, or overflow float32."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be at most 1 for Adam, got {text}")
+    return value
+
+
 def non_negative_float(text):
     """argparse type: a finite float >= 0."""
     try:

@@ -222,6 +222,7 @@ def test_tampered_package_with_wrong_counts():
         (["--batch-size", "0"], "argument --batch-size: must be a positive integer, got 0"),
         (["--val-size", "-1"], "argument --val-size: must be zero or a positive integer, got -1"),
         (["--lr", "0"], "argument --lr: must be a positive number, got 0"),
+        (["--lr", "1e38"], "argument --lr: must be at most 1 for Adam, got 1e38"),
     ],
 )
 def test_training_arguments(args, message):
@@ -325,3 +326,45 @@ def test_fuzz_load_folder(tmp_path_factory, files, sizes, skip):
         chosen = [*train, *val, *test]
         assert len(set(chosen)) == len(chosen)
         assert all(path.parent == folder for path in chosen)
+
+
+def test_deepfake_run_names_a_bad_image_or_skips_it(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    import deepfake_interpretation
+
+    data = tmp_path / "data"
+    util.make_standin(data, per_class=10, seed=0)
+    Image.new("L", (128, 128)).save(data / util.REAL_FOLDER / "gray.png")
+    argv = ["deepfake_interpretation.py", "--data", str(data), "--out", str(tmp_path / "figures"), "--workers", "1"]
+    argv += ["--train-size", "6", "--val-size", "2", "--test-size", "2", "--epochs", "1", "--representation", "fft"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(util.UserError, match=r"1 of 11 files in .*A_ffhq are not 128x128 RGB PNG images: gray.png"):
+        deepfake_interpretation.main()
+    assert not (tmp_path / "figures").exists()
+    monkeypatch.setattr(sys, "argv", [*argv, "--skip-unreadable"])
+    deepfake_interpretation.main()
+    assert "warning: skipped 1 of 11 files" in capsys.readouterr().err
+    assert list((tmp_path / "figures").glob("deepfake_*.png"))
+
+
+def test_nan_during_deepfake_training_stops_the_run(tmp_path, monkeypatch):
+    import deepfake_interpretation
+
+    data = tmp_path / "data"
+    util.make_standin(data, per_class=10, seed=0)
+    forward = deepfake_interpretation.LinearDetector.forward
+    calls = []
+
+    def blows_up(self, x):
+        calls.append(1)
+        out = forward(self, x)
+        return out * float("nan") if len(calls) > 2 else out
+
+    monkeypatch.setattr(deepfake_interpretation.LinearDetector, "forward", blows_up)
+    argv = ["deepfake_interpretation.py", "--data", str(data), "--out", str(tmp_path), "--workers", "1"]
+    argv += ["--train-size", "6", "--val-size", "2", "--test-size", "2", "--epochs", "3", "--batch-size", "4"]
+    argv += ["--representation", "fft"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(util.UserError, match=r"^training diverged: the loss became nan; lower --lr and run again\.$"):
+        deepfake_interpretation.main()
