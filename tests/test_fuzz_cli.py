@@ -13,7 +13,7 @@ import input_opt
 import mnist_integrated
 import util
 
-VALUES = ["-1", "0", "1", "2", "3", "1e-3", "nan", "inf", "x", "", "all", "10", "cpu", "cuda", "tpu", "auto"]
+VALUES = ["-1", "0", "1", "2", "3", "1e-3", "1e38", "nan", "inf", "x", "", "all", "10", "cpu", "cuda", "tpu", "auto"]
 FUZZ = settings(
     max_examples=15,
     deadline=None,
