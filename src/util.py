@@ -15,6 +15,7 @@ import contextlib
 import glob
 import gzip
 import io
+import math
 import os
 import pickle
 import random
@@ -122,67 +123,35 @@ def add_common_arguments(parser, out_default=FIGURES_DIR):
     )
 
 
-def positive_int(text):
-    """argparse type: an integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def _argument_type(convert, what, accept, requirement, name):
+    """An argparse type: `convert` the text, then demand `accept(value)`; errors say `requirement`."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
-def non_negative_int(text):
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or a positive integer, got {value}")
-    return value
-
-
-def positive_float(text):
-    """argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def learning_rate(text):
-    """argparse type: an Adam learning rate in (0, 1]; larger ones only diverge, or overflow float32."""
-    value = positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be at most 1 for Adam, got {text}")
-    return value
-
-
-def non_negative_float(text):
-    """argparse type: a finite float >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not np.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or a positive number, got {text}")
-    return value
-
-
-def digit(text):
-    """argparse type: one MNIST class, 0-9."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a digit 0-9") from None
-    if not 0 <= value <= 9:
-        raise argparse.ArgumentTypeError(f"must be a digit 0-9, got {value}")
-    return value
+positive_int = _argument_type(int, "an integer", lambda v: v > 0, "a positive integer", "positive_int")
+non_negative_int = _argument_type(int, "an integer", lambda v: v >= 0, "zero or a positive integer", "non_negative_int")
+positive_float = _argument_type(
+    float, "a number", lambda v: math.isfinite(v) and v > 0, "a positive number", "positive_float"
+)
+non_negative_float = _argument_type(
+    float, "a number", lambda v: math.isfinite(v) and v >= 0, "zero or a positive number", "non_negative_float"
+)
+# Adam learning rates above 1 only diverge, or overflow float32 inside the optimiser.
+learning_rate = _argument_type(
+    float, "a number", lambda v: math.isfinite(v) and 0 < v <= 1, "a positive number no larger than 1", "learning_rate"
+)
+digit = _argument_type(int, "a digit 0-9", lambda v: 0 <= v <= 9, "a digit 0-9", "digit")
 
 
 @contextlib.contextmanager
@@ -861,21 +830,27 @@ def standin_generator_weights(seed):
 def standin_fake(rng, weights, size=IMAGE_SIZE):
     """A stand-in "fake", float32 (size, size, 3): made the way GAN generators make images.
 
-    Content at half the resolution (a dead-leaves picture averaged down to 64x64) passes a
-    convolution, is brought up to full size by a stride-2 transposed convolution, and passes
-    another convolution, with per-pixel noise added after each layer as in StyleGAN. The
-    upsampling leaves periodic traces at high frequencies, as in real GAN images.
+    Content at half the resolution (a dead-leaves picture averaged down to (size + 2) / 2 pixels
+    a side) passes a convolution, is brought up to size + 2 by a stride-2 transposed convolution,
+    and passes another convolution, with per-pixel noise added after each layer as in StyleGAN.
+    The upsampling leaves periodic traces at high frequencies, as in real GAN images. The fake is
+    the size x size crop at a random offset of 0 or 1 pixel in each direction, so the upsampling
+    grid has a random phase: the traces sit at different pixels in different fakes (as the content
+    of real fakes does), while their magnitude spectrum, which ignores shifts, keeps them.
     """
-    low = dead_leaves(rng, size).reshape(size // 2, 2, size // 2, 2, 3).mean(axis=(1, 3))
-    x = low.transpose(2, 0, 1)  # (3, 64, 64)
+    big = size + 2
+    dy, dx = rng.integers(0, 2, 2)
+    low = dead_leaves(rng, big).reshape(big // 2, 2, big // 2, 2, 3).mean(axis=(1, 3))
+    x = low.transpose(2, 0, 1)  # (3, 65, 65)
     x = _conv3x3(x, weights["sharpen"])
     x += weights["noise"][0][:, None, None] * rng.standard_normal(x.shape, dtype=np.float32)
     zeros = np.zeros((3, 2 * x.shape[1], 2 * x.shape[2]), dtype=np.float32)
     zeros[:, ::2, ::2] = x  # a transposed convolution = zero insertion + convolution
-    x = _conv3x3(zeros, weights["up"])  # (3, 128, 128)
+    x = _conv3x3(zeros, weights["up"])  # (3, 130, 130)
     x += weights["noise"][1][:, None, None] * rng.standard_normal(x.shape, dtype=np.float32)
     x = _conv3x3(x, weights["conv"])
     x += weights["noise"][2][:, None, None] * rng.standard_normal(x.shape, dtype=np.float32)
+    x = x[:, dy : dy + size, dx : dx + size]  # (3, 128, 128), the grid shifted by (dy, dx)
     return np.clip(x.transpose(1, 2, 0), 0, 1)
 
 
@@ -949,8 +924,9 @@ def make_standin(out_dir=FFHQ_STANDIN_DIR, per_class=FFHQ_IMAGES_PER_FOLDER, see
             "STAND-IN DATA, not FFHQ/StyleGAN: synthetic images in the layout of ffhq_style_gan/source_data,\n"
             f"written by `{STANDIN_COMMAND} --per-class {per_class} --seed {seed}`.\n"
             f"{REAL_FOLDER}/: 'real' dead-leaves pictures (natural-image statistics, power spectrum ~ 1/f^2).\n"
-            f"{FAKE_FOLDER}/: 'fakes' from 32x32 content upsampled by a transposed convolution and nearest-neighbour\n"
-            "upsampling with convolutions and noise in between, as GAN generators do.\n"
+            f"{FAKE_FOLDER}/: 'fakes' from half-resolution content upsampled 2x by a transposed convolution between\n"
+            "convolutions, with noise after each layer, as GAN generators do; each cropped at a random 0/1-pixel\n"
+            "offset, so the upsampling grid has a random phase.\n"
         )
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.partial-old")

@@ -221,8 +221,8 @@ def test_tampered_package_with_wrong_counts():
         (["--epochs", "-2"], "argument --epochs: must be a positive integer, got -2"),
         (["--batch-size", "0"], "argument --batch-size: must be a positive integer, got 0"),
         (["--val-size", "-1"], "argument --val-size: must be zero or a positive integer, got -1"),
-        (["--lr", "0"], "argument --lr: must be a positive number, got 0"),
-        (["--lr", "1e38"], "argument --lr: must be at most 1 for Adam, got 1e38"),
+        (["--lr", "0"], "argument --lr: must be a positive number no larger than 1, got 0"),
+        (["--lr", "1e38"], "argument --lr: must be a positive number no larger than 1, got 1e38"),
     ],
 )
 def test_training_arguments(args, message):
