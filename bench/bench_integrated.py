@@ -22,7 +22,14 @@ from captum.attr import IntegratedGradients
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from attribution import spearman  # noqa: E402
-from mnist_integrated import DEFAULT_BATCH_POINTS, RULES, integrate_gradients, to_float_images  # noqa: E402
+from mnist_integrated import (  # noqa: E402
+    CPU_BATCH_POINTS,
+    GPU_BATCH_POINTS,
+    RULES,
+    default_batch_points,
+    integrate_gradients,
+    to_float_images,
+)
 from models import load_cnn  # noqa: E402
 from util import WEIGHTS_PATH, get_device, get_mnist_test_data, positive_int, run_main, set_seed  # noqa: E402
 
@@ -60,8 +67,8 @@ def main():
     parser.add_argument(
         "--batch-points",
         type=positive_int,
-        default=DEFAULT_BATCH_POINTS,
-        help=f"points per batch, ours and Captum's (default: {DEFAULT_BATCH_POINTS})",
+        default=None,
+        help=f"points per batch, ours and Captum's (default: {CPU_BATCH_POINTS} on a CPU, {GPU_BATCH_POINTS} on a GPU)",
     )
     parser.add_argument("--repeats", type=positive_int, default=2, help="timed runs of each, best counts (default: 2)")
     parser.add_argument("--skip-captum", action="store_true", help="time only ours (default: off)")
@@ -73,6 +80,7 @@ def main():
 
     set_seed(args.seed)
     device = get_device(args.device)
+    args.batch_points = args.batch_points or default_batch_points(device)
     net = load_cnn(WEIGHTS_PATH, device)
     images, labels = get_mnist_test_data()
     if args.num_images > len(images):  # repeat the test set for sizes beyond 10,000

@@ -186,7 +186,17 @@ def get_model(args, device):
 
 RULES = ("right", "left", "midpoint", "trapezoid", "gausslegendre")
 BASELINES = ("black", "blur", "noise")
-DEFAULT_BATCH_POINTS = 3000
+# Path points per chunk. On a CPU a chunk whose activations stay in the caches is fastest
+# (512 points ran about 1.6x faster than 3,000 on two cores); a GPU wants large batches.
+CPU_BATCH_POINTS = 512
+GPU_BATCH_POINTS = 16384
+
+
+def default_batch_points(device):
+    """The chunk size `integrate_gradients` uses when it is not given one."""
+    return CPU_BATCH_POINTS if torch.device(device).type == "cpu" else GPU_BATCH_POINTS
+
+
 BLUR_SIGMA = 3.0
 
 
@@ -243,7 +253,7 @@ def integrate_gradients(
     steps_m=300,
     baseline=None,
     rule="right",
-    batch_points=DEFAULT_BATCH_POINTS,
+    batch_points=None,
     precision="float32",
 ):
     """Integrated Gradients of output `output_digit` of `net` for `images` (N, 1, 28, 28).
@@ -251,7 +261,8 @@ def integrate_gradients(
     output_digit: one int, or one per image (N,). baseline: None for black (zeros), or a tensor
     that broadcasts to `images`. rule: one of RULES. The N * m path points are evaluated in
     chunks of at most `batch_points` (a chunk of whole images, or of steps of one image when m
-    exceeds the budget), on the device of `net`; memory stays flat for any N and m.
+    exceeds the budget; None: `default_batch_points` of the device), on the device of `net`;
+    memory stays flat for any N and m.
     precision "bfloat16" runs the network under autocast (faster on GPUs, less exact).
     Returns the attributions (N, 1, 28, 28) on the device and in the dtype of `images`.
     """
@@ -279,6 +290,7 @@ def integrate_gradients(
         return weights @ logits.gather(1, target.expand(len(logits), 1)).squeeze(1).to(weights)
 
     summed_gradient = vmap(grad(weighted_output), in_dims=(None, 0, 0, None, None, 0))
+    batch_points = batch_points or default_batch_points(device)
     images_per_chunk = max(1, batch_points // steps_m)
     steps_per_chunk = min(steps_m, batch_points)
     attributions = []
@@ -550,7 +562,7 @@ RANDOMISATION_STEPS = 50
 DELETION_FRACTIONS = torch.linspace(0, 0.25, 26)
 
 
-def completeness_sweep(net, images, digits, steps=SWEEP_STEPS, batch_points=DEFAULT_BATCH_POINTS):
+def completeness_sweep(net, images, digits, steps=SWEEP_STEPS, batch_points=None):
     """{rule: [median |gap| / |F(x) - F(x')| for each m in steps]} with the black baseline."""
     change = target_outputs(net, images, digits) - target_outputs(net, torch.zeros_like(images), digits)
     sweep = {}
@@ -769,8 +781,9 @@ def build_parser():
     explain.add_argument(
         "--batch-points",
         type=positive_int,
-        default=DEFAULT_BATCH_POINTS,
-        help=f"path points (image x step) evaluated at once; bounds the memory (default: {DEFAULT_BATCH_POINTS})",
+        default=None,
+        help="path points (image x step) evaluated at once; bounds the memory "
+        f"(default: {CPU_BATCH_POINTS} on a CPU, {GPU_BATCH_POINTS} on a GPU)",
     )
     explain.add_argument(
         "--precision",
