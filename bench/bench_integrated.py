@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from attribution import spearman  # noqa: E402
 from mnist_integrated import (  # noqa: E402
+    CAPTUM_METHODS,
     CPU_BATCH_POINTS,
     GPU_BATCH_POINTS,
     RULES,
@@ -32,13 +33,6 @@ from mnist_integrated import (  # noqa: E402
 )
 from models import load_cnn  # noqa: E402
 from util import WEIGHTS_PATH, get_device, get_mnist_test_data, positive_int, run_main, set_seed  # noqa: E402
-
-CAPTUM_METHODS = {
-    "right": "riemann_right",
-    "left": "riemann_left",
-    "midpoint": "riemann_middle",
-    "gausslegendre": "gausslegendre",
-}
 
 
 def timed(function, device):

@@ -186,6 +186,13 @@ def get_model(args, device):
 
 RULES = ("right", "left", "midpoint", "trapezoid", "gausslegendre")
 BASELINES = ("black", "blur", "noise")
+# Captum's names for the same rules; its "riemann_trapezoid" differs from ours (see the README).
+CAPTUM_METHODS = {
+    "right": "riemann_right",
+    "left": "riemann_left",
+    "midpoint": "riemann_middle",
+    "gausslegendre": "gausslegendre",
+}
 # Path points per chunk. On a CPU a chunk whose activations stay in the caches is fastest
 # (512 points ran about 1.6x faster than 3,000 on two cores); a GPU wants large batches.
 CPU_BATCH_POINTS = 512

@@ -12,6 +12,7 @@ from torch import nn
 import util
 from attribution import area_under_curve, cascading_randomisations, deletion_curve, randomisation_test, spearman
 from mnist_integrated import (
+    CAPTUM_METHODS,
     RULES,
     blurred,
     build_parser,
@@ -25,13 +26,6 @@ from mnist_integrated import (
     split_affine_head,
     to_float_images,
 )
-
-CAPTUM_METHODS = {
-    "right": "riemann_right",
-    "left": "riemann_left",
-    "midpoint": "riemann_middle",
-    "gausslegendre": "gausslegendre",
-}
 
 
 @pytest.fixture(scope="module")
