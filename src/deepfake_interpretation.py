@@ -659,12 +659,23 @@ def build_parser():
         help=f"folder holding {util.REAL_FOLDER}/ and {util.FAKE_FOLDER}/ (default: {relative(util.FFHQ_SOURCE_DIR)})",
     )
     parser.add_argument(
-        "--train-size", type=positive_int, default=67_000, help="training images per source (default: 67000)"
+        "--train-size",
+        type=positive_int,
+        default=util.FFHQ_SPLIT[0],
+        help=f"training images per source (default: {util.FFHQ_SPLIT[0]})",
     )
     parser.add_argument(
-        "--val-size", type=positive_int, default=1_000, help="validation images per source (default: 1000)"
+        "--val-size",
+        type=positive_int,
+        default=util.FFHQ_SPLIT[1],
+        help=f"validation images per source (default: {util.FFHQ_SPLIT[1]})",
     )
-    parser.add_argument("--test-size", type=positive_int, default=2_000, help="test images per source (default: 2000)")
+    parser.add_argument(
+        "--test-size",
+        type=positive_int,
+        default=util.FFHQ_SPLIT[2],
+        help=f"test images per source (default: {util.FFHQ_SPLIT[2]})",
+    )
     parser.add_argument("--epochs", type=positive_int, default=5, help="training epochs (default: 5)")
     parser.add_argument("--batch-size", type=positive_int, default=500, help="batch size (default: 500)")
     parser.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam learning rate (default: 0.001)")
@@ -697,6 +708,7 @@ def build_parser():
 
 def main():
     args = build_parser().parse_args()
+    util.check_output_folder(args.out)
     run(args)
 
 

@@ -36,6 +36,7 @@ from util import (
     WEIGHTS_PATH,
     UserError,
     add_common_arguments,
+    check_output_folder,
     digit,
     get_device,
     non_negative_float,
@@ -519,8 +520,7 @@ def build_parser():
 
 def main():
     args = build_parser().parse_args()
-    if args.out.exists() and not args.out.is_dir():
-        raise UserError(f"--out {relative(args.out)} is a file, not a folder; give a folder for the figures.")
+    check_output_folder(args.out)
     torch.set_num_threads(args.threads)
     device = get_device(args.device)
     model = load_cnn(args.weights, device)

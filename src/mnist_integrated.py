@@ -40,6 +40,7 @@ from util import (
     WEIGHTS_PATH,
     UserError,
     add_common_arguments,
+    check_output_folder,
     digit,
     get_device,
     get_mnist_test_data,
@@ -809,6 +810,7 @@ def build_parser():
 
 def main():
     args = build_parser().parse_args()
+    check_output_folder(args.out)
     device = get_device(args.device)
     model = get_model(args, device)
     if args.train_only:

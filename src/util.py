@@ -123,6 +123,12 @@ def add_common_arguments(parser, out_default=FIGURES_DIR):
     )
 
 
+def check_output_folder(path):
+    """Refuse an `--out` that names an existing file, before any work is done."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise UserError(f"--out {relative(path)} is a file, not a folder; give a folder for the figures.")
+
+
 def _argument_type(convert, what, accept, requirement, name):
     """An argparse type: `convert` the text, then demand `accept(value)`; errors say `requirement`."""
 
@@ -369,8 +375,11 @@ def ensure_mnist(raw_dir=MNIST_RAW_DIR, sources=None):
 
 
 def _mnist(split, raw_dir):
-    ensure_mnist(raw_dir)
-    images, labels = read_mnist_raw(raw_dir, split)
+    try:  # the usual case: the files are there; read them once, and fetch only when that fails
+        images, labels = read_mnist_raw(raw_dir, split)
+    except (FileNotFoundError, UserError):
+        ensure_mnist(raw_dir)
+        images, labels = read_mnist_raw(raw_dir, split)
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
