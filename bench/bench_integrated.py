@@ -2,13 +2,15 @@
 
     python bench/bench_integrated.py                                   # 400 test digits, m = 300, this CPU
     python bench/bench_integrated.py --device cuda --num-images 10000 --steps 50 --batch-points 50000
+    python bench/bench_integrated.py --compile                         # also the torch.compile path
     python bench/bench_integrated.py --device cuda --bfloat16          # also the reduced-precision path
 
 Both run in this process on the same model, images, targets (the labels), black baseline, rule
 and step count, with the same number of points per batch (Captum's `internal_batch_size`). Each
 is timed `--repeats` times, alternating, and the best time counts. The attributions must agree;
-the largest difference is printed. With --bfloat16 our autocast path is timed too and its
-deviation from float32 printed.
+the largest difference is printed. With --compile our torch.compile path joins the alternation
+(its one-off compile time is printed apart); with --bfloat16 our autocast path is timed too
+(compiled as well with --compile) and its deviation from float32 printed.
 """
 
 import argparse
@@ -29,6 +31,7 @@ from mnist_integrated import (  # noqa: E402
     RULES,
     default_batch_points,
     integrate_gradients,
+    precision_deviation,
     to_float_images,
 )
 from models import load_cnn  # noqa: E402
@@ -66,6 +69,7 @@ def main():
     )
     parser.add_argument("--repeats", type=positive_int, default=2, help="timed runs of each, best counts (default: 2)")
     parser.add_argument("--skip-captum", action="store_true", help="time only ours (default: off)")
+    parser.add_argument("--compile", action="store_true", help="also time the torch.compile path (default: off)")
     parser.add_argument("--bfloat16", action="store_true", help="also time the bfloat16 autocast path (default: off)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -88,9 +92,16 @@ def main():
         f"{args.batch_points} points per batch, device {device}, {torch.get_num_threads()} CPU threads"
     )
 
-    def ours(precision="float32"):
+    def ours(precision="float32", compile=False):
         return integrate_gradients(
-            net, x, targets, args.steps, rule=args.rule, batch_points=args.batch_points, precision=precision
+            net,
+            x,
+            targets,
+            args.steps,
+            rule=args.rule,
+            batch_points=args.batch_points,
+            precision=precision,
+            compile=compile,
         )
 
     captum = IntegratedGradients(net)
@@ -105,36 +116,57 @@ def main():
             internal_batch_size=args.batch_points,
         )
 
-    # warm-up: kernels, allocator, cuDNN autotuning
+    contenders = {"ours": ours}
+    if args.compile:
+        contenders["compiled"] = lambda: ours(compile=True)
+    if not args.skip_captum:
+        contenders["captum"] = theirs
+
+    # warm-up: kernels, allocator, cuDNN autotuning; with --compile the compilation (padding
+    # gives every chunk the shape of a full one, so a few images compile what all of them need)
     small = min(4, args.num_images)
-    integrate_gradients(net, x[:small], targets[:small], args.steps, rule=args.rule, batch_points=args.batch_points)
+
+    def warm_up(compile):
+        integrate_gradients(
+            net, x[:small], targets[:small], args.steps, rule=args.rule, batch_points=args.batch_points, compile=compile
+        )
+
+    warm_up(compile=False)
+    if args.compile:
+        _, seconds = timed(lambda: warm_up(compile=True), device)
+        print(f"torch.compile: {seconds:.1f} s to compile (once per process and chunk shape)")
     best = {}
     results = {}
     for _ in range(args.repeats):
-        for name, function in (("ours", ours), ("captum", theirs)):
-            if name == "captum" and args.skip_captum:
-                continue
+        for name, function in contenders.items():
             results[name], seconds = timed(function, device)
             best[name] = min(best.get(name, float("inf")), seconds)
-            print(f"  {name:>6}: {seconds:7.2f} s, {points / seconds:12,.0f} points/s", flush=True)
-    print(f"ours:   {points / best['ours']:12,.0f} points/s (best of {args.repeats})")
+            print(f"  {name:>8}: {seconds:7.2f} s, {points / seconds:12,.0f} points/s", flush=True)
+    for name in contenders:
+        print(f"{name + ':':9} {points / best[name]:12,.0f} points/s (best of {args.repeats})")
     if "captum" in best:
-        ratio = best["captum"] / best["ours"]
-        print(f"captum: {points / best['captum']:12,.0f} points/s (best of {args.repeats})")
-        print(f"speed-up over Captum: {ratio:.2f}x")
-        print(
-            f"largest difference to Captum: {relative_difference(results['ours'], results['captum']):.1e} of the largest |attribution|"
-        )
+        for name in ("ours", "compiled"):
+            if name in best:
+                print(f"speed-up of {name} over Captum: {best['captum'] / best[name]:.2f}x")
+        for name in ("ours", "compiled"):
+            if name in results:
+                print(
+                    f"largest difference of {name} to Captum: "
+                    f"{relative_difference(results[name], results['captum']):.1e} of the largest |attribution|"
+                )
     if args.bfloat16:
-        fast, _ = timed(lambda: ours("bfloat16"), device)
-        fast, seconds = timed(lambda: ours("bfloat16"), device)
+        fast, _ = timed(lambda: ours("bfloat16", args.compile), device)
+        fast, seconds = timed(lambda: ours("bfloat16", args.compile), device)
         exact = results["ours"]
-        per_image = (fast - exact).flatten(1).norm(dim=1) / exact.flatten(1).norm(dim=1)
+        reference = best["compiled" if args.compile else "ours"]
+        largest, median = precision_deviation(fast, exact)
         rho = spearman(fast.abs().cpu(), exact.abs().cpu())
+        speed_up = f"{best['captum'] / seconds:.1f}x Captum, " if "captum" in best else ""
         print(
-            f"bfloat16 autocast: {points / seconds:12,.0f} points/s ({best['ours'] / seconds:.2f}x float32); "
-            f"deviation from float32: largest {relative_difference(fast, exact):.1e} of the largest |attribution|, "
-            f"median per-image relative L2 error {per_image.median():.1e}, "
+            f"bfloat16 autocast{' compiled' if args.compile else ''}: {points / seconds:12,.0f} points/s "
+            f"({speed_up}{reference / seconds:.2f}x float32); "
+            f"deviation from float32: largest {largest:.1e} of the largest |attribution|, "
+            f"median per-image relative L2 error {median:.1e}, "
             f"median Spearman correlation of |attribution| {rho.median():.4f}"
         )
 

@@ -1,4 +1,5 @@
 import math
+import os
 import subprocess
 import sys
 
@@ -21,6 +22,8 @@ from mnist_integrated import (
     integrate_gradients,
     integrated_gradients_averaged,
     make_baselines,
+    pad_to_multiple,
+    precision_deviation,
     quadrature,
     smooth_grad,
     split_affine_head,
@@ -128,6 +131,38 @@ def test_output_digit_may_be_one_int_or_one_per_image(model64, digits):
     mixed = integrate_gradients(model64, x, torch.tensor([7, 1, 7]), steps_m=10)
     torch.testing.assert_close(mixed[[0, 2]], one[[0, 2]])
     assert not torch.allclose(mixed[1], one[1])
+
+
+def test_pad_to_multiple():
+    values = torch.arange(5.0)
+    assert pad_to_multiple(values, 5) is values
+    assert pad_to_multiple(values, 3).tolist() == [0, 1, 2, 3, 4, 4]
+    assert pad_to_multiple(values, 4, fill=0.0).tolist() == [0, 1, 2, 3, 4, 0, 0, 0]
+    rows = torch.arange(6.0).view(3, 2)
+    assert pad_to_multiple(rows, 2).tolist() == [[0, 1], [2, 3], [4, 5], [4, 5]]
+
+
+# (images, steps m, batch points): 5 images, 3 per chunk, the last chunk padded with copies of
+# the last image; 2 images, 7 steps in chunks of 4, the last chunk padded with weight-0 steps
+COMPILE_CASES = [(5, 7, 21), (2, 7, 4)]
+
+
+@pytest.mark.parametrize(("count", "steps", "batch_points"), COMPILE_CASES)
+def test_compiled_path_equals_the_eager_one(count, steps, batch_points, shipped_model, digits):
+    x, labels = digits[0][:count], digits[1][:count]
+    options = {"steps_m": steps, "batch_points": batch_points}
+    eager = integrate_gradients(shipped_model, x, labels, **options)
+    compiled = integrate_gradients(shipped_model, x, labels, compile=True, **options)
+    assert compiled.shape == eager.shape
+    # float32: the fused kernels add up in another order
+    torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-4 * float(eager.abs().max()))
+
+
+def test_precision_deviation():
+    exact = torch.tensor([[1.0, -2.0], [3.0, 4.0]])
+    largest, median = precision_deviation(exact * torch.tensor([[1.01], [1.03]]), exact)
+    assert largest == pytest.approx(0.03)  # 4 * 0.03 / 4
+    assert median == pytest.approx(0.01)  # torch's median of two values is the lower one
 
 
 def captum_ig(net, x, target, m, method, baseline):
@@ -297,3 +332,33 @@ def test_script_rejects_trapezoid_with_one_step(tmp_path):
     assert result.returncode == 1
     assert result.stderr == "error: the trapezoid rule needs at least 2 steps, got 1; use --steps 2 or more.\n"
     assert not list(tmp_path.iterdir())
+
+
+def test_script_reports_the_bfloat16_deviation(tmp_path):
+    arguments = ("--num-images", 4, "--steps", 8, "--skip-checks", "--device", "cpu", "--out", tmp_path)
+    result = run_script(*arguments, "--precision", "bfloat16")
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("bfloat16 against float32"))
+    assert line.startswith("bfloat16 against float32 on the first 4 digits (plain IG): largest difference ")
+    largest = float(line.split("largest difference ")[1].split()[0])
+    assert 0 < largest < 0.1
+
+
+def test_script_explains_a_failing_compile(tmp_path):
+    # no C++ compiler, and an empty cache, so that nothing compiled earlier is reused
+    env = {**os.environ, "CXX": "/nonexistent/g++", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    out = tmp_path / "figures"
+    result = subprocess.run(
+        [sys.executable, str(util.ROOT / "src" / "mnist_integrated.py"), "--compile", "--num-images", "2"]
+        + ["--steps", "4", "--skip-checks", "--device", "cpu", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: torch.compile failed (InvalidCxxCompiler: No working C++ compiler")
+    assert result.stderr.endswith(
+        "it needs a C++ compiler on a CPU and Triton on a GPU: install one, or run without --compile.\n"
+    )
+    assert not out.exists() or not list(out.iterdir())
