@@ -15,6 +15,7 @@ from attribution import area_under_curve, cascading_randomisations, deletion_cur
 from mnist_integrated import (
     CAPTUM_METHODS,
     RULES,
+    ChannelsLast,
     blurred,
     build_parser,
     completeness_gap,
@@ -83,6 +84,16 @@ def test_split_affine_head_reproduces_the_network(shipped_model, digits):
     # a head that is affine: head(a x + (1 - a) y) = a head(x) + (1 - a) head(y)
     y = torch.rand_like(x)
     torch.testing.assert_close(head(0.3 * x + 0.7 * y), 0.3 * head(x) + 0.7 * head(y), atol=1e-5, rtol=1e-5)
+
+
+def test_channels_last_keeps_the_values_and_changes_the_layout():
+    x = torch.randn(3, 32, 26, 26)
+    y = ChannelsLast()(x)
+    assert torch.equal(y, x)
+    assert y.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(memory_format=torch.channels_last)
+    # and so under vmap, where `contiguous(memory_format=...)` is not supported
+    batched = torch.func.vmap(ChannelsLast())(x[None])
+    assert torch.equal(batched, x[None])
 
 
 @pytest.mark.parametrize("rule", RULES)
