@@ -18,6 +18,7 @@ standard deviations are accumulated batch by batch, never by holding every spect
 """
 
 import argparse
+import contextlib
 import math
 import multiprocessing
 import os
@@ -214,21 +215,22 @@ def decode_images(files, workers, desc="decoding"):
     view = images.numpy()
     chunk = max(16, min(256, math.ceil(len(files) / (4 * max(1, workers)))))
     starts = range(0, len(files), chunk)
-    with tqdm(total=len(files), desc=desc, unit="img", leave=False, file=sys.stderr) as progress:
+    chunks = [files[start : start + chunk] for start in starts]
+    with (
+        contextlib.ExitStack() as stack,
+        tqdm(total=len(files), desc=desc, unit="img", leave=False, file=sys.stderr) as progress,
+    ):
         if workers <= 1 or len(starts) <= 1:
-            blocks = (decode_chunk(files[start : start + chunk]) for start in starts)
-            for start, block in zip(starts, blocks):
-                view[start : start + len(block)] = block
-                progress.update(len(block))
+            blocks = map(decode_chunk, chunks)
         else:
             # fork: the workers start at once, with this module loaded; spawn and forkserver would
             # import torch again in every worker. They use only PIL and numpy, so forking is safe.
             context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
-            with ProcessPoolExecutor(min(workers, len(starts)), mp_context=context) as pool:
-                blocks = pool.map(decode_chunk, [files[start : start + chunk] for start in starts])
-                for start, block in zip(starts, blocks):
-                    view[start : start + len(block)] = block
-                    progress.update(len(block))
+            pool = stack.enter_context(ProcessPoolExecutor(min(workers, len(starts)), mp_context=context))
+            blocks = pool.map(decode_chunk, chunks)
+        for start, block in zip(starts, blocks):
+            view[start : start + len(block)] = block
+            progress.update(len(block))
     return images
 
 
@@ -658,24 +660,10 @@ def build_parser():
         default=util.FFHQ_SOURCE_DIR,
         help=f"folder holding {util.REAL_FOLDER}/ and {util.FAKE_FOLDER}/ (default: {relative(util.FFHQ_SOURCE_DIR)})",
     )
-    parser.add_argument(
-        "--train-size",
-        type=positive_int,
-        default=util.FFHQ_SPLIT[0],
-        help=f"training images per source (default: {util.FFHQ_SPLIT[0]})",
-    )
-    parser.add_argument(
-        "--val-size",
-        type=positive_int,
-        default=util.FFHQ_SPLIT[1],
-        help=f"validation images per source (default: {util.FFHQ_SPLIT[1]})",
-    )
-    parser.add_argument(
-        "--test-size",
-        type=positive_int,
-        default=util.FFHQ_SPLIT[2],
-        help=f"test images per source (default: {util.FFHQ_SPLIT[2]})",
-    )
+    for split, what, default in zip(("train", "val", "test"), ("training", "validation", "test"), util.FFHQ_SPLIT):
+        parser.add_argument(
+            f"--{split}-size", type=positive_int, default=default, help=f"{what} images per source (default: {default})"
+        )
     parser.add_argument("--epochs", type=positive_int, default=5, help="training epochs (default: 5)")
     parser.add_argument("--batch-size", type=positive_int, default=500, help="batch size (default: 500)")
     parser.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam learning rate (default: 0.001)")

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from models import load_cnn
+from models import functional_state, load_cnn
 from util import (
     WEIGHTS_PATH,
     UserError,
@@ -140,13 +140,7 @@ def make_objective(model, regularisers=NO_REGULARISERS):
     torch.func.grad(objective, has_aux=True) gives the gradient and the numbers we plot.
     The one-hot target (rather than an index) keeps the function vmap-friendly.
     """
-    # Channels-last convolution weights let oneDNN (CPU) and cuDNN use their fastest layout:
-    # the same numbers, about twice as fast on a CPU for these small images.
-    params = {
-        name: p.detach().contiguous(memory_format=torch.channels_last) if p.dim() == 4 else p.detach()
-        for name, p in model.named_parameters()
-    }
-    buffers = {name: b.detach() for name, b in model.named_buffers()}
+    params, buffers = functional_state(model)
 
     def objective(x, target, dy=0, dx=0):
         logits = functional_call(model, (params, buffers), (shift(x, dy, dx).unsqueeze(0),))[0]  # (10,)

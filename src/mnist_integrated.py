@@ -37,7 +37,7 @@ from torchvision.transforms.functional import gaussian_blur
 from tqdm import tqdm
 
 from attribution import area_under_curve, deletion_curve, randomisation_test
-from models import CNN, MNIST_MEAN, MNIST_STD, load_cnn, save_checkpoint
+from models import CNN, MNIST_MEAN, MNIST_STD, functional_state, load_cnn, save_checkpoint
 from util import (
     WEIGHTS_PATH,
     UserError,
@@ -251,8 +251,8 @@ def split_affine_head(net):
     if type(net) is CNN:
         conv = net.features[0]
         # The first ReLU may work in place: it overwrites path points that nothing else needs.
-        # Its output is stored channels-last, like the convolution weights in
-        # `integrate_gradients`: on a CPU, average pooling runs several times faster on that
+        # Its output is stored channels-last, like the convolution weights (see
+        # models.functional_state): on a CPU, average pooling runs several times faster on that
         # layout, and the second convolution then reads it without reordering it.
         body = nn.Sequential(nn.ReLU(inplace=True), ChannelsLast(), *net.features[2:], net.classifier)
         return (lambda x: conv((x - MNIST_MEAN) / MNIST_STD)), body
@@ -288,8 +288,23 @@ SUMMED_GRADIENT = vmap(grad(weighted_path_output), in_dims=(None, 0, 0, None, No
 
 @functools.cache
 def compiled_summed_gradient():
-    """SUMMED_GRADIENT compiled by torch.compile, made once per process and reused."""
-    return torch.compile(SUMMED_GRADIENT)
+    """SUMMED_GRADIENT compiled by torch.compile, made once per process and reused.
+
+    A compilation that fails (it happens at the first call) becomes a UserError that says what to do.
+    """
+    compiled = torch.compile(SUMMED_GRADIENT)
+
+    def summed_gradient(*args):
+        try:
+            return compiled(*args)
+        except torch._dynamo.exc.BackendCompilerFailed as error:
+            reason = str(error).strip().splitlines()[0]
+            raise UserError(
+                f"torch.compile failed ({reason}); it needs a C++ compiler on a CPU and Triton on a GPU: "
+                "install one, or run without --compile."
+            ) from None
+
+    return summed_gradient
 
 
 def integrate_gradients(
@@ -323,12 +338,7 @@ def integrate_gradients(
     digits = torch.as_tensor(output_digit, device=device).expand(n)
     alphas, weights = quadrature(rule, steps_m, dtype=x_all.dtype, device=device)
     head, body = split_affine_head(net)
-    # Channels-last convolution weights let oneDNN (CPU) and cuDNN pick their fastest kernels.
-    params = {
-        name: p.detach().contiguous(memory_format=torch.channels_last) if p.dim() == 4 else p.detach()
-        for name, p in body.named_parameters()
-    }
-    buffers = {name: b.detach() for name, b in body.named_buffers()}
+    params, buffers = functional_state(body)  # convolution weights channels-last
     bfloat16 = precision == "bfloat16"
     batch_points = batch_points or default_batch_points(device)
     images_per_chunk = max(1, batch_points // steps_m)
@@ -352,7 +362,7 @@ def integrate_gradients(
                 steps = slice(s, s + steps_per_chunk)
                 offset = torch.zeros_like(z_input[0])
                 chunk = (offset, z_input, z_base, alphas[steps], weights[steps], digits[start : start + len(x)])
-                total += call_compiled(summed_gradient, *chunk, body, params, buffers, bfloat16)
+                total += summed_gradient(*chunk, body, params, buffers, bfloat16)
             _, pull_back = vjp(head, x)
             mean_gradient = pull_back(total)[0]  # (n, 1, 28, 28): sum_k w_k dF/dx at the path points
             attributions.append((x - base) * mean_gradient)
@@ -368,18 +378,6 @@ def pad_to_multiple(values, multiple, fill=None):
     if fill is not None:
         padding = torch.full_like(padding, fill)
     return torch.cat([values, padding])
-
-
-def call_compiled(function, *args):
-    """function(*args), where a failing torch.compile becomes a UserError that says what to do."""
-    try:
-        return function(*args)
-    except torch._dynamo.exc.BackendCompilerFailed as error:
-        reason = str(error).strip().splitlines()[0]
-        raise UserError(
-            f"torch.compile failed ({reason}); it needs a C++ compiler on a CPU and Triton on a GPU: "
-            "install one, or run without --compile."
-        ) from None
 
 
 def precision_deviation(reduced, exact):
@@ -718,7 +716,8 @@ def run_integrated_gradients(args, model, device):
         + (", including the one-off torch.compile" if args.compile else "")
     )
     if args.precision != "float32":
-        report_precision(model, images, digits, baselines, options)
+        # plain IG was just computed; with SmoothGrad the inputs were noisy, so compute it anew
+        report_precision(model, images, digits, baselines, options, None if args.smoothgrad else attributions)
 
     gap = completeness_gap(model, images, attributions, digits, baselines)
     change = gap - attributions.flatten(1).sum(1)  # -(F(x) - F(x'))
@@ -748,11 +747,17 @@ def run_integrated_gradients(args, model, device):
         print(f"wrote {relative(path)}")
 
 
-def report_precision(model, images, digits, baselines, options, count=PRECISION_CHECK_IMAGES):
-    """Print how far the reduced-precision attributions of the first `count` images lie from float32."""
+def report_precision(model, images, digits, baselines, options, reduced=None, count=PRECISION_CHECK_IMAGES):
+    """Print how far the reduced-precision IG of the first `count` images lies from float32.
+
+    reduced: the reduced-precision plain IG of `images` when already computed (only its first
+    `count` rows are used), else None.
+    """
     k = min(count, len(images))
     subset = baselines[:k] if baselines.dim() == images.dim() else baselines[:, :k]
-    reduced = integrated_gradients_averaged(model, images[:k], digits[:k], subset, **options)
+    if reduced is None:
+        reduced = integrated_gradients_averaged(model, images[:k], digits[:k], subset, **options)
+    reduced = reduced[:k]
     exact_options = {**options, "precision": "float32", "compile": False}
     exact = integrated_gradients_averaged(model, images[:k], digits[:k], subset, **exact_options)
     largest, median = precision_deviation(reduced, exact)

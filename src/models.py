@@ -50,6 +50,19 @@ class CNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+def functional_state(module):
+    """(parameters, buffers) of `module`, detached, for torch.func.functional_call.
+
+    Convolution weights are stored channels-last, which lets oneDNN (CPU) and cuDNN use their
+    fastest layout: the same numbers, about twice as fast on a CPU for these small images.
+    """
+    params = {
+        name: p.detach().contiguous(memory_format=torch.channels_last) if p.dim() == 4 else p.detach()
+        for name, p in module.named_parameters()
+    }
+    return params, {name: b.detach() for name, b in module.named_buffers()}
+
+
 def save_checkpoint(path, model, config, test_accuracy):
     """Write a checkpoint atomically: an interrupted save never replaces a good file."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

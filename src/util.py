@@ -752,6 +752,12 @@ def download_ffhq(data_dir=DATA_DIR, downloader=gdown_download, per_folder=FFHQ_
 # The stand-in: synthetic "real" and "fake" images in the layout and format of ffhq_style_gan.
 
 
+def ragged_arange(lengths):
+    """0, 1, ..., n - 1 for each n in `lengths`, one after another: [2, 3] -> [0, 1, 0, 1, 2] (int32)."""
+    starts = np.cumsum(lengths) - lengths
+    return np.arange(lengths.sum(), dtype=np.int32) - np.repeat(starts, lengths).astype(np.int32)
+
+
 def dead_leaves(rng, size=IMAGE_SIZE, rmin=1.5, rmax=80.0, coverage=7.0):
     """A dead-leaves picture, float32 (size, size, 3) in [0, 1], with the statistics of natural images.
 
@@ -770,7 +776,7 @@ def dead_leaves(rng, size=IMAGE_SIZE, rmin=1.5, rmax=80.0, coverage=7.0):
     y1 = np.clip(np.floor(cy + r - 0.5), -1, size - 1).astype(np.int32)
     rows = np.maximum(y1 - y0 + 1, 0)
     row_disk = np.repeat(np.arange(count, dtype=np.int32), rows)
-    y = y0[row_disk] + np.arange(rows.sum(), dtype=np.int32) - np.repeat(np.cumsum(rows) - rows, rows).astype(np.int32)
+    y = y0[row_disk] + ragged_arange(rows)
     dy = y + np.float32(0.5) - cy[row_disk]
     half = np.sqrt(np.maximum(r[row_disk] ** 2 - dy * dy, 0))
     x0 = np.clip(np.ceil(cx[row_disk] - half - 0.5), 0, size).astype(np.int32)
@@ -778,8 +784,7 @@ def dead_leaves(rng, size=IMAGE_SIZE, rmin=1.5, rmax=80.0, coverage=7.0):
     length = np.maximum(x1 - x0 + 1, 0)
     # every (disk, covered pixel) pair, vectorised; disk 0 is in front
     disk = np.repeat(row_disk, length)
-    offset = np.arange(length.sum(), dtype=np.int32) - np.repeat(np.cumsum(length) - length, length).astype(np.int32)
-    pixel = np.repeat(y * size + x0, length) + offset
+    pixel = np.repeat(y * size + x0, length) + ragged_arange(length)
     front = np.full(size * size, count, dtype=np.int32)  # count = no disk: background
     np.minimum.at(front, pixel, disk)
 

@@ -68,6 +68,14 @@ def random_images(shape, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
 
 
+def save_pngs(folder, arrays):
+    """Write each uint8 array as 00.png, 01.png, ... in `folder`; returns the paths."""
+    files = [folder / f"{i:02d}.png" for i in range(len(arrays))]
+    for path, array in zip(files, arrays):
+        Image.fromarray(array).save(path)
+    return files
+
+
 def test_transform_is_the_2d_spectrum_of_rows_and_columns():
     x = random_images((3, 128, 128, 3))
     got = transform(x)
@@ -201,10 +209,7 @@ def test_radial_profile_of_a_known_spectrum():
 
 def test_decoding_is_exact_and_independent_of_workers(tmp_path):
     arrays = random_images((9, 128, 128, 3), seed=6)
-    files = []
-    for i, array in enumerate(arrays):
-        files.append(tmp_path / f"{i}.png")
-        Image.fromarray(array).save(files[-1])
+    files = save_pngs(tmp_path, arrays)
     one = decode_images(files, workers=1)
     assert one.dtype == torch.uint8 and one.shape == (9, 128, 128, 3)
     np.testing.assert_array_equal(one.numpy(), arrays)
@@ -282,10 +287,7 @@ def test_command_line_error_is_one_line(tmp_path):
 def test_a_damaged_image_fails_the_run_with_its_name(tmp_path):
     # header and end marker intact (load_folder's check passes), compressed pixels destroyed
     arrays = random_images((40, 128, 128, 3), seed=7)
-    files = []
-    for i, array in enumerate(arrays):
-        files.append(tmp_path / f"{i:02d}.png")
-        Image.fromarray(array).save(files[-1])
+    files = save_pngs(tmp_path, arrays)
     data = bytearray(files[33].read_bytes())
     data[200:5000] = bytes(4800)
     files[33].write_bytes(bytes(data))
