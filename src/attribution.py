@@ -1,8 +1,9 @@
-"""Sanity checks for attribution maps, for any method given as a function `explain(net, images, digits)`.
+"""What every attribution method shares (baselines, output indices, the eval-mode check), and
+sanity checks for the maps of any method given as a function `explain(net, images, digits)`:
 
 - `randomisation_test`: the model-parameter randomisation test of Adebayo et al. 2018, "Sanity
-  Checks for Saliency Maps". Re-initialise the layers one by one from the logits down and measure
-  how much the maps change. A method whose maps survive the randomisation of the weights explains
+  Checks for Saliency Maps" (arXiv:1810.03292). Re-initialise the layers one by one from the
+  logits down and measure how much the maps change. A method whose maps survive the randomisation of the weights explains
   the input, not the model.
 - `deletion_curve`: remove pixels in the order a method ranks them and watch the probability of
   the explained class fall. The faster it falls, the more faithful the ranking.
@@ -11,20 +12,132 @@
 """
 
 import copy
+import math
 
 import torch
+from torch.func import grad, vmap
+from torchvision.transforms.functional import gaussian_blur
+
+BASELINES = ("black", "blur", "noise")
+BLUR_SIGMA = 3.0
+
+
+def as_baseline(baseline, images):
+    """The baseline x' as a tensor shaped like `images` (N, ...): None is black (zeros); a number
+    or any tensor that broadcasts to `images` is expanded, as Captum accepts them."""
+    if baseline is None:
+        return torch.zeros_like(images)
+    return torch.as_tensor(baseline).to(images).expand_as(images)
+
+
+def blurred(images, sigma=BLUR_SIGMA):
+    """A Gaussian blur (sigma in pixels) of `images` (N, 1, 28, 28): a baseline that keeps the rough shape."""
+    return gaussian_blur(images, kernel_size=2 * math.ceil(3 * sigma) + 1, sigma=sigma)
+
+
+def make_baselines(kind, images, draws=8, generator=None):
+    """The baselines of `kind` (one of BASELINES) for `images` (N, 1, 28, 28).
+
+    "black": zeros (N, ...); "blur": `blurred(images)` (N, ...); "noise": `draws` uniform-noise
+    images in [0, 1) per input, (D, N, 1, 28, 28).
+    """
+    if kind == "black":
+        return torch.zeros_like(images)
+    if kind == "blur":
+        return blurred(images)
+    if kind == "noise":
+        return torch.rand((draws, *images.shape), generator=generator).to(images)
+    raise ValueError(f"unknown baseline {kind!r}; use one of {', '.join(BASELINES)}")
+
+
+def smooth_grad(attribute, images, samples, sigma=0.15, generator=None):
+    """SmoothGrad (Smilkov et al. 2017, arXiv:1706.03825): mean of `attribute(noisy images)` over `samples`.
+
+    attribute: images -> attributions. sigma: the standard deviation of the Gaussian noise in
+    pixel units ([0, 1]). It smooths the map; completeness then holds only on average.
+    """
+    total = 0
+    for _ in range(samples):
+        noise = torch.randn(images.shape, generator=generator).to(images)
+        total = total + attribute(images + sigma * noise)
+    return total / samples
+
+
+def output_digits(output_digit, count, device):
+    """One output index per image, (count,) int64: `output_digit` is one int or one per image."""
+    return torch.as_tensor(output_digit, device=device).expand(count)
+
+
+def require_eval_mode(net):
+    """Raise ValueError if `net` is in training mode, where dropout or batch statistics would change
+    F itself (and vmap refuses the in-place updates of batch norm)."""
+    if net.training:
+        raise ValueError(f"{type(net).__name__} is in training mode; call model.eval() first")
+
+
+def target_outputs(net, images, output_digit, batch_size=1000):
+    """F(images): the output `output_digit` (an int or one per image) of `net`, shape (N,)."""
+    device = next(net.parameters()).device
+    digits = output_digits(output_digit, len(images), device)
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            logits = net(images[start : start + batch_size].to(device))
+            outputs.append(logits.gather(1, digits[start : start + batch_size, None]).squeeze(1))
+    return torch.cat(outputs).to(images.device)
+
+
+def completeness_gap(net, images, attributions, output_digit, baseline=None):
+    """sum_i attr_i - (F(x) - F(x')) per image, (N,); zero for exact integration.
+
+    Captum calls this the convergence delta. baseline: anything `integrate_gradients` accepts
+    (None for black, a number, a tensor that broadcasts to `images`), or several baselines per
+    image (D, N, 1, 28, 28), whose mean output is subtracted (the attributions are then the
+    mean over the D baselines).
+    """
+    if torch.is_tensor(baseline) and baseline.dim() == images.dim() + 1:
+        baselines = baseline
+    else:
+        baselines = as_baseline(baseline, images)[None]  # (1, N, 1, 28, 28)
+    f_base = torch.stack([target_outputs(net, b, output_digit) for b in baselines]).mean(0)
+    return attributions.flatten(1).sum(1) - (target_outputs(net, images, output_digit) - f_base)
+
+
+def saliency(net, images, output_digit):
+    """The plain gradient dF/dx (N, 1, 28, 28) that IG is compared with (Simonyan et al. 2013,
+    arXiv:1312.6034); Captum's `Saliency` with abs=False."""
+    require_eval_mode(net)
+    device = next(net.parameters()).device
+    digits = output_digits(output_digit, len(images), device)
+
+    def output(x, target):
+        return net(x[None])[0].gather(0, target[None])[0]
+
+    with torch.no_grad():
+        return vmap(grad(output))(images.to(device), digits).to(images.device)
+
+
+def average_ranks(values):
+    """Ranks 0..n-1 of a 1-D tensor, ties sharing the mean of their ranks (as scipy.stats.rankdata - 1)."""
+    order = values.argsort()
+    _, group, counts = torch.unique_consecutive(values[order], return_inverse=True, return_counts=True)
+    mean_rank = counts.cumsum(0).double() - (counts.double() + 1) / 2  # the mean of each run of equal values
+    ranks = torch.empty(len(values), dtype=torch.float64, device=values.device)
+    ranks[order] = mean_rank[group]
+    return ranks
 
 
 def spearman(a, b, mask=None):
-    """Spearman rank correlation of `a` and `b` per row, (N, ...) -> (N,), over the pixels in `mask`.
+    """Spearman rank correlation of `a` and `b` per row, (N, ...) -> (N,) float64, over the pixels in `mask`.
 
-    Ties are broken by position, which is exact for continuous attributions.
+    Ties get average ranks, as in scipy.stats.spearmanr; a row that is constant over the mask has
+    no rank order, and its correlation is nan.
     """
     a, b = a.flatten(1), b.flatten(1)
     mask = torch.ones_like(a, dtype=torch.bool) if mask is None else mask.flatten(1)
     rho = torch.empty(len(a), dtype=torch.float64)
     for i in range(len(a)):
-        ranks = [v[mask[i]].double().argsort().argsort().double() for v in (a[i], b[i])]
+        ranks = [average_ranks(v[mask[i]]) for v in (a[i], b[i])]
         ranks = [r - r.mean() for r in ranks]
         denominator = ranks[0].norm() * ranks[1].norm()
         rho[i] = (ranks[0] @ ranks[1]) / denominator if denominator > 0 else float("nan")

@@ -2,6 +2,7 @@
 
 A checkpoint is a dict that `torch.load(path, weights_only=True)` accepts:
 {"model": state_dict, "config": {training options}, "test_accuracy": float, "format": 1}.
+This module depends on torch alone; writing files atomically is the caller's job (common.atomic_path).
 """
 
 import pickle
@@ -11,12 +12,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from util import WEIGHTS_PATH, UserError, atomic_path, relative
-
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 CHECKPOINT_FORMAT = 1
-RETRAIN_COMMAND = "python src/mnist_integrated.py --retrain"
+
+
+class CheckpointError(ValueError):
+    """A weights file that cannot be used: `path` names it, `reason` says why ("does not exist", ...)."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"weights file {path} {reason}")
+        self.path, self.reason = path, reason
 
 
 class CNN(nn.Module):
@@ -64,63 +70,58 @@ def functional_state(module):
 
 
 def save_checkpoint(path, model, config, test_accuracy):
-    """Write a checkpoint atomically: an interrupted save never replaces a good file."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    """Write `model`'s weights, the training `config` and the test accuracy (a fraction) to `path`.
+
+    To keep a good file safe from an interrupted save, pass a temporary path and rename it
+    afterwards (common.atomic_path does both).
+    """
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
-        "model": state,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "config": dict(config),
         "test_accuracy": float(test_accuracy),
     }
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    torch.save(checkpoint, path)
 
 
 def load_checkpoint(path):
-    """Load a checkpoint dict safely; every way it can be broken becomes one UserError sentence."""
+    """The checkpoint dict in `path`, loaded without running any code (`weights_only=True`).
+
+    A bare state dict, as the original exercise saved it, is wrapped into the dict format.
+    Raises CheckpointError for a missing, truncated, unsafe or foreign file.
+    """
     path = Path(path)
-    name = relative(path)
-    command = RETRAIN_COMMAND if path.resolve() == WEIGHTS_PATH else f"{RETRAIN_COMMAND} --weights {name}"
-    how = f"recreate it with `{command}`"
     if not path.exists():
-        raise UserError(f"weights file {name} does not exist; {how}.")
+        raise CheckpointError(path, "does not exist")
     if path.is_dir():
-        raise UserError(f"weights file {name} is a folder, not a file; {how}.")
+        raise CheckpointError(path, "is a folder, not a file")
     # torch.save writes a zip archive; anything else is a truncated download or another format
     if not zipfile.is_zipfile(path):
-        raise UserError(f"weights file {name} is truncated or not a PyTorch checkpoint; {how}.")
+        raise CheckpointError(path, "is truncated or not a PyTorch checkpoint")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        culprit = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), "unsafe content").rstrip(
-            "."
-        )
-        raise UserError(
-            f"weights file {name} was refused by the safe loader because it would run code ({culprit}); {how}."
-        ) from None
+        culprit = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), "unsafe content")
+        reason = f"was refused by the safe loader because it would run code ({culprit.rstrip('.')})"
+        raise CheckpointError(path, reason) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as error:
-        raise UserError(
-            f"weights file {name} is truncated or not a PyTorch checkpoint ({type(error).__name__}); {how}."
-        ) from None
-    if isinstance(checkpoint, dict) and "model" in checkpoint:
-        state = checkpoint["model"]
-    else:
-        state = checkpoint  # a bare state dict, as saved by the original exercise
-        checkpoint = {"model": state, "config": {}, "test_accuracy": float("nan")}
-    if not isinstance(state, dict):
-        raise UserError(f"weights file {name} holds no state dict; {how}.")
+        raise CheckpointError(path, f"is truncated or not a PyTorch checkpoint ({type(error).__name__})") from None
+    if not (isinstance(checkpoint, dict) and "model" in checkpoint):
+        checkpoint = {"model": checkpoint, "config": {}, "test_accuracy": float("nan")}
+    if not isinstance(checkpoint["model"], dict):
+        raise CheckpointError(path, "holds no state dict")
     return checkpoint
 
 
 def load_cnn(path, device="cpu"):
-    """A `CNN` in eval mode with the weights from `path`; a foreign checkpoint is a UserError."""
+    """A `CNN` in eval mode on `device` with the weights from `path`.
+
+    Raises CheckpointError as `load_checkpoint` does, and for weights of another network.
+    """
     checkpoint = load_checkpoint(path)
     model = CNN()
     try:
         model.load_state_dict(checkpoint["model"])
     except (RuntimeError, TypeError, AttributeError):
-        raise UserError(
-            f"weights file {relative(path)} belongs to another network, not this CNN; "
-            f"recreate it with `{RETRAIN_COMMAND}`."
-        ) from None
+        raise CheckpointError(path, "belongs to another network, not this CNN") from None
     return model.to(device).eval()

