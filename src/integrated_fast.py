@@ -119,9 +119,8 @@ def integrate_gradients_fast(
     compile=False,
 ):
     """Integrated Gradients as `mnist_integrated.integrate_gradients`, fast; (N, 1, 28, 28).
-    Arguments as there, plus: the N * m path points are evaluated in chunks of at most
-    `batch_points` (whole images, or steps of one image when m exceeds it; None:
-    `default_batch_points` of the device) on the device of `net`, so memory stays flat.
+    Arguments as there, plus: the N * m path points go through `net` (on its device) in chunks of
+    at most `batch_points` (None: `default_batch_points`), so memory stays flat for any N and m.
     precision "bfloat16" runs the network under autocast (faster on GPUs, less exact).
     compile: evaluate the chunks with torch.compile (the first call compiles, for seconds; the
     steps are padded with nodes of weight 0 and the images with copies of the last one, dropped at

@@ -1,0 +1,207 @@
+"""Figures of Task 1: the optimised inputs, the objective and probability per step, and plain
+against regularised optima. Unbounded (signed) images use a diverging map centred at zero.
+"""
+
+import torch
+
+from common import save_figure
+
+
+def describe(penalties, parametrisation):
+    """The regularisers in words, for titles and log lines."""
+    p, q = penalties, parametrisation
+    parts = [
+        f"L2 {p.l2:g}" if p.l2 else "no L2",
+        f"TV {p.tv:g}" if p.tv else "no TV",
+        f"jitter {q.jitter} px" if q.jitter else "no jitter",
+        f"blur sigma {q.blur:g} px" if q.blur else "no blur",
+        "clip to [0, 1]" if q.clip else "no clipping",
+    ]
+    return ", ".join(parts)
+
+
+@torch.no_grad()
+def classify(model, images):
+    """Predicted digit and its probability for images (..., 1, 28, 28)."""
+    device = next(model.parameters()).device
+    flat = images.reshape(-1, 1, 28, 28).to(device)
+    probabilities = model(flat).softmax(1)
+    confidence, predicted = probabilities.max(1)
+    shape = images.shape[:-3]
+    return predicted.view(shape).cpu(), confidence.view(shape).cpu()
+
+
+def _show_row(fig, ax, images, signed, label, captions, titles=None):
+    """Draw a row of images (K, 1, 28, 28) side by side in one axes, with a colour bar.
+
+    Unbounded (signed) rows use a diverging map centred at zero; image-like rows use grey with
+    black at 0 and white at 1 (widened when pixels leave [0, 1]). One axes per row instead of one
+    per image keeps drawing fast.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    if signed:
+        bound = max(float(images.abs().max()), 1e-6)
+        name, low, high = "RdBu_r", -bound, bound
+    else:
+        name, low, high = "gray", min(0.0, float(images.min())), max(1.0, float(images.max()))
+    cmap = plt.get_cmap(name).with_extremes(bad="white")
+    size, gap = images.shape[-1], 4
+    canvas = torch.full((size, len(images) * (size + gap) - gap), float("nan"))  # NaN: the gaps
+    left = [k * (size + gap) for k in range(len(images))]
+    for x, image in zip(left, images):
+        canvas[:, x : x + size] = image[0]
+    shown = ax.imshow(canvas.numpy(), cmap=cmap, vmin=low, vmax=high)
+    for x in left:
+        ax.add_patch(
+            Rectangle((x - 0.5, -0.5), size, size, fill=False, linewidth=0.6, edgecolor="black", clip_on=False)
+        )
+    centres = [x + (size - 1) / 2 for x in left]
+    ax.set_xticks(centres, captions, fontsize=8)
+    ax.tick_params(length=0)
+    ax.set_yticks([])
+    ax.set_ylabel(label, fontsize=9)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    for x, text in zip(centres, titles or ()):
+        ax.text(x, -2, text, ha="center", va="bottom", fontsize=10)
+    bar = fig.colorbar(shown, ax=ax, fraction=0.015, pad=0.01)
+    bar.set_label("pixel value\n(MNIST: 0 black, 1 white)", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
+
+
+def plot_grid(result, start_names, title):
+    """Optimised inputs: one row per start, one column per target digit, logit and probability below."""
+    import matplotlib.pyplot as plt
+
+    S, K = result.images.shape[:2]
+    fig, axes = plt.subplots(S, 1, figsize=(1.45 * K + 1.2, 1.6 * S + 0.7), squeeze=False, layout="constrained")
+    for s in range(S):
+        captions = [f"y={result.logit[-1, s, k]:.0f}\np={result.probability[-1, s, k]:.4f}" for k in range(K)]
+        titles = [f"digit {n}" for n in result.neurons] if s == 0 else None
+        _show_row(
+            fig,
+            axes[s, 0],
+            result.images[s],
+            not result.parametrisation.clip,
+            f"{start_names[s]}\nstart",
+            captions,
+            titles,
+        )
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_curves(result, start_names, title, confident=0.99):
+    """Objective (the logit) and the target probability per step, one row per start."""
+    import matplotlib.pyplot as plt
+
+    S = len(start_names)
+    steps = torch.arange(result.logit.shape[0])
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(S, 2, figsize=(11, 3.2 * S + 0.6), squeeze=False)
+    for s in range(S):
+        for k, neuron in enumerate(result.neurons):
+            colour = colours(neuron)
+            axes[s, 0].plot(steps, result.objective[:, s, k], color=colour, label=f"digit {neuron}")
+            axes[s, 1].plot(steps, result.probability[:, s, k], color=colour, label=f"digit {neuron}")
+        axes[s, 1].axhline(confident, color="black", linestyle=":", linewidth=1, label=f"p = {confident}")
+        axes[s, 0].set_ylabel(f"{start_names[s]} start\nobjective: logit $y_i$")
+        axes[s, 1].set_ylabel("softmax probability $p_i$")
+        axes[s, 1].set_ylim(-0.02, 1.02)
+        # the probability saturates within a few steps; a logarithmic step axis shows how fast
+        axes[s, 1].set_xscale("symlog", linthresh=1)
+        axes[s, 1].set_xlim(0, len(steps) - 1)
+        ticks = [t for t in (0, 1, 3, 10, 30, 100, 300, 1000, 3000, 10000) if t < len(steps)]
+        axes[s, 1].set_xticks(ticks, [str(t) for t in ticks])
+        axes[s, 0].set_xlabel("step")
+        axes[s, 1].set_xlabel("step (logarithmic axis)")
+        for ax in axes[s]:
+            ax.grid(alpha=0.3)
+    axes[0, 0].set_title("objective: the target logit $y_i$ (no regularisers)")
+    axes[0, 1].set_title("softmax probability of the target digit")
+    axes[0, 0].legend(loc="upper left", fontsize=8, ncol=2)
+    axes[0, 1].legend(handles=axes[0, 1].lines[-1:], loc="lower right", fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(plain, regularised, start_names, title, confident=0.99):
+    """Per start three rows: plain input when first sure, plain optimum, regularised optimum."""
+    import matplotlib.pyplot as plt
+
+    S, K = plain.images.shape[:2]
+    fig, axes = plt.subplots(3 * S, 1, figsize=(1.45 * K + 1.2, 1.6 * 3 * S + 0.7), squeeze=False, layout="constrained")
+    for s in range(S):
+        name = f"{start_names[s]} start"
+        steps = [plain.confident_step[s, k].item() for k in range(K)]
+        _show_row(
+            fig,
+            axes[3 * s, 0],
+            plain.confident_images[s],
+            False,
+            f"{name}\nplain, first\np ≥ {confident}",
+            [f"step {step}" if step >= 0 else "never" for step in steps],
+            [f"digit {n}" for n in plain.neurons] if s == 0 else None,
+        )
+        _show_row(
+            fig,
+            axes[3 * s + 1, 0],
+            plain.images[s],
+            True,
+            f"{name}\nplain, final",
+            [f"p={plain.probability[-1, s, k]:.4f}" for k in range(K)],
+        )
+        _show_row(
+            fig,
+            axes[3 * s + 2, 0],
+            regularised.images[s],
+            not regularised.parametrisation.clip,
+            f"{name}\nregularised",
+            [f"p={regularised.probability[-1, s, k]:.4f}" for k in range(K)],
+        )
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def format_table(result, start_names, predicted, confident=0.99):
+    """One line per digit and, per start: final logit, probability, predicted class, first sure step."""
+    cell = f"{'logit':>8} {'probability':>11} {'class':>5} {'sure at':>7}"
+    header = f"{'digit':>5}" + "".join(f" | {name + ' start':^{len(cell)}}" for name in start_names)
+    sub = f"{'':>5}" + f" | {cell}" * len(start_names)
+    lines = [header, sub, "-" * len(sub)]
+    for k, neuron in enumerate(result.neurons):
+        line = f"{neuron:>5}"
+        for s in range(len(start_names)):
+            sure = result.confident_step[s, k].item()
+            line += (
+                f" | {result.logit[-1, s, k].item():8.1f} {result.probability[-1, s, k].item():11.6f}"
+                f" {predicted[s, k].item():>5} {sure if sure >= 0 else 'never':>7}"
+            )
+        lines.append(line)
+    lines.append(f"sure at: the first step at which the target's probability reached {confident}")
+    return "\n".join(lines)
+
+
+def write_figures(args, network, start_names, plain, regular, regularisers, confident=0.99):
+    """The grid, the curves and (with a regularised run) the comparison; returns their paths."""
+    steps = f"{args.steps} Adam steps"
+    grid_title = (
+        f"Inputs that maximise logit $y_i$ of {network}: {steps} (lr {args.lr:g}), "
+        "no regularisers\nbelow each: final logit y and softmax probability p of the target digit"
+    )
+    curves_title = f"Gradient ascent on the input of {network}: {steps}, lr {args.lr:g}"
+    written = [
+        save_figure(plot_grid(plain, start_names, grid_title), args.out / "input_opt_grid.png"),
+        save_figure(plot_curves(plain, start_names, curves_title, confident), args.out / "input_opt_curves.png"),
+    ]
+    if regular is not None:
+        title = (
+            f"Plain gradient ascent vs regularised, {network}, {args.steps} steps; "
+            f"p = softmax probability of the target digit\nregularisers: {regularisers}"
+        )
+        comparison = plot_comparison(plain, regular, start_names, title, confident)
+        written.append(save_figure(comparison, args.out / "input_opt_regularised.png"))
+    return written

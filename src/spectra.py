@@ -1,0 +1,113 @@
+"""The fast torch batch path of Task 3: the representations a linear detector sees, computed on
+batches of uint8 images (N, H, W, C) on any device, and their statistics streamed batch by batch.
+
+`log_fft` equals the exercise's numpy `deepfake_interpretation.transform`, channels first
+(tests/test_spectra.py checks it); `log_dct` is the DCT variant of Frank et al. 2020
+(arXiv:2003.08685); `pixels` are the raw values.
+"""
+
+import math
+
+import torch
+
+EPS = 1e-8  # keeps log finite where a coefficient is exactly zero
+REPRESENTATION_NAMES = {
+    "fft": "log |FFT2|",
+    "dct": "log |DCT-II|",
+    "pixel": "pixels",
+}
+
+
+def log_fft(images, eps=EPS):
+    """`deepfake_interpretation.transform` in torch, channels first: uint8 or float (N, H, W, C) -> float32 (N, C, H, W).
+
+    A real image's spectrum is conjugate-symmetric, |F[k, l]| = |F[-k, -l]|, so only the half
+    from rfft2 is transformed and logged; the other half is mirrored in. On a CPU this is about
+    twice as fast as fft2 followed by abs.
+    """
+    x = images.permute(0, 3, 1, 2).contiguous().float()  # (N, C, H, W); FFTs are faster on contiguous data
+    h, w = x.shape[-2:]
+    half = torch.view_as_real(torch.fft.rfft2(x))  # (N, C, H, w//2 + 1, 2): real and imaginary parts
+    half = (half[..., 0].square() + half[..., 1].square()).sqrt_().add_(eps).log_()
+    out = x.new_empty(x.shape)
+    out[..., : w // 2 + 1] = half
+    negative_rows = (-torch.arange(h, device=x.device)) % h
+    out[..., w // 2 + 1 :] = half[..., negative_rows, 1 : (w + 1) // 2].flip(-1)
+    return out
+
+
+def dct_matrix(n, dtype=torch.float32, device=None):
+    """The orthonormal DCT-II matrix D (n, n): D @ x transforms a column, D.T @ D = identity."""
+    k = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(n, dtype=torch.float64)[None, :]
+    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)
+    d[0] /= math.sqrt(2)
+    return d.to(dtype=dtype, device=device)
+
+
+def dct2(x):
+    """Orthonormal 2-D DCT-II over the last two axes of a float tensor (..., H, W)."""
+    h, w = x.shape[-2:]
+    return dct_matrix(h, x.dtype, x.device) @ x @ dct_matrix(w, x.dtype, x.device).T
+
+
+def log_dct(images, eps=EPS):
+    """ln(|DCT2(I)| + eps) per channel, as Frank et al. (2020): uint8 (N, H, W, C) -> float32 (N, C, H, W)."""
+    return dct2(images.permute(0, 3, 1, 2).contiguous().float()).abs_().add_(eps).log_()
+
+
+def pixels(images):
+    """The raw pixel values, channels first: uint8 (N, H, W, C) -> float32 (N, C, H, W)."""
+    return images.permute(0, 3, 1, 2).float()
+
+
+REPRESENTATIONS = {"fft": log_fft, "dct": log_dct, "pixel": pixels}
+
+
+def feature_batches(images, representation, device, batch_size, order=None):
+    """Yield (index, features float32 (B, C, H, W) on `device`) over uint8 images (N, H, W, C).
+
+    order: a permutation of the N images to visit them in (None: in order).
+    """
+    for start in range(0, len(images), batch_size):
+        index = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
+        yield index, REPRESENTATIONS[representation](images[index].to(device, non_blocking=True))
+
+
+class WelfordEstimator:
+    """Running per-coefficient mean and standard deviation over batches (N, ...) of any size.
+
+    Welford's update in the batched form of Chan et al.: each batch's mean and sum of squared
+    deviations are merged into the running ones, in float64, so nothing but three arrays of one
+    sample's shape is kept between batches.
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.mean = None
+        self.m2 = None
+
+    def update(self, batch):
+        """Merge a batch (n, ...) into the running statistics; an empty batch changes nothing."""
+        n = batch.shape[0]
+        if n == 0:
+            return
+        # the batch's own statistics in its own precision (float32 spectra: 2.5x faster than
+        # float64, relative error ~1e-7), merged into the running ones in float64
+        batch_mean = batch.mean(dim=0)
+        batch_m2 = (batch - batch_mean).square_().sum(dim=0).double()
+        batch_mean = batch_mean.double()
+        if self.mean is None:
+            self.count, self.mean, self.m2 = n, batch_mean, batch_m2
+            return
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * (n / total)
+        self.m2 += batch_m2 + delta.square_() * (self.count * n / total)
+        self.count = total
+
+    def finalize(self):
+        """(mean, standard deviation), float64, each of one sample's shape; the std divides by N."""
+        if self.mean is None:
+            raise ValueError("no data: update() was never called")
+        return self.mean, (self.m2 / self.count).sqrt()
