@@ -36,7 +36,7 @@ ADVICE = {
     "ffhq-rerun": f"{{message}}; run `{DOWNLOAD_COMMAND}` again.",
     "ffhq-resume": f"{{message}}, run `{DOWNLOAD_COMMAND}` again to resume.",
     "ffhq-data-folder": f"{{message}}; {FFHQ_HOW}.",
-    "ffhq-data-layout": f"{{message}} ({FFHQ_HOW}).",
+    "ffhq-data-layout": f"{{message}}; --data must hold A_ffhq/ and B_stylegan/ ({FFHQ_HOW}).",
     "skip-unreadable": "{message} (--skip-unreadable on the command line) to leave them out.",
     "force": "{message}; delete it or pass --force to replace it.",
 }
@@ -106,11 +106,15 @@ learning_rate = _argument_type(
     float, "a number", lambda v: math.isfinite(v) and 0 < v <= 1, "a positive number no larger than 1", "learning_rate"
 )
 digit = _argument_type(int, "a digit 0-9", lambda v: 0 <= v <= 9, "a digit 0-9", "digit")
+# numpy's global generator (common.set_seed) takes seeds 0 to 2**32 - 1 only; others were a traceback
+random_seed = _argument_type(
+    int, "an integer", lambda v: 0 <= v < 2**32, f"an integer from 0 to {2**32 - 1}", "random_seed"
+)
 
 
 def add_common_arguments(parser, out_default=FIGURES_DIR):
     """The options every script shares: --seed, --device and the output folder --out."""
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=random_seed, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--device",
         default="auto",

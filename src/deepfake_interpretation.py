@@ -11,6 +11,8 @@ Without the real data, a synthetic stand-in (clearly labelled as such in every f
     python src/deepfake_interpretation.py --data data/ffhq_standin --train-size 4000 --val-size 500 \\
         --test-size 1000 --representation all
 
+GAN generators upsample, and upsampling leaves periodic traces in the spectrum that a linear
+classifier can read (Frank et al. 2020, arXiv:2003.08685; Durall et al. 2020, arXiv:2003.01826).
 `transform` below is the exercise's spectrum; `spectra.log_fft` computes the same on batches in
 torch. Each image is decoded once per run into a uint8 cache (N, 128, 128, 3) by `--workers`
 processes; spectra are computed from that cache in batches, on the GPU when there is one,
@@ -79,7 +81,8 @@ class LinearDetector(nn.Module):
         self.register_buffer("std", std.float().clamp_min(1e-6))
         self.linear = nn.Linear(mean.numel(), 2)
 
-    def forward(self, features):  # (N, C, H, W)
+    def forward(self, features):
+        """Logits (N, 2) for features (N, C, H, W) of the representation the detector was trained on."""
         # linear((x - mean) / std), with the standardisation folded into the weights and bias:
         # one pass over the batch instead of three, and the same weights
         weight = self.linear.weight / self.std.flatten()  # (2, C*H*W)
@@ -133,10 +136,7 @@ def check_data_folder(data_dir):
         raise InputError(f"no image folder at {relative(data_dir)}", hint="ffhq-data-folder")
     for folder in (util.REAL_FOLDER, util.FAKE_FOLDER):
         if not (data_dir / folder).is_dir():
-            raise InputError(
-                f"{relative(data_dir)} has no {folder}/ folder; --data must hold {util.REAL_FOLDER}/ and {util.FAKE_FOLDER}/",
-                hint="ffhq-data-layout",
-            )
+            raise InputError(f"{relative(data_dir)} has no {folder}/ folder", hint="ffhq-data-layout")
 
 
 def load_splits(data_dir, train_size, val_size, test_size, workers, skip_unreadable=False):

@@ -74,6 +74,7 @@ def show_map(fig, ax, values, representation, title, signed, vmin=None, vmax=Non
 
 
 def quantity(representation):
+    """What a mean map of `representation` shows, for titles and colour bars."""
     return {"fft": "mean ln(|FFT2| + eps)", "dct": "mean ln(|DCT| + eps)", "pixel": "mean pixel value"}[representation]
 
 
@@ -250,6 +251,7 @@ def plot_example(image, y0=56, x0=56, zoom=16):
 
 
 def format_confusion(confusion, class_names=("real", "fake")):
+    """A confusion matrix (2, 2), rows the true class and columns the predicted one, as text."""
     width = max(6, len(str(confusion.max().item())) + 2)
     lines = [" " * 14 + "".join(f"{name:>{width}}" for name in class_names)]
     for name, row in zip(class_names, confusion.tolist()):
@@ -258,6 +260,7 @@ def format_confusion(confusion, class_names=("real", "fake")):
 
 
 def format_table(results):
+    """Validation and test accuracy and seconds per representation, one line each, as text."""
     lines = [f"{'representation':<16}{'validation':>12}{'test':>10}{'seconds':>10}"]
     for r in results:
         name = f"{r['representation']} ({REPRESENTATION_NAMES[r['representation']]})"

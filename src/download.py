@@ -63,6 +63,7 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
     """
 
     def find_class(self, module, name):
+        """The global `module.name` if it is one of numpy's three, else UnpicklingError."""
         # numpy 2 renamed numpy.core to numpy._core; both spellings name the same function
         if (module, name) in (("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")):
             try:

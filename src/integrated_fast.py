@@ -66,6 +66,7 @@ class ChannelsLast(nn.Module):
     """
 
     def forward(self, x):
+        """x (N, C, H, W) -> the same values (N, C, H, W), stored channels-last."""
         return x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
 
 

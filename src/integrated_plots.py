@@ -130,6 +130,7 @@ def plot_randomisation_maps(stages, maps, images, title):
 
 
 def stage_label(stage):
+    """A randomisation stage's name as the figures show it: "trained" or "+ conv2 random"."""
     return stage if stage == "trained" else f"+ {LAYER_NAMES.get(stage, stage)} random"
 
 

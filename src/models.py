@@ -52,6 +52,7 @@ class CNN(nn.Module):
         )
 
     def forward(self, x):
+        """Logits (N, 10) for pixels x (N, 1, 28, 28) in [0, 1]."""
         x = (x - MNIST_MEAN) / MNIST_STD
         return self.classifier(self.features(x))
 

@@ -3,7 +3,8 @@ ffhq_style_gan/source_data, made offline, for running Task 3 where the real data
 
 The "reals" are dead-leaves pictures, which share the power spectrum of photographs; the "fakes"
 are made the way GAN generators make images, by upsampling with a transposed convolution, which
-leaves periodic traces at high frequencies. Every figure and log line of Task 3 says when it
+leaves periodic traces at high frequencies (Durall et al. 2020, "Watch your Up-Convolution",
+arXiv:2003.01826; dead leaves: Lee, Mumford and Huang 2001, "Occlusion models for natural images"). Every figure and log line of Task 3 says when it
 shows stand-in data. `python src/util.py ffhq-standin` writes it.
 """
 

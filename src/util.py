@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import download
-from cli import STANDIN_COMMAND, non_negative_int, positive_int, run_main
+from cli import STANDIN_COMMAND, non_negative_int, positive_int, random_seed, run_main
 from common import DATA_DIR, FIGURES_DIR, MNIST_RAW_DIR, InputError, relative
 from download import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, MNIST_FILES
 
@@ -327,7 +327,7 @@ def build_parser():
     standin.add_argument(
         "--per-class", type=positive_int, default=FFHQ_IMAGES_PER_FOLDER, help="images per folder (default: 70000)"
     )
-    standin.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    standin.add_argument("--seed", type=random_seed, default=0, help="random seed (default: 0)")
     standin.add_argument(
         "--workers", type=positive_int, default=None, help="worker processes (default: one per CPU core)"
     )
