@@ -1,33 +1,50 @@
-"""Benchmark: wall time of the default input optimisation run on this machine.
+"""Benchmark: time of the default input optimisation run on this machine.
 
     python bench/bench_input_opt.py                   # full default run + batched vs per-neuron loop
     python bench/bench_input_opt.py --repeats 5 --threads 2
+    python bench/bench_input_opt.py --skip-cli --steps 10 --repeats 2     # a quick check
 
-Three numbers, each as wall time and CPU time (on a shared machine the CPU time is steadier):
+Three things, each as wall time and CPU time (on a shared machine the CPU time is steadier), as
+the median and range over `--repeats` runs:
 1. `python src/input_opt.py` with its defaults, as a user runs it (a subprocess: start-up,
-   optimisation, tables and figures written to a temporary folder).
+   optimisation, tables and figures written to a temporary folder; its CPU time is the child's).
 2. In this process, the plain optimisation of the default run (10 digits x 2 starts) batched with
-   torch.func.grad + vmap, as `optimize_inputs` does it.
+   torch.func.grad + vmap, as `input_opt.optimize_inputs` does it.
 3. Its peer in the same process: a plain per-neuron autograd loop, one image and one Adam
    optimiser at a time (`x.requires_grad_()`, `model(x)[0, i].backward()`), the way the exercise
-   is usually first written. It must reach the same images; the ratio 3 / 2 is the speed-up.
+   is usually first written. It must reach the same images. 2 and 3 alternate after a warm-up,
+   and the speed-up 3 / 2 is computed per repeat.
 """
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
+import common_bench as bench
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+from cli import UserError, device_from_argument, positive_int, run_main
+from common import ROOT, WEIGHTS_PATH
+from input_opt import DIGITS, LR, STARTS, STEPS, make_starts, optimize_inputs
+from models import load_cnn
 
-from input_opt import DIGITS, LR, STARTS, STEPS, make_starts, optimize_inputs  # noqa: E402
-from models import load_cnn  # noqa: E402
-from util import ROOT, WEIGHTS_PATH, get_device, positive_int, run_main  # noqa: E402
+PEER = "per-neuron loop"
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs of each (default: 3)")
+    parser.add_argument(
+        "--threads", type=positive_int, default=1, help="torch CPU threads in this process, as the script (default: 1)"
+    )
+    parser.add_argument("--device", default="cpu", help="device for the in-process timings (default: cpu)")
+    parser.add_argument(
+        "--steps", type=positive_int, default=STEPS, help=f"steps of the in-process timings (default: {STEPS})"
+    )
+    parser.add_argument("--skip-cli", action="store_true", help="do not time the full command (default: off)")
+    bench.add_json_argument(parser)
+    return parser
 
 
 def per_neuron_autograd(model, neurons, starts, steps, lr):
@@ -45,64 +62,68 @@ def per_neuron_autograd(model, neurons, starts, steps, lr):
     return images
 
 
-def cpu_seconds():
-    """CPU time of this process and its finished children, all threads."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def run_cli(command):
+    """Run `command`; a failure becomes a UserError that quotes the end of its stderr."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, check=True)
+    except subprocess.CalledProcessError as error:
+        tail = " | ".join(error.stderr.strip().splitlines()[-3:])
+        raise UserError(f"`{' '.join(command[1:])}` failed with exit status {error.returncode}: {tail}") from None
 
 
-def best_of(repeats, function, synchronize):
-    """(best wall seconds, CPU seconds of that repeat, last value) over `repeats` calls."""
-    best = (float("inf"), float("inf"))
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), cpu_seconds()
-        value = function()
-        synchronize()
-        best = min(best, (time.perf_counter() - wall, cpu_seconds() - cpu))
-    return *best, value
+def time_cli(repeats):
+    """Time `python src/input_opt.py` (defaults, figures to a temporary folder); prints and returns the numbers."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, str(ROOT / "src" / "input_opt.py"), "--out", out]
+        series, values = bench.alternate({"cli": lambda: run_cli(command)}, repeats)
+    reported = values["cli"].stdout.strip().splitlines()[-1].split("; ")[-1]
+    print(
+        f"`python src/input_opt.py` (defaults), {bench.repeats_note(repeats, alternating=False)}: {bench.fmt_series(series['cli'])} "
+        f"(CPU of the child process; the script itself reports {reported} in its last run)"
+    )
+    return series["cli"].summary()
+
+
+def compare(args, device):
+    """Batched torch.func optimisation against the per-neuron autograd loop; prints and returns the numbers."""
+    model = load_cnn(WEIGHTS_PATH, device)
+    starts = make_starts(STARTS, torch.Generator().manual_seed(0), device)
+
+    def contenders(steps):
+        return {
+            "batched": lambda: optimize_inputs(model, DIGITS, starts, steps, LR).images,
+            PEER: lambda: per_neuron_autograd(model, DIGITS, starts, steps, LR),
+        }
+
+    bench.alternate(contenders(2), 1, device)  # warm-up: kernels, and torch.optim's first-step imports
+    series, images = bench.alternate(contenders(args.steps), args.repeats, device)
+    difference = ((images[PEER] - images["batched"]).abs().max() / images["batched"].abs().max()).item()
+    wall = bench.ratios(series[PEER].wall, series["batched"].wall)
+    cpu = bench.ratios(series[PEER].cpu, series["batched"].cpu)
+    pairs = len(STARTS) * len(DIGITS)
+    print(f"plain optimisation, {pairs} images x {args.steps} steps ({bench.repeats_note(args.repeats)}):")
+    print(f"  torch.func.grad + vmap, batched : {bench.fmt_series(series['batched'])}")
+    print(f"  per-neuron autograd loop        : {bench.fmt_series(series[PEER])}")
+    print(f"  speed-up of the batched version : {bench.fmt(wall, 'x')} wall, {bench.fmt(cpu, 'x')} CPU")
+    print(f"  largest difference of the final images, relative to their largest pixel: {difference:.1e}")
+    return {
+        "batched": series["batched"].summary(),
+        "per_neuron_loop": series[PEER].summary(),
+        "speedup": {"wall": bench.stats(wall), "cpu": bench.stats(cpu)},
+        "max_rel_difference": difference,
+    }
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=positive_int, default=3, help="timed repeats, best kept (default: 3)")
-    parser.add_argument(
-        "--threads", type=positive_int, default=1, help="torch CPU threads in this process, as the script (default: 1)"
-    )
-    parser.add_argument("--device", default="cpu", help="device for the in-process timings (default: cpu)")
-    parser.add_argument("--skip-cli", action="store_true", help="do not time the full command (default: off)")
-    args = parser.parse_args()
+    args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
-    device = get_device(args.device)
-    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    device = device_from_argument(args.device)
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU thread(s)")
-
+    results = {}
     if not args.skip_cli:
-        with tempfile.TemporaryDirectory() as out:
-            command = [sys.executable, str(ROOT / "src" / "input_opt.py"), "--out", out]
-            wall, cpu, result = best_of(
-                args.repeats, lambda: subprocess.run(command, capture_output=True, text=True, check=True), synchronize
-            )
-        reported = result.stdout.strip().splitlines()[-1].split("; ")[-1]
-        print(
-            f"`python src/input_opt.py` (defaults): {wall:.1f} s wall, {cpu:.1f} s CPU, best of {args.repeats} "
-            f"(the script itself reports {reported})"
-        )
-
-    model = load_cnn(WEIGHTS_PATH, device)
-    starts = make_starts(STARTS, torch.Generator().manual_seed(0), device)
-    batched, batched_cpu, result = best_of(
-        args.repeats, lambda: optimize_inputs(model, DIGITS, starts, STEPS, LR), synchronize
-    )
-    looped, looped_cpu, images = best_of(
-        args.repeats, lambda: per_neuron_autograd(model, DIGITS, starts, STEPS, LR), synchronize
-    )
-    difference = ((images - result.images).abs().max() / result.images.abs().max()).item()
-    pairs = len(STARTS) * len(DIGITS)
-    print(f"plain optimisation of the default run, {pairs} images x {STEPS} steps, best of {args.repeats}:")
-    print(f"  torch.func.grad + vmap, batched : {batched:6.2f} s wall, {batched_cpu:6.2f} s CPU")
-    print(f"  per-neuron autograd loop        : {looped:6.2f} s wall, {looped_cpu:6.2f} s CPU")
-    print(f"  speed-up of the batched version : {looped / batched:6.1f}x wall, {looped_cpu / batched_cpu:.1f}x CPU")
-    print(f"  largest difference of the final images, relative to their largest pixel: {difference:.1e}")
+        results["cli"] = time_cli(args.repeats)
+    results["optimisation"] = compare(args, device)
+    bench.write_json(args.json, "input_opt", args, results, device)
 
 
 if __name__ == "__main__":

@@ -5,56 +5,41 @@
     python bench/bench_integrated.py --compile                         # also the torch.compile path
     python bench/bench_integrated.py --device cuda --bfloat16          # also the reduced-precision path
 
-Both run in this process on the same model, images, targets (the labels), black baseline, rule
+All run in this process on the same model, images, targets (the labels), black baseline, rule
 and step count, with the same number of points per batch (Captum's `internal_batch_size`). Each
-is timed `--repeats` times, alternating, and the best time counts. The attributions must agree;
-the largest difference is printed. With --compile our torch.compile path joins the alternation
-(its one-off compile time is printed apart); with --bfloat16 our autocast path is timed too
-(compiled as well with --compile) and its deviation from float32 printed.
+contender (ours = integrated_fast.integrate_gradients_fast, eager; with --compile its
+torch.compile path; with --bfloat16 its autocast path, compiled too with --compile; Captum) is
+warmed up on a few images, then timed `--repeats` times, alternating. Wall and CPU time are
+reported as the median and range over the repeats, and so is the speed-up over Captum, which is
+computed per repeat. The attributions must agree with Captum's: the largest difference is
+printed, and for bfloat16 its deviation from float32.
 """
 
 import argparse
-import sys
-import time
-from pathlib import Path
 
+import common_bench as bench
 import torch
 from captum.attr import IntegratedGradients
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-from attribution import spearman  # noqa: E402
-from mnist_integrated import (  # noqa: E402
-    CAPTUM_METHODS,
+from attribution import spearman
+from cli import device_from_argument, positive_int, run_main
+from common import WEIGHTS_PATH, set_seed
+from integrated_fast import (
     CPU_BATCH_POINTS,
     GPU_BATCH_POINTS,
-    RULES,
     default_batch_points,
-    integrate_gradients,
+    integrate_gradients_fast,
     precision_deviation,
-    to_float_images,
 )
-from models import load_cnn  # noqa: E402
-from util import WEIGHTS_PATH, get_device, get_mnist_test_data, positive_int, run_main, set_seed  # noqa: E402
+from models import load_cnn
+from quadrature import CAPTUM_METHODS, RULES
+from training import to_float_images
+from util import get_mnist_test_data
+
+PEER = "captum"
 
 
-def timed(function, device):
-    """(result, seconds) of `function()`, waiting for the GPU to finish."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    result = function()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return result, time.perf_counter() - start
-
-
-def relative_difference(a, b):
-    """max |a - b| / max |b|."""
-    return float((a - b).abs().max() / b.abs().max())
-
-
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-images", type=positive_int, default=400, help="test digits (default: 400)")
     parser.add_argument("--steps", type=positive_int, default=300, help="steps m (default: 300)")
@@ -67,108 +52,142 @@ def main():
         default=None,
         help=f"points per batch, ours and Captum's (default: {CPU_BATCH_POINTS} on a CPU, {GPU_BATCH_POINTS} on a GPU)",
     )
-    parser.add_argument("--repeats", type=positive_int, default=2, help="timed runs of each, best counts (default: 2)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs of each (default: 3)")
     parser.add_argument("--skip-captum", action="store_true", help="time only ours (default: off)")
     parser.add_argument("--compile", action="store_true", help="also time the torch.compile path (default: off)")
     parser.add_argument("--bfloat16", action="store_true", help="also time the bfloat16 autocast path (default: off)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    args = parser.parse_args()
-    assert set(CAPTUM_METHODS) <= set(RULES)
+    bench.add_json_argument(parser)
+    return parser
 
+
+def load_inputs(count, device):
+    """The first `count` test digits (the test set repeated beyond 10,000) and their labels, on `device`."""
+    images, labels = get_mnist_test_data()
+    if count > len(images):
+        repeat = -(-count // len(images))
+        images, labels = images.repeat(repeat, 1, 1), labels.repeat(repeat)
+    return to_float_images(images[:count], device), labels[:count].to(device)
+
+
+def make_contenders(args, net):
+    """{name: function(images, targets) -> attributions}: ours, its variants as asked, and Captum."""
+    options = {"steps_m": args.steps, "rule": args.rule, "batch_points": args.batch_points}
+
+    def ours(precision="float32", compile=False):
+        return lambda x, t: integrate_gradients_fast(net, x, t, precision=precision, compile=compile, **options)
+
+    contenders = {"ours": ours()}
+    if args.compile:
+        contenders["compiled"] = ours(compile=True)
+    if args.bfloat16:
+        contenders["bfloat16" + ("+compile" if args.compile else "")] = ours("bfloat16", args.compile)
+    if not args.skip_captum:
+        captum = IntegratedGradients(net)
+        contenders[PEER] = lambda x, t: captum.attribute(
+            x,
+            baselines=torch.zeros_like(x),
+            target=t,
+            n_steps=args.steps,
+            method=CAPTUM_METHODS[args.rule],
+            internal_batch_size=args.batch_points,
+        )
+    return contenders
+
+
+def warm_up(contenders, x, targets, device):
+    """Run each contender once on a few images: kernels, allocator, cuDNN autotuning and compilation.
+
+    Padding gives every compiled chunk the shape of a full one, so a few images compile what all
+    of them need. Returns {name: {"wall_s", "cpu_s"}} of the warm-ups that compiled.
+    """
+    small = min(4, len(x))
+    compiled = {}
+    for name, function in contenders.items():
+        _, timing = bench.measure(lambda f=function: f(x[:small], targets[:small]), device)
+        if "compile" in name:
+            compiled[name] = {"wall_s": timing.wall, "cpu_s": timing.cpu}
+            print(f"torch.compile of {name}: {timing.wall:.1f} s wall, {timing.cpu:.1f} s CPU (once per process)")
+    return compiled
+
+
+def report_speed(series, points, repeats):
+    """Print points/s per contender and each one's speed-up over Captum (per repeat); returns them for JSON."""
+    results = {}
+    print(f"points per second ({bench.repeats_note(repeats)}):")
+    for name, s in series.items():
+        print(f"  {name + ':':18} {bench.fmt_series(s, points, 'points/s')}")
+        results[name] = {**s.summary(), "points_per_s": bench.stats(bench.rates(points, s.wall))}
+    if PEER in series:
+        peer = series[PEER]
+        for name, s in series.items():
+            if name == PEER:
+                continue
+            wall, cpu = bench.ratios(peer.wall, s.wall), bench.ratios(peer.cpu, s.cpu)
+            print(f"speed-up of {name} over Captum: {bench.fmt(wall, 'x')} wall, {bench.fmt(cpu, 'x')} CPU")
+            results[name]["speedup_vs_captum"] = {"wall": bench.stats(wall), "cpu": bench.stats(cpu)}
+    return results
+
+
+def relative_difference(a, b):
+    """max |a - b| / max |b|."""
+    return float((a.float() - b.float()).abs().max() / b.float().abs().max())
+
+
+def report_agreement(values, series):
+    """Print how far each float32 result lies from Captum's and bfloat16 from float32; returns them for JSON."""
+    results = {}
+    if PEER in values:
+        for name in ("ours", "compiled"):
+            if name in values:
+                difference = relative_difference(values[name], values[PEER])
+                print(f"largest difference of {name} to Captum: {difference:.1e} of the largest |attribution|")
+                results[f"{name}_vs_captum_max_rel_difference"] = difference
+    for name in values:
+        if name.startswith("bfloat16"):
+            exact = "compiled" if "compile" in name else "ours"
+            largest, median = precision_deviation(values[name], values["ours"])
+            rho = float(spearman(values[name].abs().cpu(), values["ours"].abs().cpu()).median())
+            speed = bench.ratios(series[exact].wall, series[name].wall)
+            print(
+                f"{name}: {bench.fmt(speed, 'x')} the speed of float32 {exact} (per repeat); deviation from "
+                f"float32: largest {largest:.1e} of the largest |attribution|, median per-image relative L2 "
+                f"error {median:.1e}, median Spearman correlation of |attribution| {rho:.4f}"
+            )
+            results[name] = {
+                "speedup_vs_float32": bench.stats(speed),
+                "max_rel_deviation": largest,
+                "median_rel_l2_error": median,
+                "median_spearman": rho,
+            }
+    return results
+
+
+def main():
+    args = build_parser().parse_args()
+    assert set(CAPTUM_METHODS) <= set(RULES)
     set_seed(args.seed)
-    device = get_device(args.device)
+    device = device_from_argument(args.device)
     args.batch_points = args.batch_points or default_batch_points(device)
     net = load_cnn(WEIGHTS_PATH, device)
-    images, labels = get_mnist_test_data()
-    if args.num_images > len(images):  # repeat the test set for sizes beyond 10,000
-        repeat = -(-args.num_images // len(images))
-        images, labels = images.repeat(repeat, 1, 1), labels.repeat(repeat)
-    x = to_float_images(images[: args.num_images], device)
-    targets = labels[: args.num_images].to(device)
+    x, targets = load_inputs(args.num_images, device)
     points = args.num_images * args.steps
     print(
         f"{args.num_images} images x {args.steps} steps = {points:,} points, rule {args.rule}, "
         f"{args.batch_points} points per batch, device {device}, {torch.get_num_threads()} CPU threads"
     )
+    contenders = make_contenders(args, net)
+    compiled = warm_up(contenders, x, targets, device)
 
-    def ours(precision="float32", compile=False):
-        return integrate_gradients(
-            net,
-            x,
-            targets,
-            args.steps,
-            rule=args.rule,
-            batch_points=args.batch_points,
-            precision=precision,
-            compile=compile,
-        )
+    def each(name, timing):
+        print(f"  {name:>16}: {timing.wall:7.2f} s wall, {timing.cpu:7.2f} s CPU", flush=True)
 
-    captum = IntegratedGradients(net)
-
-    def theirs():
-        return captum.attribute(
-            x,
-            baselines=torch.zeros_like(x),
-            target=targets,
-            n_steps=args.steps,
-            method=CAPTUM_METHODS[args.rule],
-            internal_batch_size=args.batch_points,
-        )
-
-    contenders = {"ours": ours}
-    if args.compile:
-        contenders["compiled"] = lambda: ours(compile=True)
-    if not args.skip_captum:
-        contenders["captum"] = theirs
-
-    # warm-up: kernels, allocator, cuDNN autotuning; with --compile the compilation (padding
-    # gives every chunk the shape of a full one, so a few images compile what all of them need)
-    small = min(4, args.num_images)
-
-    def warm_up(compile):
-        integrate_gradients(
-            net, x[:small], targets[:small], args.steps, rule=args.rule, batch_points=args.batch_points, compile=compile
-        )
-
-    warm_up(compile=False)
-    if args.compile:
-        _, seconds = timed(lambda: warm_up(compile=True), device)
-        print(f"torch.compile: {seconds:.1f} s to compile (once per process and chunk shape)")
-    best = {}
-    results = {}
-    for _ in range(args.repeats):
-        for name, function in contenders.items():
-            results[name], seconds = timed(function, device)
-            best[name] = min(best.get(name, float("inf")), seconds)
-            print(f"  {name:>8}: {seconds:7.2f} s, {points / seconds:12,.0f} points/s", flush=True)
-    for name in contenders:
-        print(f"{name + ':':9} {points / best[name]:12,.0f} points/s (best of {args.repeats})")
-    if "captum" in best:
-        for name in ("ours", "compiled"):
-            if name in best:
-                print(f"speed-up of {name} over Captum: {best['captum'] / best[name]:.2f}x")
-        for name in ("ours", "compiled"):
-            if name in results:
-                print(
-                    f"largest difference of {name} to Captum: "
-                    f"{relative_difference(results[name], results['captum']):.1e} of the largest |attribution|"
-                )
-    if args.bfloat16:
-        fast, _ = timed(lambda: ours("bfloat16", args.compile), device)
-        fast, seconds = timed(lambda: ours("bfloat16", args.compile), device)
-        exact = results["ours"]
-        reference = best["compiled" if args.compile else "ours"]
-        largest, median = precision_deviation(fast, exact)
-        rho = spearman(fast.abs().cpu(), exact.abs().cpu())
-        speed_up = f"{best['captum'] / seconds:.1f}x Captum, " if "captum" in best else ""
-        print(
-            f"bfloat16 autocast{' compiled' if args.compile else ''}: {points / seconds:12,.0f} points/s "
-            f"({speed_up}{reference / seconds:.2f}x float32); "
-            f"deviation from float32: largest {largest:.1e} of the largest |attribution|, "
-            f"median per-image relative L2 error {median:.1e}, "
-            f"median Spearman correlation of |attribution| {rho.median():.4f}"
-        )
+    bound = {name: (lambda f=f: f(x, targets)) for name, f in contenders.items()}
+    series, values = bench.alternate(bound, args.repeats, device, on_each=each)
+    results = {"points": points, "compile": compiled, "contenders": report_speed(series, points, args.repeats)}
+    results["agreement"] = report_agreement(values, series)
+    bench.write_json(args.json, "integrated", args, results, device)
 
 
 if __name__ == "__main__":
