@@ -1,0 +1,203 @@
+"""src/deepfake_plots.py: the figures and tables of Task 3, drawn from small made-up maps.
+
+Every figure has a title; signed maps (differences, weights) use a colour scale symmetric about
+zero, so that white means 0.
+"""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from cli_helpers import raises_explained
+from PIL import Image
+
+import deepfake_plots
+from deepfake_plots import (
+    display_map,
+    format_confusion,
+    format_table,
+    plot_example,
+    plot_examples,
+    plot_mean_maps,
+    plot_radial_profile,
+    plot_radial_weights,
+    plot_weights,
+    radial_profile,
+    show_map,
+)
+from standin import make_standin
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def saved(monkeypatch):
+    """The figures the plot functions save, in order (they are closed after saving, but still readable)."""
+    figures = []
+    save = deepfake_plots.save_figure
+
+    def recording(fig, path):
+        figures.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(deepfake_plots, "save_figure", recording)
+    return figures
+
+
+def made_up_maps(channels=3, size=16, seed=0):
+    """(means (2, C, H, W) of real and fake, difference (C, H, W), std (C, H, W)) as float tensors."""
+    generator = torch.Generator().manual_seed(seed)
+    means = torch.rand(2, channels, size, size, generator=generator) * 4 + 1
+    std = torch.rand(channels, size, size, generator=generator) + 0.5
+    return means, means[1] - means[0], std
+
+
+def map_axes_of(fig):
+    """The axes that show a map, in order; colour bars and line plots have no image."""
+    return [ax for ax in fig.axes if ax.images]
+
+
+def assert_symmetric(ax):
+    vmin, vmax = ax.images[0].get_clim()
+    assert vmin == -vmax and vmax > 0, (vmin, vmax)
+    assert ax.images[0].get_cmap().name == "RdBu_r"
+
+
+def png_size(path):
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+def test_radial_profile_of_a_known_spectrum():
+    fy, fx = np.meshgrid(np.fft.fftfreq(32), np.fft.fftfreq(32), indexing="ij")
+    freq, profile = radial_profile(np.hypot(fy, fx))
+    assert freq[0] == 0 and freq[1] == pytest.approx(1 / 32)
+    np.testing.assert_allclose(profile, freq, atol=0.5 / 32)  # each ring's mean radius is its own
+
+
+def test_fft_maps_are_shown_with_frequency_zero_in_the_centre_and_others_as_they_are():
+    values = np.zeros((8, 6))
+    values[0, 0] = 1
+    assert display_map(values, "fft")[4, 3] == 1
+    assert display_map(values, "dct")[0, 0] == 1 and display_map(values, "pixel")[0, 0] == 1
+
+
+def test_a_signed_map_gets_a_scale_symmetric_about_zero_and_an_unsigned_one_its_own_range():
+    fig, (signed_ax, plain_ax) = plt.subplots(1, 2)
+    values = np.linspace(-1, 3, 64).reshape(8, 8)  # lopsided: the scale must still be centred at zero
+    show_map(fig, signed_ax, values, "pixel", "signed", True)
+    assert_symmetric(signed_ax)
+    assert signed_ax.images[0].get_clim()[1] == pytest.approx(np.percentile(np.abs(values), 99.5))
+    assert signed_ax.get_title() == "signed"
+    show_map(fig, plain_ax, values, "pixel", "unsigned", False, vmin=-1, vmax=3)
+    assert plain_ax.images[0].get_clim() == (-1, 3)
+    zero = np.zeros((4, 4))  # an all-zero signed map still gets a valid, symmetric scale
+    show_map(fig, plain_ax, zero, "fft", "zero", True)
+    assert plain_ax.images[-1].get_clim() == (-1.0, 1.0)
+
+
+@pytest.mark.parametrize("representation", ["fft", "dct", "pixel"])
+def test_mean_maps_share_one_scale_and_show_the_difference_symmetric_about_zero(tmp_path, saved, representation):
+    means, difference, _ = made_up_maps()
+    path = plot_mean_maps(means, difference, representation, "64 validation images", tmp_path / "mean.png")
+    assert path == tmp_path / "mean.png" and png_size(path)[0] > 500
+    (fig,) = saved
+    title = fig._suptitle.get_text()
+    assert "64 validation images" in title and title.startswith(deepfake_plots.REPRESENTATION_NAMES[representation])
+    real, fake, gap = map_axes_of(fig)
+    assert real.get_title().startswith("real") and fake.get_title().startswith("fake")
+    assert real.images[0].get_clim() == fake.images[0].get_clim()
+    low, high = real.images[0].get_clim()
+    assert low == pytest.approx(means.mean(dim=1).min().item()) and high == pytest.approx(means.mean(dim=1).max())
+    assert_symmetric(gap)
+    assert gap.get_title() == "difference: fake − real"
+
+
+def test_radial_profile_figure_has_a_title_and_real_fake_and_their_gap(tmp_path, saved):
+    means, _, _ = made_up_maps()
+    path = plot_radial_profile(means, "64 validation images", tmp_path / "radial.png")
+    assert png_size(path)[0] > 500
+    (fig,) = saved
+    top, bottom = fig.axes
+    assert "64 validation images" in top.get_title()
+    real, fake = top.lines[:2]
+    np.testing.assert_allclose(bottom.lines[0].get_ydata(), fake.get_ydata() - real.get_ydata())
+
+
+@pytest.mark.parametrize("representation", ["fft", "pixel"])
+def test_weight_maps_are_all_symmetric_about_zero_with_a_titled_figure(tmp_path, saved, representation):
+    means, difference, std = made_up_maps()
+    weights = torch.randn(2, *difference.shape, generator=torch.Generator().manual_seed(3))
+    path = plot_weights(weights, difference, std, representation, "trained on 128 images", 0.875, tmp_path / "w.png")
+    assert png_size(path)[0] > 500
+    (fig,) = saved
+    title = fig._suptitle.get_text()
+    assert "test accuracy 87.50%" in title and "trained on 128 images" in title
+    maps = map_axes_of(fig)
+    assert len(maps) == 4
+    for ax in maps:
+        assert_symmetric(ax)
+    assert "fake − real weights" in maps[2].get_title()
+    np.testing.assert_allclose(
+        maps[2].images[0].get_array(),
+        display_map((weights[1] - weights[0]).mean(dim=0).numpy(), representation),
+        atol=1e-6,
+    )
+    # FFT maps get the radial profile of the weights below; the others do not
+    line_axes = [ax for ax in fig.axes if ax.lines and not ax.images]
+    assert bool(line_axes) == (representation == "fft")
+
+
+def test_radial_weights_have_both_axes_symmetric_about_zero_so_their_zero_lines_coincide():
+    fig, ax = plt.subplots()
+    rng = np.random.default_rng(4)
+    plot_radial_weights(ax, rng.normal(0.2, 1, (16, 16)), rng.normal(-1, 0.5, (16, 16)))
+    twin = [other for other in fig.axes if other is not ax][0]
+    for axes in (ax, twin):
+        low, high = axes.get_ylim()
+        assert low == -high and high > 0
+    assert ax.get_title() and len(ax.get_legend().get_texts()) == 3
+
+
+def test_example_figure_shows_the_whole_image_and_an_enlarged_detail():
+    image = np.random.default_rng(5).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    fig = plot_example(image, y0=40, x0=60, zoom=16)
+    whole, detail = fig.axes
+    assert whole.get_title() == "whole image, 128x128 pixels"
+    assert detail.get_title() == "detail in the yellow box (16x16 pixels)"
+    np.testing.assert_array_equal(whole.images[0].get_array(), image)
+    np.testing.assert_array_equal(detail.images[0].get_array(), image[40:56, 60:76])
+
+
+def test_examples_of_stand_in_data_are_written_and_titled_as_stand_in(tmp_path, saved):
+    out = make_standin(tmp_path / "standin", per_class=2, seed=0, workers=1)
+    paths = plot_examples(out, tmp_path / "figures", index=1)
+    assert [p.name for p in paths] == ["real.png", "fake.png"]
+    with Image.open(paths[0]) as figure:
+        assert figure.format == "PNG" and figure.size[0] > 600
+    titles = [fig._suptitle.get_text() for fig in saved]
+    assert titles[0].startswith("STAND-IN DATA") and titles[0].endswith("A_ffhq/00001.png")
+    assert titles[1].startswith("STAND-IN DATA") and titles[1].endswith("B_stylegan/style_gan_ffhq_example1.png")
+    with raises_explained(r"^--index 2 is too large: .*A_ffhq holds 2 images\.$"):
+        plot_examples(out, tmp_path / "figures", index=2)
+
+
+def test_confusion_matrix_and_table_are_laid_out_by_class_and_representation():
+    confusion = torch.tensor([[28, 2], [12345, 18]])
+    lines = format_confusion(confusion).splitlines()
+    assert lines[0].split() == ["real", "fake"]
+    assert lines[1].split() == ["true", "real", "28", "2"]
+    assert lines[2].split() == ["true", "fake", "12345", "18"]
+    results = [
+        {"representation": "fft", "val_accuracy": 0.9, "test_accuracy": 0.875, "seconds": 12.34},
+        {"representation": "pixel", "val_accuracy": 0.5, "test_accuracy": 0.55, "seconds": 3.0},
+    ]
+    table = format_table(results).splitlines()
+    assert table[0].split() == ["representation", "validation", "test", "seconds"]
+    assert table[1].split() == ["fft", "(log", "|FFT2|)", "90.00%", "87.50%", "12.3"]
+    assert table[2].split() == ["pixel", "(pixels)", "50.00%", "55.00%", "3.0"]

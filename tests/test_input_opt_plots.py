@@ -1,0 +1,190 @@
+"""src/input_opt_plots.py: the figures and table of Task 1, drawn from small made-up results.
+
+Signed (unbounded) images must use a colour scale symmetric about zero, so that white means 0;
+clipped images a grey scale from 0 (black) to 1 (white).
+"""
+
+import argparse
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+import input_opt_plots
+from input_opt import FREE_PIXELS, NO_PENALTIES, PROTOTYPE, Parametrisation, Penalties, Result
+from input_opt_plots import (
+    classify,
+    describe,
+    format_table,
+    plot_comparison,
+    plot_curves,
+    plot_grid,
+    write_figures,
+)
+
+START_NAMES = ("random", "ones")
+NEURONS = (3, 5, 8)
+
+
+def made_up_result(clip=False, steps=4, seed=0):
+    """A Result for 2 starts and 3 digits: pixels in [0, 1] when `clip`, else in about [-2, 3]."""
+    generator = torch.Generator().manual_seed(seed)
+    S, K = len(START_NAMES), len(NEURONS)
+    images = torch.rand(S, K, 1, 28, 28, generator=generator)
+    if not clip:
+        images = images * 5 - 2
+    logit = torch.rand(steps + 1, S, K, generator=generator).cumsum(0) * 10
+    probability = torch.linspace(0.1, 1.0, steps + 1)[:, None, None].expand(steps + 1, S, K).clone()
+    return Result(
+        images=images,
+        starts=torch.rand(S, 1, 28, 28, generator=generator),
+        neurons=NEURONS,
+        objective=logit - 1,
+        logit=logit,
+        probability=probability,
+        confident_step=torch.tensor([[2, -1, 0], [1, 3, -1]]),
+        confident_images=images.clamp(0, 1),
+        parametrisation=Parametrisation(clip=clip),
+    )
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def image_axes(fig):
+    """The axes that show an image (one per row of pictures), top to bottom; colour bars have none."""
+    return [ax for ax in fig.axes if ax.images]
+
+
+def assert_symmetric(ax, bound):
+    vmin, vmax = ax.images[0].get_clim()
+    assert vmin == -vmax, (vmin, vmax)
+    assert vmax == pytest.approx(bound)
+    assert ax.images[0].get_cmap().name.startswith("RdBu")
+
+
+def assert_grey_0_to_1(ax):
+    assert ax.images[0].get_clim() == (0.0, 1.0)
+    assert ax.images[0].get_cmap().name.startswith("gray")
+
+
+def test_describe_names_every_regulariser_or_its_absence():
+    assert describe(NO_PENALTIES, FREE_PIXELS) == "no L2, no TV, no jitter, no blur, no clipping"
+    assert describe(*PROTOTYPE) == "L2 0.05, TV 0.05, jitter 1 px, no blur, clip to [0, 1]"
+    assert describe(Penalties(tv=0.2), Parametrisation(blur=0.5)) == (
+        "no L2, TV 0.2, no jitter, blur sigma 0.5 px, no clipping"
+    )
+
+
+def test_classify_gives_the_networks_top_class_and_probability_in_the_images_shape(shipped_model):
+    images = torch.rand(2, 3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    predicted, confidence = classify(shipped_model, images)
+    assert predicted.shape == confidence.shape == (2, 3)
+    probabilities = shipped_model(images.view(-1, 1, 28, 28)).softmax(1).detach()
+    assert torch.equal(predicted.flatten(), probabilities.argmax(1))
+    torch.testing.assert_close(confidence.flatten(), probabilities.max(1).values)
+
+
+def test_grid_has_its_title_and_shows_unclipped_optima_on_a_scale_symmetric_about_zero():
+    result = made_up_result(clip=False)
+    fig = plot_grid(result, START_NAMES, "inputs that maximise a logit")
+    assert fig._suptitle.get_text() == "inputs that maximise a logit"
+    rows = image_axes(fig)
+    assert len(rows) == 2
+    for s, ax in enumerate(rows):
+        assert_symmetric(ax, result.images[s].abs().max().item())
+        assert ax.get_ylabel() == f"{START_NAMES[s]}\nstart"
+    # below each image its final logit and probability; above the first row the digit
+    captions = [label.get_text() for label in rows[0].get_xticklabels()]
+    assert captions == [f"y={result.logit[-1, 0, k]:.0f}\np={result.probability[-1, 0, k]:.4f}" for k in range(3)]
+    assert [text.get_text() for text in rows[0].texts] == ["digit 3", "digit 5", "digit 8"]
+
+
+def test_grid_shows_clipped_optima_in_grey_from_0_to_1():
+    fig = plot_grid(made_up_result(clip=True), START_NAMES, "clipped")
+    for ax in image_axes(fig):
+        assert_grey_0_to_1(ax)
+
+
+def test_curves_have_a_title_one_line_per_digit_and_the_confidence_threshold():
+    result = made_up_result(steps=12)
+    fig = plot_curves(result, START_NAMES, "gradient ascent", confident=0.99)
+    assert fig._suptitle.get_text() == "gradient ascent"
+    axes = fig.axes
+    assert len(axes) == 2 * len(START_NAMES)
+    objective, probability = axes[0], axes[1]
+    assert objective.get_title() and probability.get_title()
+    assert len(objective.lines) == len(NEURONS)
+    assert len(probability.lines) == len(NEURONS) + 1
+    threshold = probability.lines[-1]
+    assert list(threshold.get_ydata()) == [0.99, 0.99]
+    for k, line in enumerate(objective.lines):
+        assert list(line.get_ydata()) == result.objective[:, 0, k].tolist()
+    assert probability.get_ylim() == (-0.02, 1.02) and probability.get_xscale() == "symlog"
+
+
+@pytest.mark.parametrize("clip", [True, False])
+def test_comparison_shows_first_sure_inputs_in_grey_and_plain_optima_symmetric_about_zero(clip):
+    plain, regular = made_up_result(clip=False), made_up_result(clip=clip, seed=1)
+    fig = plot_comparison(plain, regular, START_NAMES, "plain against regularised", confident=0.99)
+    assert fig._suptitle.get_text() == "plain against regularised"
+    rows = image_axes(fig)
+    assert len(rows) == 3 * len(START_NAMES)
+    for s in range(len(START_NAMES)):
+        first_sure, plain_final, regularised = rows[3 * s : 3 * s + 3]
+        assert_grey_0_to_1(first_sure)  # the inputs when first sure are clamped copies here, in [0, 1]
+        assert_symmetric(plain_final, plain.images[s].abs().max().item())
+        if clip:
+            assert_grey_0_to_1(regularised)
+        else:
+            assert_symmetric(regularised, regular.images[s].abs().max().item())
+    # a digit the network never became sure of says so
+    assert [label.get_text() for label in rows[0].get_xticklabels()] == ["step 2", "never", "step 0"]
+
+
+def test_unclipped_image_rows_widen_the_grey_scale_to_their_range():
+    result = made_up_result(clip=False)
+    result.confident_images[0, 1] = 4.0  # a pixel beyond white: the scale must reach it, not saturate
+    fig = plot_comparison(result, made_up_result(clip=True), START_NAMES, "t")
+    assert image_axes(fig)[0].images[0].get_clim() == (0.0, 4.0)
+
+
+def test_table_has_a_row_per_digit_with_logit_probability_class_and_first_sure_step():
+    result = made_up_result()
+    predicted = torch.tensor([[3, 5, 1], [3, 5, 8]])
+    table = format_table(result, START_NAMES, predicted, confident=0.99)
+    lines = table.splitlines()
+    assert "random start" in lines[0] and "ones start" in lines[0]
+    rows = [line for line in lines if line.split("|")[0].strip() in {"3", "5", "8"}]
+    assert len(rows) == len(NEURONS)
+    cells = rows[1].split("|")[1].split()  # digit 5, random start
+    assert cells == [f"{result.logit[-1, 0, 1].item():.1f}", f"{result.probability[-1, 0, 1].item():.6f}", "5", "never"]
+    assert rows[2].split("|")[2].split()[-1] == "never"
+    assert lines[-1] == "sure at: the first step at which the target's probability reached 0.99"
+
+
+@pytest.mark.parametrize("regularised", [False, True])
+def test_write_figures_writes_titled_pngs_and_the_comparison_only_with_a_regularised_run(
+    tmp_path, monkeypatch, regularised
+):
+    titles = []
+    save = input_opt_plots.save_figure
+
+    def recording(fig, path):
+        titles.append(fig._suptitle.get_text())
+        return save(fig, path)
+
+    monkeypatch.setattr(input_opt_plots, "save_figure", recording)
+    args = argparse.Namespace(steps=4, lr=0.1, out=tmp_path)
+    regular = made_up_result(clip=True, seed=1) if regularised else None
+    written = write_figures(args, "the test CNN", START_NAMES, made_up_result(), regular, "L2 0.05", 0.99)
+    names = ["input_opt_grid.png", "input_opt_curves.png"] + (["input_opt_regularised.png"] if regularised else [])
+    assert [p.name for p in written] == names
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
+    assert len(titles) == len(names) and all("the test CNN" in title for title in titles)
+    if regularised:
+        assert "regularisers: L2 0.05" in titles[-1]

@@ -1,0 +1,357 @@
+"""src/util.py: the MNIST readers, the FFHQ/StyleGAN folder checks and split, the image reader, and
+the data command line."""
+
+import gzip
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import FUZZ, argument_lists, raises_explained, run_cli
+from conftest import assert_clear_error, png_bytes, run_script, write_png
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import cli
+import util
+from common import InputError
+from download import MNIST_TEST_LABEL_COUNTS, write_idx, write_mnist_raw
+
+# ------------------------------------------------------------------ MNIST
+
+
+def test_idx_files_written_in_torchvisions_layout_read_back_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(60_000, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=60_000, dtype=np.uint8)
+    test_images = rng.integers(0, 256, size=(10_000, 28, 28), dtype=np.uint8)
+    test_labels = rng.integers(0, 10, size=10_000, dtype=np.uint8)
+    write_mnist_raw(tmp_path, "train", images, labels)
+    write_mnist_raw(tmp_path, "test", test_images, test_labels)
+    got_images, got_labels = util.get_mnist_train_data(tmp_path)
+    assert got_images.dtype == torch.uint8 and got_images.shape == (60_000, 28, 28)
+    assert got_labels.dtype == torch.int64
+    np.testing.assert_array_equal(got_images.numpy(), images)
+    np.testing.assert_array_equal(got_labels.numpy(), labels)
+    got_test, _ = util.get_mnist_test_data(tmp_path)
+    np.testing.assert_array_equal(got_test.numpy(), test_images)
+    # the files follow the IDX format byte for byte, as torchvision reads them
+    raw = (tmp_path / "train-labels-idx1-ubyte").read_bytes()
+    assert raw[:8] == (2049).to_bytes(4, "big") + (60_000).to_bytes(4, "big")
+
+
+def test_idx_reader_names_a_wrong_magic_number_and_a_wrong_size(tmp_path):
+    path = tmp_path / "labels"
+    write_idx(path, np.zeros(10, np.uint8))
+    with pytest.raises(InputError, match="has magic number 2049, not 2051"):
+        util.read_idx(path, util.IDX_IMAGES_MAGIC, (10, 28, 28))
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(InputError, match="has 7 data bytes, not 10; it is truncated or corrupt"):
+        util.read_idx(path, util.IDX_LABELS_MAGIC, (10,))
+
+
+def test_gzipped_raw_file_that_is_corrupt_is_named(tmp_path):
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(b"\x00" * 100)[:20])
+    with pytest.raises(InputError, match=r"is not a valid gzip file"):
+        util.read_idx(path, util.IDX_LABELS_MAGIC, (10_000,))
+
+
+def test_real_mnist_has_the_known_counts_and_histogram(mnist_train, mnist_test):
+    train_images, train_labels = mnist_train
+    test_images, test_labels = mnist_test
+    assert train_images.shape == (60_000, 28, 28) and train_images.dtype == torch.uint8
+    assert test_images.shape == (10_000, 28, 28) and test_images.dtype == torch.uint8
+    assert tuple(torch.bincount(test_labels, minlength=10).tolist()) == MNIST_TEST_LABEL_COUNTS
+    assert tuple(torch.bincount(train_labels, minlength=10).tolist()) == (
+        5923,
+        6742,
+        5958,
+        6131,
+        5842,
+        5421,
+        5918,
+        6265,
+        5851,
+        5949,
+    )
+    assert int(train_images.max()) == 255
+
+
+def test_every_mnist_source_failing_lists_what_was_tried(tmp_path):
+    def broken(raw_dir):
+        raise OSError("no route to host")
+
+    with pytest.raises(InputError) as info:
+        util.ensure_mnist(tmp_path / "raw", sources=[("mirror one", broken), ("mirror two", broken)])
+    message = cli.explain(info.value)
+    assert "mirror one (OSError: no route to host)" in message
+    assert "mirror two (OSError: no route to host)" in message
+    assert "by hand" in message and "t10k-labels-idx1-ubyte" in message
+    assert not (tmp_path / "raw").exists() or not any((tmp_path / "raw").iterdir())
+
+
+def test_partial_mnist_download_is_fetched_again(tmp_path, mnist_test, mnist_train):
+    raw = tmp_path / "raw"
+    write_mnist_raw(raw, "train", mnist_train[0].numpy(), mnist_train[1].numpy())
+    write_mnist_raw(raw, "test", mnist_test[0].numpy(), mnist_test[1].numpy())
+    good = (raw / "t10k-images-idx3-ubyte").read_bytes()
+    (raw / "t10k-images-idx3-ubyte").write_bytes(good[: len(good) // 3])  # an interrupted download
+
+    def refetch(raw_dir):
+        (raw_dir / "t10k-images-idx3-ubyte").write_bytes(good)
+
+    util.ensure_mnist(raw, sources=[("a working mirror", refetch)])
+    assert (raw / "t10k-images-idx3-ubyte").read_bytes() == good
+
+
+def test_partial_mnist_download_without_sources_names_the_file(tmp_path, mnist_test):
+    raw = tmp_path / "raw"
+    images, labels = mnist_test[0].numpy(), mnist_test[1].numpy()
+    write_mnist_raw(raw, "train", np.zeros((60_000, 28, 28), np.uint8), np.zeros(60_000, np.uint8))
+    write_mnist_raw(raw, "test", images, labels)
+    path = raw / "t10k-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(InputError) as info:
+        util.ensure_mnist(raw, sources=[])
+    assert "t10k-labels-idx1-ubyte has 4992 data bytes, not 10000" in cli.explain(info.value)
+    assert "by hand" in cli.explain(info.value)
+
+
+IDX_HEADERS = st.sampled_from(
+    [
+        b"",
+        (2051).to_bytes(4, "big") + (2).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2,
+        (2049).to_bytes(4, "big") + (2).to_bytes(4, "big"),
+        (2051).to_bytes(4, "big"),
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=IDX_HEADERS, body=st.binary(max_size=2000), gz=st.booleans(), images=st.booleans())
+def test_fuzz_mnist_raw_reader_gives_an_array_or_one_input_error(tmp_path, header, body, gz, images):
+    """Any bytes give either a valid array of the asked shape or an InputError, never another exception."""
+    data = header + body
+    path = tmp_path / ("file.gz" if gz else "file")
+    path.write_bytes(gzip.compress(data) if gz and body[:1] != b"\x00" else data)
+    magic, shape = (util.IDX_IMAGES_MAGIC, (2, 28, 28)) if images else (util.IDX_LABELS_MAGIC, (2,))
+    try:
+        array = util.read_idx(path, magic, shape)
+    except InputError as error:
+        assert cli.explain(error).endswith("run again.")
+    else:
+        assert array.shape == shape and array.dtype == np.uint8
+
+
+# ------------------------------------------------------------------ FFHQ/StyleGAN folders
+
+
+def test_load_folder_sorts_naturally_splits_disjointly_and_checks_sizes(tmp_path):
+    fakes = tmp_path / "B_stylegan"
+    for i in reversed(range(12)):
+        write_png(fakes / util.fake_name(i), seed=i)
+    (fakes / ".DS_Store").write_bytes(b"\0")
+    train, val, test = util.load_folder(fakes, 8, 2, 2)
+    # natural order: example2 before example10 (plain string order would put example10 third)
+    assert [p.name for p in train] == [util.fake_name(i) for i in range(8)]
+    assert [p.name for p in val] == [util.fake_name(8), util.fake_name(9)]
+    assert [p.name for p in test] == [util.fake_name(10), util.fake_name(11)]
+    train, val, test = util.load_folder(str(fakes), 3, 0, 4)
+    assert (len(train), len(val), len(test)) == (3, 0, 4)
+    assert not set(train) & set(test) and test[0].name == util.fake_name(3)
+    assert util.natural_key("00010.png") > util.natural_key("00009.png")
+
+    with raises_explained(
+        r"holds 12 usable images, fewer than the 13 asked for \(train 10 \+ validation 2 \+ test 1\)"
+    ):
+        util.load_folder(fakes, 10, 2, 1)
+    with raises_explained(r"A_ffhq does not exist; run `python src/util.py ffhq-download` to fetch"):
+        util.load_folder(tmp_path / "A_ffhq", 1, 1, 1)
+    (tmp_path / "empty").mkdir()
+    with raises_explained("empty holds no image files"):
+        util.load_folder(tmp_path / "empty", 1, 1, 1)
+
+
+def bad_file(folder, kind):
+    """Write one file that is not a 128x128 8-bit RGB PNG; return (name, reason in the error)."""
+    if kind == "grayscale":
+        write_png(folder / "gray.png", mode="L")
+        return "gray.png", "grayscale instead of RGB"
+    if kind == "rgba":
+        write_png(folder / "alpha.png", mode="RGBA")
+        return "alpha.png", "RGBA instead of RGB"
+    if kind == "small":
+        write_png(folder / "small.png", size=64)
+        return "small.png", "64x64 instead of 128x128"
+    if kind == "16-bit":
+        raw = bytearray(write_png(folder / "deep.png").read_bytes())
+        raw[24] = 16  # the IHDR bit depth, with its checksum updated to match
+        raw[29:33] = zlib.crc32(bytes(raw[12:29])).to_bytes(4, "big")
+        (folder / "deep.png").write_bytes(bytes(raw))
+        return "deep.png", "16-bit instead of 8-bit"
+    if kind == "text":
+        (folder / "notes.txt").write_text("not an image")
+        return "notes.txt", "not a PNG file"
+    if kind == "jpeg":
+        Image.fromarray(np.zeros((128, 128, 3), np.uint8)).save(folder / "photo.png", format="jpeg")
+        return "photo.png", "not a PNG file"
+    if kind == "empty":
+        (folder / "empty.png").write_bytes(b"")
+        return "empty.png", "empty file"
+    raw = bytearray(write_png(folder / "broken.png", seed=7).read_bytes())
+    if kind == "corrupt header":
+        raw[18] ^= 0x01  # the width, so the IHDR checksum no longer matches
+        (folder / "broken.png").write_bytes(bytes(raw))
+        return "broken.png", "corrupt PNG header"
+    (folder / "broken.png").write_bytes(bytes(raw[:-100]))
+    return "broken.png", "truncated PNG"
+
+
+@pytest.mark.parametrize(
+    "kind", ["grayscale", "rgba", "small", "16-bit", "text", "jpeg", "empty", "corrupt header", "truncated"]
+)
+def test_load_folder_names_files_that_are_not_128_rgb_png_or_skips_them(tmp_path, kind, capsys):
+    folder = tmp_path / "A_ffhq"
+    for i in range(3):
+        write_png(folder / util.real_name(i), seed=i)
+    name, reason = bad_file(folder, kind)
+    pattern = rf"^1 of 4 files in .*A_ffhq are not 128x128 RGB PNG images: {name} \({reason}\); replace or delete them, or pass skip_unreadable=True"
+    with pytest.raises(InputError, match=pattern) as info:
+        util.load_folder(folder, 1, 1, 1)
+    # on the command line the same sentence names the flag instead
+    assert cli.explain(info.value).endswith(
+        "or pass skip_unreadable=True (--skip-unreadable on the command line) to leave them out."
+    )
+    train, val, test = util.load_folder(folder, 1, 1, 1, skip_unreadable=True)
+    assert [p.name for p in train + val + test] == ["00000.png", "00001.png", "00002.png"]
+    assert "warning: skipped 1 of 4 files in" in capsys.readouterr().err
+
+
+def test_load_folder_lists_many_bad_files_briefly(tmp_path):
+    folder = tmp_path / "A_ffhq"
+    for i in range(8):
+        write_png(folder / util.real_name(i), size=32, seed=i)
+    with pytest.raises(
+        InputError,
+        match=r"8 of 8 files .*: 00000.png \(32x32 instead of 128x128\), .*00004.png \(32x32 instead of 128x128\) and 3 more;",
+    ):
+        util.load_folder(folder, 1, 0, 0)
+
+
+def test_png_header_check_agrees_with_pillow(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        mode = ["RGB", "RGBA", "L", "P", "LA"][i % 5]
+        size = int(rng.choice([127, 128, 129]))
+        image = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).convert(mode)
+        path = tmp_path / f"{i}.png"
+        image.save(path)
+        with Image.open(path) as decoded:
+            expected = decoded.mode == "RGB" and decoded.size == (128, 128)
+        assert (util.png_problem(path) is None) == expected, (mode, size, util.png_problem(path))
+
+
+GOOD_PNG = png_bytes()
+FILE_CONTENTS = st.one_of(
+    st.just(GOOD_PNG),
+    st.just(png_bytes(mode="RGBA")),
+    st.just(png_bytes(mode="L")),
+    st.just(png_bytes(size=(64, 128))),
+    st.binary(max_size=300),
+    st.integers(0, len(GOOD_PNG) - 1).map(lambda n: GOOD_PNG[:n]),
+    st.tuples(st.integers(0, len(GOOD_PNG) - 1), st.integers(0, 255)).map(
+        lambda p: GOOD_PNG[: p[0]] + bytes([p[1]]) + GOOD_PNG[p[0] + 1 :]
+    ),
+)
+FILE_NAMES = st.from_regex(r"[a-z0-9_]{1,8}\.(png|PNG|jpg|txt)", fullmatch=True)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    files=st.dictionaries(FILE_NAMES, FILE_CONTENTS, max_size=6),
+    sizes=st.tuples(st.integers(0, 4), st.integers(0, 3), st.integers(0, 3)),
+    skip=st.booleans(),
+)
+def test_fuzz_load_folder_gives_disjoint_splits_or_one_input_error(tmp_path_factory, files, sizes, skip):
+    """Any folder gives disjoint, sorted splits of the asked sizes or one InputError, never another exception."""
+    folder = tmp_path_factory.mktemp("A_ffhq")
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    try:
+        train, val, test = util.load_folder(folder, *sizes, skip_unreadable=skip)
+    except InputError as error:
+        assert "\n" not in cli.explain(error)
+    else:
+        assert (len(train), len(val), len(test)) == sizes
+        chosen = [*train, *val, *test]
+        assert len(set(chosen)) == len(chosen)
+        assert all(path.parent == folder for path in chosen)
+
+
+def test_read_rgb_names_an_image_of_the_wrong_size_or_an_unreadable_file(tmp_path):
+    path = write_png(tmp_path / "small.png", size=64)
+    np.testing.assert_array_equal(util.read_rgb(path), np.asarray(Image.open(path)))  # any size without `size`
+    with pytest.raises(InputError, match=r"small.png is 64x64 pixels, not 128x128"):
+        util.read_rgb(path, util.IMAGE_SIZE)
+    path.write_bytes(b"not a png")
+    with pytest.raises(InputError, match=r"small.png is not a readable image"):
+        util.read_rgb(path, util.IMAGE_SIZE)
+
+
+# ------------------------------------------------------------------ the data command line
+
+
+def test_data_command_line_errors_are_one_line(tmp_path):
+    missing = tmp_path / "nothing"
+    result = run_script("util.py", "ffhq-examples", "--data", missing, "--out", tmp_path)
+    assert_clear_error(result, "nothing/A_ffhq does not exist; run `python src/util.py ffhq-download`")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def subparser(name):
+    """The parser of one command of `python src/util.py`."""
+    (commands,) = [a for a in util.build_parser()._actions if a.dest == "command"]
+    return commands.choices[name]
+
+
+def test_standin_seed_must_be_one_numpy_accepts(capsys):
+    parser = util.build_parser()
+    assert parser.parse_args(["ffhq-standin", "--seed", "4294967295"]).seed == 4294967295
+    for bad in ("-1", "4294967296"):
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args(["ffhq-standin", "--seed", bad])
+        assert info.value.code == 2
+        assert f"argument --seed: must be an integer from 0 to 4294967295, got {bad}" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_standin(tmp_path_factory):
+    from standin import make_standin
+
+    return make_standin(tmp_path_factory.mktemp("standin") / "data", per_class=2, seed=0, workers=1)
+
+
+@FUZZ
+@example(argv=[])
+@given(argv=argument_lists(subparser("ffhq-examples"), {"--data", "--out"}))
+def test_fuzz_ffhq_examples_command_line(argv, tiny_standin, tmp_path_factory, monkeypatch):
+    out = tmp_path_factory.mktemp("out")
+    prefix = ["ffhq-examples", "--data", str(tiny_standin), "--out", str(out)]
+    outcome = run_cli(util, prefix + argv, monkeypatch)
+    if not argv:
+        assert outcome == "ran" and sorted(p.name for p in out.iterdir()) == ["fake.png", "real.png"]
+
+
+@FUZZ
+@example(argv=[])
+@given(argv=argument_lists(subparser("ffhq-standin"), {"--out", "--workers"}, max_size=3))
+def test_fuzz_ffhq_standin_command_line(argv, tmp_path_factory, monkeypatch):
+    out = tmp_path_factory.mktemp("standin") / "data"
+    outcome = run_cli(
+        util, ["ffhq-standin", "--out", str(out), "--per-class", "1", "--workers", "1", *argv], monkeypatch
+    )
+    if not argv:
+        assert outcome == "ran" and util.is_standin(out) and len(util.list_images(out / util.REAL_FOLDER)) == 1
