@@ -1,0 +1,147 @@
+"""src/integrated_plots.py: every figure of Task 2 has its title, and signed maps a colour scale
+centred at zero."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from integrated_plots import (  # noqa: E402
+    plot_attributions,
+    plot_class_means,
+    plot_completeness,
+    plot_deletion,
+    plot_randomisation,
+    plot_randomisation_maps,
+    stage_label,
+    symmetric_norm,
+)
+
+STAGES = ["trained", "classifier.3", "classifier.1", "features.6", "features.3", "features.0"]
+
+
+@pytest.fixture
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def signed_maps(fig):
+    """The images drawn with the diverging colour map."""
+    return [image for ax in fig.axes for image in ax.get_images() if image.get_cmap().name == "RdBu_r"]
+
+
+def assert_titled(fig, title):
+    assert isinstance(fig, Figure)
+    assert title in fig.get_suptitle() or any(title in ax.get_title() for ax in fig.axes), title
+
+
+def assert_centred_at_zero(image):
+    norm = image.norm
+    assert norm.vmax > 0 and norm.vmin == -norm.vmax, (norm.vmin, norm.vmax)
+
+
+def random_maps(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_plot_attributions_centres_each_rows_scale_at_zero():
+    labels = torch.tensor([3, 3, 7, 1, 3])
+    images = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    attributions = random_maps(5, 1, 28, 28)
+    attributions[2] *= 10  # the 7 has the largest values; its row must not squash the others
+    fig = plot_attributions(images, attributions, labels, labels, "IG of five digits", per_class=2)
+    assert_titled(fig, "IG of five digits")
+    shown = signed_maps(fig)
+    assert len(shown) == 2 * 4  # the attribution and its overlay for each digit shown, two of the three 3s
+    for image in shown:
+        assert_centred_at_zero(image)
+    limits = sorted({round(image.norm.vmax, 6) for image in shown})
+    expected = [float(attributions[torch.nonzero(labels == c).flatten()[:2]].abs().max()) for c in (1, 3, 7)]
+    assert limits == sorted(round(v, 6) for v in expected)
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_plot_class_means_uses_one_scale_centred_at_zero():
+    digits = torch.tensor([0, 0, 5, 9])
+    attributions = random_maps(4, 1, 28, 28)
+    fig = plot_class_means(attributions, digits, "Mean IG per digit")
+    assert_titled(fig, "Mean IG per digit")
+    shown = signed_maps(fig)
+    assert len(shown) == 3
+    means = torch.stack([attributions[digits == c].mean(0) for c in (0, 5, 9)])
+    for image in shown:
+        assert_centred_at_zero(image)
+        assert image.norm.vmax == pytest.approx(float(means.abs().max()))
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_plot_randomisation_maps_scales_each_map_to_minus_one_one():
+    maps = random_maps(len(STAGES), 2, 1, 28, 28)
+    maps[0, 1] = 0  # an all-zero map is drawn, not an error
+    fig = plot_randomisation_maps(STAGES, maps, torch.rand(2, 1, 28, 28), "IG maps as the layers are re-initialised")
+    assert_titled(fig, "IG maps as the layers are re-initialised")
+    shown = signed_maps(fig)
+    assert len(shown) == 2 * len(STAGES)
+    for image in shown:
+        assert_centred_at_zero(image)
+        assert image.norm.vmax == 1
+    assert [ax.get_title() for ax in fig.axes[: len(STAGES) + 1]] == ["input"] + [stage_label(s) for s in STAGES]
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_plot_completeness_draws_one_line_per_rule_and_the_reference():
+    steps = (2, 4, 8)
+    fig = plot_completeness(steps, {"right": [0.5, 0.25, 0.125], "midpoint": [0.1, 0.02, 0.005]}, "Completeness gap")
+    assert_titled(fig, "Completeness gap")
+    (ax,) = fig.axes
+    assert [line.get_label() for line in ax.get_lines()] == ["right", "midpoint", "1/m (for reference)"]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_plot_randomisation_draws_each_image_and_the_mean_without_nan():
+    correlations = torch.rand(len(STAGES), 3, generator=torch.Generator().manual_seed(0)).double()
+    correlations[:, 2] = float("nan")  # an image without a rank order
+    fig = plot_randomisation(STAGES, correlations, "Model-parameter randomisation test")
+    assert_titled(fig, "Model-parameter randomisation test")
+    (ax,) = fig.axes
+    mean = next(line for line in ax.get_lines() if line.get_label() == "mean over the images")
+    torch.testing.assert_close(torch.as_tensor(mean.get_ydata()), correlations[:, :2].mean(1))
+    assert [t.get_text() for t in ax.get_xticklabels()] == [stage_label(s) for s in STAGES]
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_plot_deletion_labels_each_order_with_its_area():
+    fractions = torch.linspace(0, 0.2, 3)
+    curves = {"Integrated Gradients": torch.tensor([[1.0, 0.5, 0.0]]), "random": torch.ones(1, 3)}
+    fig = plot_deletion(fractions, curves, "Pixel deletion")
+    assert_titled(fig, "Pixel deletion")
+    (ax,) = fig.axes
+    assert [line.get_label() for line in ax.get_lines()] == [
+        "Integrated Gradients (mean probability 0.500)",
+        "random (mean probability 1.000)",
+    ]
+
+
+def test_symmetric_norm_covers_the_values_and_survives_all_zeros():
+    norm = symmetric_norm(torch.tensor([-0.5, 2.0]))
+    assert (norm.vmin, norm.vcenter, norm.vmax) == (-2.0, 0.0, 2.0)
+    zeros = symmetric_norm(torch.zeros(3))
+    assert (zeros.vmin, zeros.vmax) == (-1.0, 1.0)
+
+
+def test_stage_label_names_the_layers():
+    assert [stage_label(s) for s in STAGES] == [
+        "trained",
+        "+ logits random",
+        "+ fc 256 random",
+        "+ conv3 random",
+        "+ conv2 random",
+        "+ conv1 random",
+    ]

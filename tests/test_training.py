@@ -1,0 +1,95 @@
+"""src/training.py: images as float tensors, mini-batches, one epoch, evaluation, a whole run."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from common import set_seed
+from mnist_integrated import build_parser
+from models import CNN
+from training import batches, evaluate, mnist_splits, to_float_images, train, train_model
+
+
+def test_to_float_images_gives_pixels_in_zero_one_with_a_channel(mnist_test):
+    images = mnist_test[0][:4]
+    x = to_float_images(images, "cpu")
+    assert x.shape == (4, 1, 28, 28) and x.dtype == torch.float32
+    assert x.min() == 0 and x.max() == 1
+    torch.testing.assert_close(x[:, 0] * 255, images.float())
+
+
+def test_batches_cover_every_item_once_in_order_or_shuffled():
+    images, labels = torch.arange(10.0), torch.arange(10)
+    plain = list(batches(images, labels, 4))
+    assert [len(x) for x, _ in plain] == [4, 4, 2]
+    assert torch.equal(torch.cat([x for x, _ in plain]), images)
+    shuffled = list(batches(images, labels, 4, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    order = torch.cat([y for _, y in shuffled])
+    assert sorted(order.tolist()) == list(range(10)) and order.tolist() != list(range(10))
+    assert torch.equal(torch.cat([x for x, _ in shuffled]), images[order])  # images stay with their labels
+
+
+def test_evaluate_counts_correct_predictions_and_sets_eval_mode():
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x.flatten(1)[:, 0].long(), 10).float()
+
+    model = Fixed().train()
+    images = torch.tensor([0.0, 1, 2, 3, 4]).view(5, 1, 1, 1).expand(5, 1, 28, 28)
+    assert evaluate(model, images, torch.tensor([0, 1, 2, 0, 0]), batch_size=2) == pytest.approx(3 / 5)
+    assert not model.training
+
+
+def test_train_stops_with_a_floating_point_error_when_the_loss_is_nan(mnist_test):
+    class BlowsUp(CNN):
+        calls = 0
+
+        def forward(self, x):
+            BlowsUp.calls += 1
+            out = super().forward(x)
+            return out * float("nan") if BlowsUp.calls > 2 else out
+
+    images, labels = to_float_images(mnist_test[0][:64], "cpu"), mnist_test[1][:64]
+    model = BlowsUp()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    args = SimpleNamespace(batch_size=16, epochs=3)
+    with pytest.raises(FloatingPointError, match=r"^training diverged: the loss became nan in epoch 2, batch 2$"):
+        train(args, model, images, labels, optimizer, scheduler, 2, torch.Generator().manual_seed(0))
+
+
+def test_mnist_splits_holds_out_validation_digits_and_caps_the_training_set():
+    args = SimpleNamespace(seed=0, val_size=1000, train_size=3000)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = mnist_splits(args, "cpu")
+    assert (len(x_train), len(y_train), len(x_val), len(y_val), len(x_test), len(y_test)) == (
+        3000,
+        3000,
+        1000,
+        1000,
+        10_000,
+        10_000,
+    )
+    assert x_train.shape[1:] == (1, 28, 28) and x_train.dtype == torch.float32 and y_train.dtype == torch.int64
+    # the same seed gives the same split, another seed another one
+    again = mnist_splits(args, "cpu")
+    assert torch.equal(again[1][0], x_val)
+    other = mnist_splits(SimpleNamespace(seed=1, val_size=1000, train_size=3000), "cpu")
+    assert not torch.equal(other[1][0], x_val)
+    everything = mnist_splits(SimpleNamespace(seed=0, val_size=0, train_size=0), "cpu")
+    assert (len(everything[0][0]), len(everything[1][0])) == (60_000, 0)
+
+
+def test_short_training_on_a_real_subset(tmp_path, capsys):
+    args = build_parser().parse_args(
+        ["--train-size", "6000", "--val-size", "1000", "--epochs", "1", "--weights", str(tmp_path / "w.pth")]
+    )
+    set_seed(0)
+    device = torch.device("cpu")
+    model, accuracy, seconds = train_model(args, *mnist_splits(args, device), device)
+    assert accuracy > 0.90, accuracy
+    assert isinstance(model, CNN) and seconds > 0
+    out = capsys.readouterr().out
+    assert "training on 6000 digits, validating on 1000, device cpu, 1 epochs, batch size 128, lr 0.003" in out
+    assert "epoch 1: training loss " in out and ", validation accuracy " in out
+    assert f"test accuracy {accuracy:.2%} on 10000 test digits" in out
