@@ -35,7 +35,7 @@ import numpy as np
 from deepfake_reference import reference
 
 from cli import UserError, positive_int, run_main
-from common import DATA_DIR, default_workers, get_device, relative, synchronize
+from common import DATA_DIR, default_workers, get_device, relative, synchronise
 from standin import make_standin
 from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, is_standin, list_images, load_folder
 
@@ -130,7 +130,7 @@ def spectra_rates(data, device_name, repeats, count=1000):
     device = get_device(device_name)
     cached = torch.from_numpy(images).to(device)
     log_fft(cached[:10])  # warm-up (cuFFT plans)
-    synchronize(device)
+    synchronise(device)
     contenders = {
         "numpy": lambda: [transform(batch) for batch in np.array_split(images, max(1, count // 500))],
         "torch": lambda: [log_fft(batch) for batch in cached.split(500)],

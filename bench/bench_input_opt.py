@@ -9,7 +9,7 @@ the median and range over `--repeats` runs:
 1. `python src/input_opt.py` with its defaults, as a user runs it (a subprocess: start-up,
    optimisation, tables and figures written to a temporary folder; its CPU time is the child's).
 2. In this process, the plain optimisation of the default run (10 digits x 2 starts) batched with
-   torch.func.grad + vmap, as `input_opt.optimize_inputs` does it.
+   torch.func.grad + vmap, as `input_opt.optimise_inputs` does it.
 3. Its peer in the same process: a plain per-neuron autograd loop, one image and one Adam
    optimiser at a time (`x.requires_grad_()`, `model(x)[0, i].backward()`), the way the exercise
    is usually first written. It must reach the same images. 2 and 3 alternate after a warm-up,
@@ -26,7 +26,7 @@ import torch
 
 from cli import UserError, device_from_argument, positive_int, run_main
 from common import ROOT, WEIGHTS_PATH
-from input_opt import DIGITS, LR, STARTS, STEPS, make_starts, optimize_inputs
+from input_opt import DIGITS, LR, STARTS, STEPS, make_starts, optimise_inputs
 from models import load_cnn
 
 PEER = "per-neuron loop"
@@ -53,11 +53,11 @@ def per_neuron_autograd(model, neurons, starts, steps, lr):
     for s, start in enumerate(starts):
         for k, neuron in enumerate(neurons):
             x = start.clone().unsqueeze(0).requires_grad_(True)  # (1, 1, 28, 28)
-            optimizer = torch.optim.Adam([x], lr=lr, maximize=True)
+            optimiser = torch.optim.Adam([x], lr=lr, maximize=True)
             for _ in range(steps):
-                optimizer.zero_grad(set_to_none=True)
+                optimiser.zero_grad(set_to_none=True)
                 model(x)[0, neuron].backward()
-                optimizer.step()
+                optimiser.step()
             images[s, k] = x.detach()[0].cpu()
     return images
 
@@ -91,7 +91,7 @@ def compare(args, device):
 
     def contenders(steps):
         return {
-            "batched": lambda: optimize_inputs(model, DIGITS, starts, steps, LR).images,
+            "batched": lambda: optimise_inputs(model, DIGITS, starts, steps, LR).images,
             PEER: lambda: per_neuron_autograd(model, DIGITS, starts, steps, LR),
         }
 

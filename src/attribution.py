@@ -139,7 +139,7 @@ def spearman(a, b, mask=None):
     for i in range(len(a)):
         ranks = [average_ranks(v[mask[i]]) for v in (a[i], b[i])]
         ranks = [r - r.mean() for r in ranks]
-        denominator = ranks[0].norm() * ranks[1].norm()
+        denominator = ((ranks[0] @ ranks[0]) * (ranks[1] @ ranks[1])).sqrt()
         rho[i] = (ranks[0] @ ranks[1]) / denominator if denominator > 0 else float("nan")
     return rho
 

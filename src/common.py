@@ -80,7 +80,7 @@ def get_device(name="auto"):
     return device
 
 
-def synchronize(device):
+def synchronise(device):
     """Wait until the GPU has finished its queued work, so that a timer measures it (no-op elsewhere)."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)

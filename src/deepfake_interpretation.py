@@ -46,7 +46,7 @@ from cli import (
     positive_int,
     run_main,
 )
-from common import FIGURES_DIR, InputError, default_workers, relative, set_seed, synchronize
+from common import FIGURES_DIR, InputError, default_workers, relative, set_seed, synchronise
 from deepfake_plots import format_confusion, format_table, plot_mean_maps, plot_radial_profile, plot_weights
 from spectra import EPS, REPRESENTATIONS, WelfordEstimator, feature_batches
 
@@ -184,7 +184,7 @@ def standardisation(images, representation, device, batch_size):
         file=sys.stderr,
     ):
         estimator.update(features)
-    return estimator.finalize()
+    return estimator.finalise()
 
 
 @torch.no_grad()
@@ -201,7 +201,7 @@ def class_means(images, labels, representation, device, batch_size):
     return sums / counts.clamp_min(1)[:, None, None, None]
 
 
-def train_epoch(model, images, labels, representation, optimizer, device, batch_size, generator, desc):
+def train_epoch(model, images, labels, representation, optimiser, device, batch_size, generator, desc):
     """One shuffled pass of cross-entropy training; returns the mean training loss.
 
     Raises FloatingPointError when the loss stops being finite.
@@ -221,9 +221,9 @@ def train_epoch(model, images, labels, representation, optimizer, device, batch_
         loss = F.cross_entropy(model(features), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training diverged: the loss became {loss.item()}")
-        optimizer.zero_grad(set_to_none=True)
+        optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        optimiser.step()
         total += loss.detach() * len(y)
         count += len(y)
         if step % 20 == 0:
@@ -259,17 +259,17 @@ def run_representation(args, splits, representation, device):
     torch.manual_seed(args.seed)
     mean, std = standardisation(x_train, representation, device, args.batch_size)
     model = LinearDetector(mean, std).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(args.seed)
     for epoch in range(1, args.epochs + 1):
         desc = f"{representation}: epoch {epoch}/{args.epochs}"
-        loss = train_epoch(model, x_train, y_train, representation, optimizer, device, args.batch_size, generator, desc)
+        loss = train_epoch(model, x_train, y_train, representation, optimiser, device, args.batch_size, generator, desc)
         val_accuracy, _ = evaluate(model, x_val, y_val, representation, device, args.batch_size)
         print(
             f"{representation}: epoch {epoch}: training loss {loss:.4f}, validation accuracy {val_accuracy:.2%}",
             flush=True,
         )
-    synchronize(device)
+    synchronise(device)
     train_seconds = time.perf_counter() - start
     test_accuracy, confusion = evaluate(model, x_test, y_test, representation, device, args.batch_size)
     print(f"{representation}: test accuracy {test_accuracy:.2%} on {len(x_test):,} test images")

@@ -14,7 +14,7 @@ torch.func.grad; torch.func.vmap runs all (start, digit) pairs at once.
 As in Lucent, three parts can be swapped: the objective (the logit minus optional `Penalties`,
 L2 decay and total variation), the parametrisation of the image (free pixels, or a
 `Parametrisation` that jitters before each gradient and blurs and clips after each step), and
-the loop `optimize_inputs`, which reads: gradient, step, after-step. Every run optimises twice
+the loop `optimise_inputs`, which reads: gradient, step, after-step. Every run optimises twice
 from the same starts: once plainly (the exercise: the logit alone, free pixels) and once
 regularised, which pushes the result towards something that looks like a digit. Set every
 regulariser to zero and pass --no-clip to run the exercise alone.
@@ -209,7 +209,7 @@ def adam_ascent_step(x, gradient, state, lr, betas=(0.9, 0.999), eps=1e-8):
     return x + lr * m_hat / (v_hat.sqrt() + eps)
 
 
-def optimize_inputs(
+def optimise_inputs(
     model, neurons, starts, steps, lr, penalties=NO_PENALTIES, parametrisation=FREE_PIXELS, generator=None
 ):
     """Gradient ascent on logit `neurons[k]` of `model` from every start image (S, 1, 28, 28); returns a `Result`.
@@ -352,10 +352,10 @@ def optimise_both(args, model, starts, generator):
     penalties = Penalties(l2=args.l2, tv=args.tv)
     parametrisation = Parametrisation(jitter=args.jitter, blur=args.blur, clip=args.clip)
     try:
-        plain = optimize_inputs(model, args.neuron, starts, args.steps, args.lr)
+        plain = optimise_inputs(model, args.neuron, starts, args.steps, args.lr)
         regular = None
         if penalties != NO_PENALTIES or parametrisation != FREE_PIXELS:
-            regular = optimize_inputs(
+            regular = optimise_inputs(
                 model, args.neuron, starts, args.steps, args.lr, penalties, parametrisation, generator
             )
     except FloatingPointError as error:

@@ -51,7 +51,7 @@ from cli import (
     positive_int,
     run_main,
 )
-from common import WEIGHTS_PATH, atomic_path, relative, save_figure, set_seed, synchronize
+from common import WEIGHTS_PATH, atomic_path, relative, save_figure, set_seed, synchronise
 from integrated_checks import integrated_gradients_averaged, report_precision, run_checks
 from integrated_fast import CPU_BATCH_POINTS, GPU_BATCH_POINTS, CompileError
 from integrated_plots import plot_attributions, plot_class_means
@@ -147,7 +147,7 @@ def explain_test_digits(args, model, device):
         return integrated_gradients_averaged(model, x, digits, baselines, **options)
 
     points = len(images) * args.steps * (args.noise_draws if args.baseline == "noise" else 1) * max(1, args.smoothgrad)
-    synchronize(device)
+    synchronise(device)
     start = time.perf_counter()
     try:
         attributions = (
@@ -157,7 +157,7 @@ def explain_test_digits(args, model, device):
         )
     except CompileError as error:
         raise UserError(f"{error}: install one, or run without --compile.") from None
-    synchronize(device)
+    synchronise(device)
     seconds = time.perf_counter() - start
     print(
         f"Integrated Gradients ({describe(args)}) for {len(images)} test digits: {points:,} path points "

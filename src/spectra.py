@@ -106,7 +106,7 @@ class WelfordEstimator:
         self.m2 += batch_m2 + delta.square_() * (self.count * n / total)
         self.count = total
 
-    def finalize(self):
+    def finalise(self):
         """(mean, standard deviation), float64, each of one sample's shape; the std divides by N."""
         if self.mean is None:
             raise ValueError("no data: update() was never called")

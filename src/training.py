@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import synchronize
+from common import synchronise
 from models import CNN
 from util import get_mnist_test_data, get_mnist_train_data
 
@@ -34,7 +34,7 @@ def batches(images, labels, batch_size, shuffle=False, generator=None):
         yield images[index], labels[index]
 
 
-def train(args, model, images, labels, optimizer, scheduler, epoch, generator):
+def train(args, model, images, labels, optimiser, scheduler, epoch, generator):
     """One epoch of cross-entropy training; returns the mean training loss.
 
     Raises FloatingPointError when the loss stops being finite.
@@ -48,14 +48,14 @@ def train(args, model, images, labels, optimizer, scheduler, epoch, generator):
         leave=False,
     )
     for batch, (x, y) in enumerate(progress):
-        optimizer.zero_grad(set_to_none=True)
+        optimiser.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training diverged: the loss became {loss.item()} in epoch {epoch}, batch {batch}"
             )
         loss.backward()
-        optimizer.step()
+        optimiser.step()
         scheduler.step()
         total += loss.item() * len(x)
         count += len(x)
@@ -81,10 +81,10 @@ def train_model(args, train_set, val_set, test_set, device):
     """
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = train_set, val_set, test_set
     model = CNN().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     # One-cycle: warm up, then anneal to ~0, which reaches 99% on MNIST in a few epochs.
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=math.ceil(len(x_train) / args.batch_size)
+        optimiser, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=math.ceil(len(x_train) / args.batch_size)
     )
     print(
         f"training on {len(x_train)} digits, validating on {len(x_val)}, device {device}, "
@@ -93,12 +93,12 @@ def train_model(args, train_set, val_set, test_set, device):
     generator = torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
-        loss = train(args, model, x_train, y_train, optimizer, scheduler, epoch, generator)
+        loss = train(args, model, x_train, y_train, optimiser, scheduler, epoch, generator)
         message = f"epoch {epoch}: training loss {loss:.4f}"
         if len(x_val):
             message += f", validation accuracy {evaluate(model, x_val, y_val):.2%}"
         print(message, flush=True)
-    synchronize(device)
+    synchronise(device)
     seconds = time.perf_counter() - start
     accuracy = evaluate(model, x_test, y_test)
     print(f"test accuracy {accuracy:.2%} on {len(x_test)} test digits after {seconds:.1f} s of training")

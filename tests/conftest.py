@@ -1,18 +1,28 @@
-"""Fixtures and helpers the test files share: real MNIST, the shipped network, running a script as a
-user would, and writing image files."""
+"""Fixtures and helpers the test files share: real MNIST, the shipped network, small test networks,
+running a script as a user would, the line `cli.explain` makes of an error, generated command lines
+(hypothesis), and writing image files."""
 
+import contextlib
+import copy
 import io
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from PIL import Image
+from torch import nn
 
+import cli
 import util
-from common import ROOT, WEIGHTS_PATH
+from common import ROOT, WEIGHTS_PATH, InputError
+from models import CheckpointError
+from training import to_float_images
 
 # The tests share two CPU cores; more threads than cores only adds contention.
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -36,6 +46,31 @@ def shipped_model():
     from models import load_cnn
 
     return load_cnn(WEIGHTS_PATH)
+
+
+@pytest.fixture(scope="module")
+def model64(shipped_model):
+    """The shipped CNN in float64, for comparisons at 1e-6 and 1e-10."""
+    return copy.deepcopy(shipped_model).double()
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_test):
+    """Six real test digits (N, 1, 28, 28) in [0, 1] and their labels."""
+    images, labels = mnist_test
+    return to_float_images(images[:6], "cpu"), labels[:6]
+
+
+def linear_model():
+    """A linear network (N, 1, 28, 28) -> (N, 10) in float64: IG is exact for it at any m."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).double().eval()
+
+
+def smooth_model():
+    """A smooth (tanh) network (N, 1, 28, 28) -> (N, 10) in float64, whose IG converges like the rules' orders."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.Tanh(), nn.Linear(32, 10)).double().eval()
 
 
 def run_script(script, *args, timeout=300, cwd=ROOT):
@@ -87,3 +122,68 @@ def write_png(path, array=None, mode="RGB", size=util.IMAGE_SIZE, seed=0):
 def save_pngs(folder, arrays):
     """Write each uint8 array as 00.png, 01.png, ... in `folder`; returns the paths."""
     return [write_png(folder / f"{i:02d}.png", array) for i, array in enumerate(arrays)]
+
+
+VALUES = ["-1", "0", "1", "2", "3", "1e-3", "1e38", "nan", "inf", "x", "", "all", "10", "cpu", "cuda", "tpu", "auto"]
+FUZZ = settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@contextlib.contextmanager
+def raises_explained(pattern, error_type=InputError):
+    """Like pytest.raises(error_type, match=pattern), but matched against the line the user reads,
+    `cli.explain(error)`: the error's facts plus the flag or command its hint chooses."""
+    with pytest.raises(error_type) as info:
+        yield info
+    line = cli.explain(info.value)
+    assert re.search(pattern, line), line
+
+
+def options(parser, excluded):
+    """(flag, takes_value, choices) for every option of `parser` except `excluded` and --help."""
+    found = []
+    for action in parser._actions:
+        flags = [f for f in action.option_strings if f.startswith("--")]
+        if not flags or flags[0] in excluded or flags[0] == "--help":
+            continue
+        found.append((flags[0], action.nargs != 0, action.choices))
+    return found
+
+
+def argument_lists(parser, excluded, max_size=4):
+    """Lists of up to `max_size` options of `parser` (not `excluded`), each with a value from VALUES."""
+
+    def render(option, value):
+        flag, takes_value, choices = option
+        if not takes_value:
+            return [flag]
+        if choices and value == "x":
+            value = list(choices)[0]  # reach the code behind a valid choice, too
+        return [flag, value]
+
+    pairs = st.tuples(st.sampled_from(options(parser, excluded)), st.sampled_from(VALUES))
+    return st.lists(pairs, max_size=max_size).map(lambda items: [a for o, v in items for a in render(o, v)])
+
+
+def run_cli(module, argv, monkeypatch, script=None):
+    """Call `module.main()` as `python src/<script> argv` would; return the outcome.
+
+    "user error": a cli.UserError, common.InputError or models.CheckpointError, which `cli.run_main`
+    prints as one line: that line must be one sentence. "argparse": argparse refused the arguments
+    (exit 2) or printed help (exit 0). "ran": main returned.
+    """
+    monkeypatch.setattr(sys, "argv", [script or f"{module.__name__}.py", *argv])
+    try:
+        module.main()
+    except (cli.UserError, InputError, CheckpointError) as error:
+        message = cli.explain(error)
+        assert "\n" not in message and message.endswith((".", ")")), message
+        return "user error"
+    except SystemExit as exit_:
+        assert exit_.code in (0, 2), exit_.code
+        return "argparse"
+    return "ran"

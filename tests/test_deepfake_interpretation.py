@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from cli_helpers import FUZZ, argument_lists, raises_explained, run_cli
-from conftest import assert_clear_error, run_script, save_pngs
+from conftest import FUZZ, argument_lists, assert_clear_error, raises_explained, run_cli, run_script, save_pngs
 from hypothesis import example, given
 from PIL import Image
 

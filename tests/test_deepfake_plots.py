@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from cli_helpers import raises_explained
+from conftest import raises_explained
 from PIL import Image
 
 import deepfake_plots

@@ -12,8 +12,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from cli_helpers import raises_explained
-from conftest import png_bytes
+from conftest import png_bytes, raises_explained
 
 import common
 import download

@@ -7,8 +7,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from cli_helpers import FUZZ, argument_lists, run_cli
-from conftest import assert_clear_error, run_script
+from conftest import FUZZ, argument_lists, assert_clear_error, run_cli, run_script
 from hypothesis import example, given
 
 import input_opt
@@ -25,7 +24,7 @@ from input_opt import (
     build_parser,
     make_gradients,
     make_starts,
-    optimize_inputs,
+    optimise_inputs,
     shift,
     total_variation,
 )
@@ -41,7 +40,7 @@ def starts():
 @pytest.fixture(scope="module")
 def plain(shipped_model, starts):
     """The exercise: every digit from both starts, no regularisers, 30 steps."""
-    return optimize_inputs(shipped_model, DIGITS, starts, steps=30, lr=0.1)
+    return optimise_inputs(shipped_model, DIGITS, starts, steps=30, lr=0.1)
 
 
 def test_starts_are_uniform_random_and_all_ones(starts):
@@ -84,7 +83,7 @@ def test_no_nan_with_zero_gradient_and_huge_steps(starts):
     dead = CNN().eval()
     for p in dead.parameters():
         torch.nn.init.zeros_(p)
-    result = optimize_inputs(dead, DIGITS, starts, steps=3, lr=1e3, penalties=Penalties(tv=1.0, l2=1.0))
+    result = optimise_inputs(dead, DIGITS, starts, steps=3, lr=1e3, penalties=Penalties(tv=1.0, l2=1.0))
     assert torch.isfinite(result.images).all() and torch.isfinite(result.objective).all()
     # with only the zero logit gradient the random start would not move; the penalties pull it
     assert (result.images[0, 0] - starts[0]).abs().max() > 0
@@ -137,7 +136,7 @@ def test_func_grad_equals_autograd(shipped_model, penalties, jitter_shift):
 
 def test_regularised_run_gives_valid_confident_digits(shipped_model, starts, plain):
     penalties, parametrisation = PROTOTYPE
-    result = optimize_inputs(
+    result = optimise_inputs(
         shipped_model,
         DIGITS,
         starts,
@@ -164,14 +163,14 @@ def test_adam_step_equals_torch_optim_adam():
     generator = torch.Generator().manual_seed(2)
     x = torch.rand(3, 1, 28, 28, generator=generator)
     reference = x.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([reference], lr=0.05, maximize=True)
+    optimiser = torch.optim.Adam([reference], lr=0.05, maximize=True)
     state = {"m": torch.zeros_like(x), "v": torch.zeros_like(x), "t": 0}
     for step in range(6):
         gradient = torch.randn(x.shape, generator=generator) * 10.0**step  # scales from 1 to 1e5
         gradient[0] = 0  # a zero gradient must give a zero step, not 0/0
         x = adam_ascent_step(x, gradient, state, lr=0.05)
         reference.grad = gradient.clone()
-        optimizer.step()
+        optimiser.step()
         torch.testing.assert_close(x, reference.detach())
     assert torch.isfinite(x).all()
     assert torch.equal(x[0], reference.detach()[0])
@@ -317,9 +316,9 @@ def test_nan_during_input_optimisation_stops_and_keeps_old_figures(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["input_opt_grid.png"]
 
 
-def test_optimize_inputs_raises_floating_point_error_when_the_objective_overflows(shipped_model, starts):
+def test_optimise_inputs_raises_floating_point_error_when_the_objective_overflows(shipped_model, starts):
     with pytest.raises(FloatingPointError, match=r"^gradient ascent broke down at step \d+: the objective became NaN"):
-        optimize_inputs(shipped_model, (3,), starts, steps=5, lr=1e38)
+        optimise_inputs(shipped_model, (3,), starts, steps=5, lr=1e38)
 
 
 @pytest.fixture(scope="module")

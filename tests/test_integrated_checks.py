@@ -4,9 +4,8 @@ Task 2 script prints and draws."""
 import re
 from types import SimpleNamespace
 
-import pytest
 import torch
-from torch import nn
+from conftest import linear_model, smooth_model
 
 import integrated_checks
 from attribution import completeness_gap, make_baselines
@@ -19,24 +18,6 @@ from integrated_checks import (
 )
 from integrated_fast import integrate_gradients_fast
 from quadrature import RULES
-from training import to_float_images
-
-
-@pytest.fixture(scope="module")
-def digits(mnist_test):
-    """Six real test digits (N, 1, 28, 28) in [0, 1] and their labels."""
-    images, labels = mnist_test
-    return to_float_images(images[:6], "cpu"), labels[:6]
-
-
-def linear_model():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).double().eval()
-
-
-def smooth_model():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.Tanh(), nn.Linear(32, 10)).double().eval()
 
 
 def check_args(tmp_path, steps=4):

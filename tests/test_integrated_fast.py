@@ -4,7 +4,6 @@ Captum agreement and completeness of the fast path are checked beside the refere
 tests/test_mnist_integrated.py (parametrised over both implementations).
 """
 
-import copy
 import os
 import subprocess
 import sys
@@ -26,21 +25,6 @@ from integrated_fast import (
 )
 from mnist_integrated import integrate_gradients
 from quadrature import RULES
-from training import to_float_images
-
-
-@pytest.fixture(scope="module")
-def model64(shipped_model):
-    """The shipped CNN in float64, for comparisons at 1e-10."""
-    return copy.deepcopy(shipped_model).double()
-
-
-@pytest.fixture(scope="module")
-def digits(mnist_test):
-    """Six real test digits (N, 1, 28, 28) in [0, 1] and their labels."""
-    images, labels = mnist_test
-    return to_float_images(images[:6], "cpu"), labels[:6]
-
 
 BASELINES = {
     "black": lambda x: None,

@@ -5,7 +5,6 @@ image) are checked for both the reference `integrate_gradients` and the fast pat
 `integrated_fast.integrate_gradients_fast`, which the script runs.
 """
 
-import copy
 import os
 import signal
 import subprocess
@@ -17,10 +16,8 @@ import pytest
 import torch
 from captum.attr import IntegratedGradients
 from captum.attr._utils.approximation_methods import approximation_parameters
-from cli_helpers import FUZZ, argument_lists, run_cli
-from conftest import assert_clear_error, run_script
+from conftest import FUZZ, argument_lists, assert_clear_error, linear_model, run_cli, run_script, smooth_model
 from hypothesis import example, given
-from torch import nn
 
 import cli
 import mnist_integrated
@@ -31,23 +28,9 @@ from integrated_fast import integrate_gradients_fast
 from mnist_integrated import build_parser, get_model, integrate_gradients
 from models import CNN, load_cnn
 from quadrature import CAPTUM_METHODS, RULES
-from training import to_float_images
 
 IMPLEMENTATIONS = {"reference": integrate_gradients, "fast": integrate_gradients_fast}
 each_implementation = pytest.mark.parametrize("implementation", IMPLEMENTATIONS.values(), ids=IMPLEMENTATIONS.keys())
-
-
-@pytest.fixture(scope="module")
-def model64(shipped_model):
-    """The shipped CNN in float64, for comparisons at 1e-6."""
-    return copy.deepcopy(shipped_model).double()
-
-
-@pytest.fixture(scope="module")
-def digits(mnist_test):
-    """Six real test digits (N, 1, 28, 28) in [0, 1] and their labels."""
-    images, labels = mnist_test
-    return to_float_images(images[:6], "cpu"), labels[:6]
 
 
 @pytest.fixture
@@ -55,16 +38,6 @@ def weights_copy(tmp_path):
     path = tmp_path / "weights.pth"
     path.write_bytes(WEIGHTS_PATH.read_bytes())
     return path
-
-
-def linear_model():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).double().eval()
-
-
-def smooth_model():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.Tanh(), nn.Linear(32, 10)).double().eval()
 
 
 def captum_ig(net, x, target, m, method, baseline):

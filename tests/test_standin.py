@@ -3,7 +3,7 @@
 import os
 
 import numpy as np
-from cli_helpers import raises_explained
+from conftest import raises_explained
 from PIL import Image
 
 import util

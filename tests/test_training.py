@@ -52,11 +52,11 @@ def test_train_stops_with_a_floating_point_error_when_the_loss_is_nan(mnist_test
 
     images, labels = to_float_images(mnist_test[0][:64], "cpu"), mnist_test[1][:64]
     model = BlowsUp()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _: 1.0)
     args = SimpleNamespace(batch_size=16, epochs=3)
     with pytest.raises(FloatingPointError, match=r"^training diverged: the loss became nan in epoch 2, batch 2$"):
-        train(args, model, images, labels, optimizer, scheduler, 2, torch.Generator().manual_seed(0))
+        train(args, model, images, labels, optimiser, scheduler, 2, torch.Generator().manual_seed(0))
 
 
 def test_mnist_splits_holds_out_validation_digits_and_caps_the_training_set():

@@ -7,8 +7,16 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from cli_helpers import FUZZ, argument_lists, raises_explained, run_cli
-from conftest import assert_clear_error, png_bytes, run_script, write_png
+from conftest import (
+    FUZZ,
+    argument_lists,
+    assert_clear_error,
+    png_bytes,
+    raises_explained,
+    run_cli,
+    run_script,
+    write_png,
+)
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
