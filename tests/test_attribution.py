@@ -159,7 +159,7 @@ def test_spearman():
 def test_spearman_gives_ties_their_average_rank():
     a, b = torch.tensor([[2.0, 1, 1, 1, 1]]), torch.tensor([[1.0, 2, 2, 2, 2]])
     # ranks from argsort, which break ties by position, would give 0 here
-    assert spearman(a, b).item() == -1.0  # not 0.0, as ranks that break ties by position give
+    assert spearman(a, b).item() == -1.0
     assert scipy.stats.spearmanr(a[0], b[0]).statistic == pytest.approx(-1.0, abs=1e-12)
 
 

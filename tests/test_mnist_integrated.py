@@ -5,6 +5,8 @@ image) are checked for both the reference `integrate_gradients` and the fast pat
 `integrated_fast.integrate_gradients_fast`, which the script runs.
 """
 
+import ast
+import inspect
 import os
 import signal
 import subprocess
@@ -299,3 +301,20 @@ def test_fuzz_mnist_integrated(argv, fuzz_weights, tmp_path_factory, monkeypatch
     if not argv:
         assert outcome == "ran" and list(out.glob("*.png"))
     assert fuzz_weights.read_bytes() == before  # never replaced without --retrain
+
+
+def integrate_gradients_code():
+    """The source of `integrate_gradients` without its docstring, as lines."""
+    lines = inspect.getsource(integrate_gradients).splitlines()
+    docstring = ast.get_docstring(ast.parse(inspect.getsource(integrate_gradients)).body[0], clean=False)
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith('"""'))
+    end = start + docstring.count("\n")
+    return lines[:start] + lines[end + 1 :]
+
+
+def test_the_reference_is_short_and_the_readme_shows_it_as_it_is():
+    code = integrate_gradients_code()
+    assert len([line for line in code[1:] if line.strip()]) <= 25
+    readme = (ROOT / "README.md").read_text()
+    shown = readme.split("```python\n", 1)[1].split("```", 1)[0].rstrip("\n").splitlines()
+    assert shown == code

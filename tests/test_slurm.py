@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from slurm.cluster import Cluster, unavailable_reason
 
-import util
+import common
 
 SCRIPTS = {
     "input_opt": "src/input_opt.py",
@@ -58,13 +58,13 @@ def job_logs():
         path.unlink(missing_ok=True)
 
 
-def submit(cluster, job_logs, script, *options, cwd=util.ROOT):
+def submit(cluster, job_logs, script, *options, cwd=common.ROOT):
     """Submit scripts/<script>.slurm with `options` for the script and return the finished job.
 
     The job is named slurm-test-<script>, so its logs are logs/slurm-test-<script>-<id>.out and .err.
     A job that did not complete with exit code 0 fails the test, showing its logs.
     """
-    arguments = [*SMALL, f"--job-name=slurm-test-{script}", str(util.ROOT / "scripts" / f"{script}.slurm"), *options]
+    arguments = [*SMALL, f"--job-name=slurm-test-{script}", str(common.ROOT / "scripts" / f"{script}.slurm"), *options]
     job = cluster.submit(arguments, cwd=cwd, timeout=JOB_TIMEOUT)
     if not job.succeeded:
         pytest.fail(f"job {job.id} ({script}.slurm) ended {job.state} with exit code {job.exit_code}\n{job.log()}")
@@ -104,7 +104,7 @@ def sbatch_header(text):
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_script_directives_come_first_and_are_explained(script):
-    text = (util.ROOT / "scripts" / f"{script}.slurm").read_text()
+    text = (common.ROOT / "scripts" / f"{script}.slurm").read_text()
     header = sbatch_header(text)
     directives = [line for line in header if line.startswith("#SBATCH")]
     later = [line for line in text.splitlines()[len(header) :] if line.lstrip().startswith("#SBATCH")]
@@ -119,22 +119,22 @@ def test_script_directives_come_first_and_are_explained(script):
     assert any("SITE" in line and "--partition" in line for line in header), "the partition line is not marked SITE"
     assert text.splitlines()[len(header)] == "set -euo pipefail"
     assert f"script={SCRIPTS[script]}" in text
-    assert (util.ROOT / SCRIPTS[script]).exists(), f"{script}.slurm runs {SCRIPTS[script]}, which does not exist"
+    assert (common.ROOT / SCRIPTS[script]).exists(), f"{script}.slurm runs {SCRIPTS[script]}, which does not exist"
 
 
 def test_scripts_share_one_body():
     """The three scripts differ only in their header and the Python script they run."""
     bodies = {}
     for script in SCRIPTS:
-        text = (util.ROOT / "scripts" / f"{script}.slurm").read_text()
+        text = (common.ROOT / "scripts" / f"{script}.slurm").read_text()
         bodies[script] = text.split(f"script={SCRIPTS[script]}\n", 1)[1]
     assert len(set(bodies.values())) == 1, "the scripts' bodies differ; keep them in step"
 
 
 def test_logs_folder_is_in_the_repository():
     """SLURM does not create the --output folder; a job whose log folder is missing fails unseen."""
-    tracked = subprocess.run(["git", "ls-files", "logs"], cwd=util.ROOT, capture_output=True, text=True).stdout
-    if tracked == "" and not (util.ROOT / ".git").exists():
+    tracked = subprocess.run(["git", "ls-files", "logs"], cwd=common.ROOT, capture_output=True, text=True).stdout
+    if tracked == "" and not (common.ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     assert "logs/.gitkeep" in tracked.split()
 
@@ -151,9 +151,9 @@ def bash(script_path, *options, cwd, env=None):
 
 def test_bash_runs_the_script_from_any_folder(tmp_path):
     """Outside SLURM the script runs Python directly, from the repository root."""
-    result = bash(util.ROOT / "scripts" / "integrated_gradients.slurm", "--help", cwd=tmp_path)
+    result = bash(common.ROOT / "scripts" / "integrated_gradients.slurm", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"job (not under SLURM) on {os.uname().nodename}, in {util.ROOT}, with " in result.stdout
+    assert f"job (not under SLURM) on {os.uname().nodename}, in {common.ROOT}, with " in result.stdout
     assert "usage: mnist_integrated.py" in result.stdout
 
 
@@ -161,7 +161,7 @@ def test_bash_copy_finds_the_repository_and_its_environment_through_variables(tm
     """A copy outside the repository (as sbatch makes one) needs INTERPRETABLE_ML_ROOT or a hint;
     INTERPRETABLE_ML_VENV is activated even when PATH leads to another Python."""
     copy = tmp_path / "copy.slurm"
-    shutil.copy(util.ROOT / "scripts" / "integrated_gradients.slurm", copy)
+    shutil.copy(common.ROOT / "scripts" / "integrated_gradients.slurm", copy)
     lost = bash(copy, "--help", cwd=tmp_path)
     assert lost.returncode == 1
     assert lost.stderr.startswith("error: cannot find the repository (no src/mnist_integrated.py in ")
@@ -172,19 +172,19 @@ def test_bash_copy_finds_the_repository_and_its_environment_through_variables(tm
         pytest.skip("the tests do not run in a virtual environment")
     env = {
         **os.environ,
-        "INTERPRETABLE_ML_ROOT": str(util.ROOT),
+        "INTERPRETABLE_ML_ROOT": str(common.ROOT),
         "INTERPRETABLE_ML_VENV": str(venv),
         "PATH": "/usr/bin:/bin",
     }
     found = bash(copy, "--help", cwd=tmp_path, env=env)
     assert found.returncode == 0, found.stderr
-    assert f"in {util.ROOT}, with {venv}/bin/python\n" in found.stdout
+    assert f"in {common.ROOT}, with {venv}/bin/python\n" in found.stdout
     assert "usage: mnist_integrated.py" in found.stdout
 
 
 def test_bash_refuses_a_missing_virtual_environment(tmp_path):
     env = {**os.environ, "INTERPRETABLE_ML_VENV": str(tmp_path / "nowhere")}
-    result = bash(util.ROOT / "scripts" / "integrated_gradients.slurm", "--help", cwd=tmp_path, env=env)
+    result = bash(common.ROOT / "scripts" / "integrated_gradients.slurm", "--help", cwd=tmp_path, env=env)
     assert result.returncode == 1
     assert result.stderr == (
         f"error: INTERPRETABLE_ML_VENV={tmp_path / 'nowhere'} is not a virtual environment (it has no bin/activate).\n"
@@ -228,11 +228,11 @@ def test_training_job_submitted_from_another_folder(cluster, job_logs, tmp_path)
     assert job.record["TresPerNode"] == "gres:gpu:1"
     assert job.record["TimeLimit"] == "00:30:00"
     log = job.stdout.read_text()
-    assert log.startswith(f"job {job.id} on {cluster.host}, in {util.ROOT}, with ")
+    assert log.startswith(f"job {job.id} on {cluster.host}, in {common.ROOT}, with ")
     assert "training on 2000 digits, validating on 0, device cpu, 1 epochs" in log
     accuracy = float(re.search(r"test accuracy ([\d.]+)% on 10000 test digits", log).group(1))
     assert accuracy > 50, log  # one epoch on 2,000 digits; chance is 10%
-    assert f"saved {util.relative(weights)}" in log
+    assert f"saved {common.relative(weights)}" in log
     assert weights.exists()
 
 
@@ -241,10 +241,10 @@ def test_integrated_gradients_job(cluster, job_logs, tmp_path):
         cluster,
         job_logs,
         "integrated_gradients",
-        *("--weights", str(util.WEIGHTS_PATH), "--num-images", "2", "--steps", "16", "--batch-points", "16"),
+        *("--weights", str(common.WEIGHTS_PATH), "--num-images", "2", "--steps", "16", "--batch-points", "16"),
         *("--skip-checks", "--device", "auto", "--seed", "0", "--out", str(tmp_path)),
     )
-    assert_logs_in(job, util.LOGS_DIR, "integrated_gradients")
+    assert_logs_in(job, common.LOGS_DIR, "integrated_gradients")
     assert_figures(job, tmp_path)
 
 
@@ -253,10 +253,10 @@ def test_input_opt_job(cluster, job_logs, tmp_path):
         cluster,
         job_logs,
         "input_opt",
-        *("--weights", str(util.WEIGHTS_PATH), "--neuron", "3", "--init", "ones", "--steps", "20"),
+        *("--weights", str(common.WEIGHTS_PATH), "--neuron", "3", "--init", "ones", "--steps", "20"),
         *("--seed", "0", "--out", str(tmp_path)),
     )
-    assert_logs_in(job, util.LOGS_DIR, "input_opt")
+    assert_logs_in(job, common.LOGS_DIR, "input_opt")
     assert_figures(job, tmp_path)
 
 
@@ -265,7 +265,7 @@ def test_deepfake_train_job(cluster, job_logs, tmp_path):
     data = tmp_path / "faces"
     made = subprocess.run(
         [sys.executable, "src/util.py", "ffhq-standin", "--out", str(data), "--per-class", "24", "--seed", "0"],
-        cwd=util.ROOT,
+        cwd=common.ROOT,
         capture_output=True,
         text=True,
         timeout=120,
@@ -279,5 +279,5 @@ def test_deepfake_train_job(cluster, job_logs, tmp_path):
         *("--data", str(data), "--train-size", "16", "--val-size", "4", "--test-size", "4"),
         *("--epochs", "1", "--batch-size", "8", "--workers", "1", "--seed", "0", "--out", str(out)),
     )
-    assert_logs_in(job, util.LOGS_DIR, "train")
+    assert_logs_in(job, common.LOGS_DIR, "train")
     assert_figures(job, out)
