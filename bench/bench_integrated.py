@@ -22,11 +22,12 @@ import torch
 from captum.attr import IntegratedGradients
 
 from attribution import spearman
-from cli import device_from_argument, positive_int, run_main
+from cli import UserError, device_from_argument, positive_int, run_main
 from common import WEIGHTS_PATH, set_seed
 from integrated_fast import (
     CPU_BATCH_POINTS,
     GPU_BATCH_POINTS,
+    CompileError,
     default_batch_points,
     integrate_gradients_fast,
     precision_deviation,
@@ -178,7 +179,10 @@ def main():
         f"{args.batch_points} points per batch, device {device}, {torch.get_num_threads()} CPU threads"
     )
     contenders = make_contenders(args, net)
-    compiled = warm_up(contenders, x, targets, device)
+    try:
+        compiled = warm_up(contenders, x, targets, device)
+    except CompileError as error:
+        raise UserError(f"{error}: install one, or run without --compile.") from None
 
     def each(name, timing):
         print(f"  {name:>16}: {timing.wall:7.2f} s wall, {timing.cpu:7.2f} s CPU", flush=True)

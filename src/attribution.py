@@ -181,7 +181,9 @@ def randomisation_test(net, explain, images, digits, mask=None, seed=0):
 
 @torch.no_grad()
 def deletion_curve(net, images, digits, scores, fractions, fill=0.0):
-    """Probability of `digits` as the highest-scoring pixels are replaced by `fill`.
+    """Probability of `digits` as the highest-scoring pixels are replaced by `fill` (the pixel-deletion
+    curve of Samek et al. 2017, "Evaluating the visualization of what a deep neural network has
+    learned", arXiv:1509.06321).
 
     images, scores: (N, 1, H, W); fractions: (F,) in [0, 1] of the pixels to remove.
     Returns the softmax probabilities (N, F).

@@ -46,7 +46,7 @@ class UserError(Exception):
     """A problem the user can fix, already worded for the command line: printed as one line, exit 1."""
 
 
-def explain(error):
+def user_message(error):
     """The one line a user reads for a library exception: its facts plus the flag or command that helps."""
     if isinstance(error, CheckpointError):
         path = Path(error.path)
@@ -62,7 +62,7 @@ def run_main(main):
     try:
         main()
     except (UserError, InputError, CheckpointError) as error:
-        print(f"error: {explain(error)}", file=sys.stderr)
+        print(f"error: {user_message(error)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted; no partial output was written.", file=sys.stderr)
@@ -74,7 +74,7 @@ def device_from_argument(name):
     try:
         return get_device(name)
     except InputError as error:
-        raise UserError(explain(error)) from None
+        raise UserError(user_message(error)) from None
 
 
 def _argument_type(convert, what, accept, requirement, name):

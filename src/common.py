@@ -54,7 +54,8 @@ def set_seed(seed):
 def get_device(name="auto"):
     """The torch.device for `name`: "auto" picks cuda, then mps, then cpu.
 
-    Raises InputError (hint "device") for an unknown name or a device this machine lacks.
+    Raises InputError for an unknown name, and (hints "device", "device-count") for a device this
+    machine lacks.
     """
     if name == "auto":
         if torch.cuda.is_available():

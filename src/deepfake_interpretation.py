@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 import util
 from cli import (
+    STANDIN_COMMAND,
     UserError,
     add_common_arguments,
     check_output_folder,
@@ -56,8 +57,9 @@ CLASS_NAMES = ("real", "fake")  # label 0: FFHQ photographs (A_ffhq), label 1: S
 def transform(image_data, eps=EPS):
     """The exercise's log-scaled spectrum: ln(|FFT2(I)| + eps) over rows and columns.
 
-    image_data: numpy (..., H, W, C). np.fft.fft2 transforms the last two axes by default, which
-    here would be width and colour; axes=(-3, -2) transforms height and width, channel by channel.
+    image_data: numpy (..., H, W, C), e.g. uint8 pixels. np.fft.fft2 transforms the last two axes
+    by default, which here would be width and colour; axes=(-3, -2) transforms height and width,
+    channel by channel. Returns float64 (..., H, W, C), unshifted (frequency zero at [0, 0]).
     """
     return np.log(np.abs(np.fft.fft2(image_data, axes=(-3, -2))) + eps)
 
@@ -244,7 +246,7 @@ def evaluate(model, images, labels, representation, device, batch_size):
     return (confusion.trace() / confusion.sum()).item(), confusion
 
 
-def describe_source(data_dir, split_name, count):
+def describe_data(data_dir, split_name, count):
     """The data named in every title and log line; stand-in data always says so."""
     split = {"val": "validation", "test": "test", "train": "training"}[split_name]
     if util.is_standin(data_dir):
@@ -290,15 +292,15 @@ def run_representation(args, splits, representation, device):
 def write_figures(args, splits, representation, model, test_accuracy, device):
     """The mean maps (and radial profile) of the evaluation split and the weight figure; returns the class means."""
     x_eval, y_eval = splits[args.eval_split]
-    source = describe_source(args.data, args.eval_split, len(x_eval))
+    data_label = describe_data(args.data, args.eval_split, len(x_eval))
     means = class_means(x_eval, y_eval, representation, device, args.batch_size)  # (2, C, H, W)
     difference = mean_difference(means)  # (C, H, W)
     written = [
-        plot_mean_maps(means, difference, representation, source, args.out / f"deepfake_mean_{representation}.png")
+        plot_mean_maps(means, difference, representation, data_label, args.out / f"deepfake_mean_{representation}.png")
     ]
     if representation == "fft":
-        written.append(plot_radial_profile(means, source, args.out / "deepfake_radial_profile.png"))
-    trained_on = f"trained on {describe_source(args.data, 'train', len(splits['train'][0]))}; data panels: {source}"
+        written.append(plot_radial_profile(means, difference, data_label, args.out / "deepfake_radial_profile.png"))
+    trained_on = f"trained on {describe_data(args.data, 'train', len(splits['train'][0]))}; data panels: {data_label}"
     weights_path = args.out / f"deepfake_weights_{representation}.png"
     written.append(
         plot_weights(
@@ -318,7 +320,7 @@ def run(args):
     standin = util.is_standin(args.data)
     if standin:
         print(
-            f"data: {relative(args.data)} is the SYNTHETIC STAND-IN made by `python src/util.py ffhq-standin`, "
+            f"data: {relative(args.data)} is the SYNTHETIC STAND-IN made by `{STANDIN_COMMAND}`, "
             "not FFHQ/StyleGAN; its accuracies say nothing about real deepfakes."
         )
     else:

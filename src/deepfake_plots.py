@@ -78,7 +78,7 @@ def quantity(representation):
     return {"fft": "mean ln(|FFT2| + eps)", "dct": "mean ln(|DCT| + eps)", "pixel": "mean pixel value"}[representation]
 
 
-def plot_mean_maps(means, difference, representation, source, path):
+def plot_mean_maps(means, difference, representation, data_label, path):
     """Mean representation of real and of fake images and fake minus real, each averaged over channels.
 
     means: (2, C, H, W) of the real and the fake images; difference: (C, H, W), fake - real.
@@ -101,24 +101,29 @@ def plot_mean_maps(means, difference, representation, source, path):
         label="fake − real",
     )
     where = " (shifted: frequency zero in the centre)" if representation == "fft" else ""
-    fig.suptitle(f"{REPRESENTATION_NAMES[representation]} averaged over RGB and over {source}{where}", fontsize=12)
+    fig.suptitle(f"{REPRESENTATION_NAMES[representation]} averaged over RGB and over {data_label}{where}", fontsize=12)
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def plot_radial_profile(means, source, path):
-    """Mean log magnitude against radial frequency for real and fake images, and the gap."""
+def plot_radial_profile(means, difference, data_label, path):
+    """Mean log magnitude against radial frequency for real and fake images, and their difference.
+
+    means: (2, C, H, W) unshifted log spectra of the real and the fake images; difference:
+    (C, H, W), fake - real. Each is averaged over channels and over rings of equal frequency.
+    """
     import matplotlib.pyplot as plt
 
     real, fake = means.mean(dim=1).cpu().numpy()
     freq, real_profile = radial_profile(real)
     _, fake_profile = radial_profile(fake)
+    _, difference_profile = radial_profile(difference.mean(dim=0).cpu().numpy())
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True, height_ratios=(2, 1))
     top.plot(freq, real_profile, ".-", ms=3, label="real")
     top.plot(freq, fake_profile, ".-", ms=3, label="fake")
     top.set_ylabel("mean ln(|FFT2| + eps)")
     top.legend()
-    bottom.plot(freq, fake_profile - real_profile, ".-", ms=3, color="black")
+    bottom.plot(freq, difference_profile, ".-", ms=3, color="black")
     bottom.axhline(0, color="grey", lw=0.8)
     bottom.set_ylabel("fake − real")
     bottom.set_xlabel("radial frequency |f| (cycles/pixel)")
@@ -133,12 +138,12 @@ def plot_radial_profile(means, source, path):
         fontsize=8,
         color="grey",
     )
-    top.set_title(f"Spectrum averaged over rings of equal frequency and RGB\n{source}", fontsize=11)
+    top.set_title(f"Spectrum averaged over rings of equal frequency and RGB\n{data_label}", fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def plot_weights(weights, difference, std, representation, source, test_accuracy, path):
+def plot_weights(weights, difference, std, representation, data_label, test_accuracy, path):
     """The classifier's weights per class and their difference, next to the mean difference of the data.
 
     weights (2, C, H, W); difference (C, H, W), mean fake - mean real; std (C, H, W), the training
@@ -164,7 +169,7 @@ def plot_weights(weights, difference, std, representation, source, test_accuracy
         plot_radial_weights(fig.add_subplot(grid[1, :]), fake_w - real_w, standardised)
     fig.suptitle(
         f"One nn.Linear on standardised {REPRESENTATION_NAMES[representation]} (RGB averaged), "
-        f"test accuracy {test_accuracy:.2%}\n{source}",
+        f"test accuracy {test_accuracy:.2%}\n{data_label}",
         fontsize=12,
     )
     fig.tight_layout()

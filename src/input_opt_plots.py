@@ -93,7 +93,7 @@ def plot_grid(result, start_names, title):
     return fig
 
 
-def plot_curves(result, start_names, title, confident=0.99):
+def plot_curves(result, start_names, title, confident):
     """Objective (the logit) and the target probability per step, one row per start."""
     import matplotlib.pyplot as plt
 
@@ -128,7 +128,7 @@ def plot_curves(result, start_names, title, confident=0.99):
     return fig
 
 
-def plot_comparison(plain, regularised, start_names, title, confident=0.99):
+def plot_comparison(plain, regularised, start_names, title, confident):
     """Per start three rows: plain input when first sure, plain optimum, regularised optimum."""
     import matplotlib.pyplot as plt
 
@@ -166,7 +166,7 @@ def plot_comparison(plain, regularised, start_names, title, confident=0.99):
     return fig
 
 
-def format_table(result, start_names, predicted, confident=0.99):
+def format_table(result, start_names, predicted, confident):
     """One line per digit and, per start: final logit, probability, predicted class, first sure step."""
     cell = f"{'logit':>8} {'probability':>11} {'class':>5} {'sure at':>7}"
     header = f"{'digit':>5}" + "".join(f" | {name + ' start':^{len(cell)}}" for name in start_names)
@@ -185,7 +185,7 @@ def format_table(result, start_names, predicted, confident=0.99):
     return "\n".join(lines)
 
 
-def write_figures(args, network, start_names, plain, regular, regularisers, confident=0.99):
+def write_figures(args, network, start_names, plain, regular, regularisers, confident):
     """The grid, the curves and (with a regularised run) the comparison; returns their paths."""
     steps = f"{args.steps} Adam steps"
     grid_title = (

@@ -1,5 +1,5 @@
-"""The fast path of Integrated Gradients: the same attributions as the reference
-`mnist_integrated.integrate_gradients`, computed in a way that makes a difference to speed.
+"""The fast path of Integrated Gradients (Sundararajan et al. 2017, arXiv:1703.01365): the same
+attributions as the reference `mnist_integrated.integrate_gradients`, computed faster.
 
 - The first layer is affine: the CNN's standardisation and first convolution map the straight
   path to a straight path, so points are interpolated after them and the summed gradient is
@@ -35,7 +35,7 @@ class CompileError(RuntimeError):
 
 
 def default_batch_points(device):
-    """The chunk size `integrate_gradients` uses when it is not given one."""
+    """The chunk size, in path points, that `integrate_gradients_fast` uses when it is not given one."""
     return CPU_BATCH_POINTS if torch.device(device).type == "cpu" else GPU_BATCH_POINTS
 
 
@@ -77,7 +77,7 @@ def weighted_path_output(offset, z_input, z_base, alphas, weights, target, body,
     sum sum_k w_k dF/dz over the points, which autograd adds up. `body` runs with `params` and
     `buffers` (torch.func.functional_call), under bfloat16 autocast if `bfloat16`.
     """
-    points = torch.addcmul(z_base + offset, alphas.view(-1, *(1,) * z_input.dim()), z_input - z_base)
+    points = torch.addcmul(z_base + offset, alphas.view(-1, *(1,) * z_input.dim()), z_input - z_base)  # (S, C, H, W)
     with torch.autocast(points.device.type, dtype=torch.bfloat16, enabled=bfloat16):
         logits = functional_call(body, (params, buffers), (points,))  # (S, 10)
     return weights @ logits.gather(1, target.expand(len(logits), 1)).squeeze(1).to(weights)
@@ -91,7 +91,7 @@ SUMMED_GRADIENT = vmap(grad(weighted_path_output), in_dims=(None, 0, 0, None, No
 def compiled_summed_gradient():
     """SUMMED_GRADIENT compiled by torch.compile, made once per process and reused.
 
-    A compilation that fails (it happens at the first call) becomes a RuntimeError that says
+    A compilation that fails (it happens at the first call) becomes a CompileError that says
     what is missing.
     """
     compiled = torch.compile(SUMMED_GRADIENT)
@@ -144,8 +144,8 @@ def integrate_gradients_fast(
     path = StraightPaths(net, summed_gradient, alphas, weights, steps_per_chunk, precision == "bfloat16")
     with torch.no_grad():  # torch.func.grad still differentiates; nothing else builds a graph
         chunks = [
-            path.attributions(x_all[s : s + images_per_chunk], base_all[s : s + images_per_chunk], digits[s:])
-            for s in range(0, len(x_all), images_per_chunk)
+            path.attributions(x_all[chunk], base_all[chunk], digits[chunk])
+            for chunk in (slice(s, s + images_per_chunk) for s in range(0, len(x_all), images_per_chunk))
         ]
     return torch.cat(chunks)[: len(images)].to(images.device)
 
@@ -166,9 +166,9 @@ class StraightPaths:
         for s in range(0, len(self.alphas), self.steps_per_chunk):
             steps = slice(s, s + self.steps_per_chunk)
             offset = torch.zeros_like(z_input[0])
-            chunk = (offset, z_input, z_base, self.alphas[steps], self.weights[steps], digits[: len(x)])
+            chunk = (offset, z_input, z_base, self.alphas[steps], self.weights[steps], digits)
             total += self.summed_gradient(*chunk, self.body, self.params, self.buffers, self.bfloat16)
-        _, pull_back = vjp(self.head, x)
+        _, pull_back = vjp(self.head, x)  # the head is affine: its vjp maps sum_k w_k dF/dz to dF/dx
         return (x - base) * pull_back(total)[0]  # (n, 1, 28, 28)
 
 

@@ -27,9 +27,11 @@ def quadrature(rule, steps_m, dtype=torch.float64, device="cpu"):
     (k-1/2)/m. "trapezoid" puts its nodes at 0, 1/(m-1), ..., 1 with weights 1/(m-1), halved at
     both ends, so its weights sum to 1 (Captum's "riemann_trapezoid" weights them 1/m instead).
     "gausslegendre" uses the m-point Gauss-Legendre rule mapped to [0, 1].
-    Raises ValueError for an unknown rule, InputError for the trapezoid rule with m < 2.
+    Raises ValueError for an unknown rule or m < 1, InputError for the trapezoid rule with m < 2.
     """
     m = steps_m
+    if m < 1:
+        raise ValueError(f"the number of steps must be at least 1, got {m}")
     k = torch.arange(1, m + 1, dtype=torch.float64)
     weights = torch.full((m,), 1 / m, dtype=torch.float64)
     if rule == "right":

@@ -366,7 +366,7 @@ def main():
         from standin import make_standin
 
         start = time.perf_counter()
-        made_by = f"{STANDIN_COMMAND} --per-class {args.per_class} --seed {args.seed}"
+        made_by = f"{STANDIN_COMMAND} --out {relative(args.out)} --per-class {args.per_class} --seed {args.seed}"
         out = make_standin(args.out, args.per_class, args.seed, args.workers, args.force, provenance=made_by)
         rate = 2 * args.per_class / (time.perf_counter() - start)
         print(

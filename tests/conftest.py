@@ -1,5 +1,5 @@
 """Fixtures and helpers the test files share: real MNIST, the shipped network, small test networks,
-running a script as a user would, the line `cli.explain` makes of an error, generated command lines
+running a script as a user would, the line `cli.user_message` makes of an error, generated command lines
 (hypothesis), and writing image files."""
 
 import contextlib
@@ -73,6 +73,38 @@ def smooth_model():
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.Tanh(), nn.Linear(32, 10)).double().eval()
 
 
+@pytest.fixture
+def weights_copy(tmp_path):
+    """A copy of the shipped weights in a temporary folder, for tests that damage or replace them."""
+    path = tmp_path / "weights.pth"
+    path.write_bytes(WEIGHTS_PATH.read_bytes())
+    return path
+
+
+@pytest.fixture
+def close_figures():
+    """Close every matplotlib figure a test leaves open."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+class RunsCommand:
+    """Pickles to `os.system(command)`: loading it with plain pickle runs the command."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def random_images(shape, seed=0):
+    """Random uint8 images of `shape`, e.g. (N, H, W, C)."""
+    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+
+
 def run_script(script, *args, timeout=300, cwd=ROOT):
     """Run `python src/<script> args` as a user would, without a terminal; returns the CompletedProcess."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
@@ -136,10 +168,10 @@ FUZZ = settings(
 @contextlib.contextmanager
 def raises_explained(pattern, error_type=InputError):
     """Like pytest.raises(error_type, match=pattern), but matched against the line the user reads,
-    `cli.explain(error)`: the error's facts plus the flag or command its hint chooses."""
+    `cli.user_message(error)`: the error's facts plus the flag or command its hint chooses."""
     with pytest.raises(error_type) as info:
         yield info
-    line = cli.explain(info.value)
+    line = cli.user_message(info.value)
     assert re.search(pattern, line), line
 
 
@@ -180,7 +212,7 @@ def run_cli(module, argv, monkeypatch, script=None):
     try:
         module.main()
     except (cli.UserError, InputError, CheckpointError) as error:
-        message = cli.explain(error)
+        message = cli.user_message(error)
         assert "\n" not in message and message.endswith((".", ")")), message
         return "user error"
     except SystemExit as exit_:

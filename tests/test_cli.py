@@ -14,32 +14,32 @@ from models import CheckpointError
 
 def test_explain_names_the_retrain_command_for_the_default_weights():
     error = CheckpointError(WEIGHTS_PATH, "does not exist")
-    assert cli.explain(error) == (
+    assert cli.user_message(error) == (
         "weights file data/weights.pth does not exist; recreate it with `python src/mnist_integrated.py --retrain`."
     )
 
 
 def test_explain_adds_the_weights_flag_for_another_weights_file(tmp_path):
     outside = tmp_path / "w.pth"
-    assert cli.explain(CheckpointError(outside, "is truncated or not a PyTorch checkpoint")) == (
+    assert cli.user_message(CheckpointError(outside, "is truncated or not a PyTorch checkpoint")) == (
         f"weights file {outside.resolve()} is truncated or not a PyTorch checkpoint; recreate it with "
         f"`python src/mnist_integrated.py --retrain --weights {outside.resolve()}`."
     )
     inside = DATA_DIR / "other.pth"
-    assert cli.explain(CheckpointError(inside, "does not exist")).endswith(
+    assert cli.user_message(CheckpointError(inside, "does not exist")).endswith(
         "recreate it with `python src/mnist_integrated.py --retrain --weights data/other.pth`."
     )
 
 
 def test_explain_adds_the_advice_for_the_hint_and_leaves_other_errors_alone():
-    assert cli.explain(InputError("the trapezoid rule needs at least 2 steps, got 1", hint="trapezoid-steps")) == (
+    assert cli.user_message(InputError("the trapezoid rule needs at least 2 steps, got 1", hint="trapezoid-steps")) == (
         "the trapezoid rule needs at least 2 steps, got 1; use --steps 2 or more."
     )
-    assert cli.explain(InputError("cuda was asked for but this machine has no CUDA GPU", hint="device")) == (
+    assert cli.user_message(InputError("cuda was asked for but this machine has no CUDA GPU", hint="device")) == (
         "--device cuda was asked for but this machine has no CUDA GPU; use --device cpu or auto."
     )
-    assert cli.explain(InputError("plain facts.")) == "plain facts."
-    assert cli.explain(cli.UserError("--out x is a file.")) == "--out x is a file."
+    assert cli.user_message(InputError("plain facts.")) == "plain facts."
+    assert cli.user_message(cli.UserError("--out x is a file.")) == "--out x is a file."
 
 
 def test_device_from_argument_words_errors_for_the_command_line():

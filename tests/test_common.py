@@ -27,7 +27,7 @@ def test_get_device_names_an_unknown_or_missing_device():
         with pytest.raises(InputError) as info:
             get_device("cuda")
         assert info.value.hint == "device"
-        assert "this machine has no CUDA GPU; use --device cpu or auto." in cli.explain(info.value)
+        assert "this machine has no CUDA GPU; use --device cpu or auto." in cli.user_message(info.value)
 
 
 def test_get_device_refuses_a_non_device_name_that_torch_accepts():

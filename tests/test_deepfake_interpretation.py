@@ -8,7 +8,16 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import FUZZ, argument_lists, assert_clear_error, raises_explained, run_cli, run_script, save_pngs
+from conftest import (
+    FUZZ,
+    argument_lists,
+    assert_clear_error,
+    raises_explained,
+    random_images,
+    run_cli,
+    run_script,
+    save_pngs,
+)
 from hypothesis import example, given
 from PIL import Image
 
@@ -63,10 +72,6 @@ def full_run(standin, tmp_path_factory):
     with contextlib.redirect_stdout(log):
         results = run(args)
     return args, {r["representation"]: r for r in results}, log.getvalue()
-
-
-def random_images(shape, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
 
 
 # ------------------------------------------------------------------ the exercise's pieces
@@ -205,8 +210,8 @@ def test_sizes_larger_than_the_folder_are_refused(standin):
 def test_missing_default_data_names_both_commands(tmp_path):
     with pytest.raises(InputError) as error:
         check_data_folder(tmp_path / "nothing")
-    assert "python src/util.py ffhq-download" in cli.explain(error.value)
-    assert "python src/util.py ffhq-standin" in cli.explain(error.value)
+    assert "python src/util.py ffhq-download" in cli.user_message(error.value)
+    assert "python src/util.py ffhq-standin" in cli.user_message(error.value)
     (tmp_path / "half" / util.REAL_FOLDER).mkdir(parents=True)
     with raises_explained(r"has no B_stylegan/ folder"):
         check_data_folder(tmp_path / "half")

@@ -27,11 +27,7 @@ from deepfake_plots import (
 )
 from standin import make_standin
 
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")
 
 
 @pytest.fixture
@@ -120,7 +116,7 @@ def test_mean_maps_share_one_scale_and_show_the_difference_symmetric_about_zero(
 
 def test_radial_profile_figure_has_a_title_and_real_fake_and_their_gap(tmp_path, saved):
     means, _, _ = made_up_maps()
-    path = plot_radial_profile(means, "64 validation images", tmp_path / "radial.png")
+    path = plot_radial_profile(means, means[1] - means[0], "64 validation images", tmp_path / "radial.png")
     assert png_size(path)[0] > 500
     (fig,) = saved
     top, bottom = fig.axes

@@ -12,7 +12,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import png_bytes, raises_explained
+from conftest import RunsCommand, png_bytes, raises_explained
 
 import common
 import download
@@ -20,16 +20,6 @@ import util
 from common import InputError
 
 # ------------------------------------------------------------------ MNIST from PyPI
-
-
-class RunsCommand:
-    """Pickles to `os.system(command)`: loading it with plain pickle runs the command."""
-
-    def __init__(self, command):
-        self.command = command
-
-    def __reduce__(self):
-        return (os.system, (self.command,))
 
 
 def test_restricted_unpickler_refuses_a_command(tmp_path):

@@ -6,7 +6,6 @@ clipped images a grey scale from 0 (black) to 1 (white).
 
 import argparse
 
-import matplotlib.pyplot as plt
 import pytest
 import torch
 
@@ -21,6 +20,8 @@ from input_opt_plots import (
     plot_grid,
     write_figures,
 )
+
+pytestmark = pytest.mark.usefixtures("close_figures")
 
 START_NAMES = ("random", "ones")
 NEURONS = (3, 5, 8)
@@ -46,12 +47,6 @@ def made_up_result(clip=False, steps=4, seed=0):
         confident_images=images.clamp(0, 1),
         parametrisation=Parametrisation(clip=clip),
     )
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def image_axes(fig):
@@ -148,7 +143,7 @@ def test_comparison_shows_first_sure_inputs_in_grey_and_plain_optima_symmetric_a
 def test_unclipped_image_rows_widen_the_grey_scale_to_their_range():
     result = made_up_result(clip=False)
     result.confident_images[0, 1] = 4.0  # a pixel beyond white: the scale must reach it, not saturate
-    fig = plot_comparison(result, made_up_result(clip=True), START_NAMES, "t")
+    fig = plot_comparison(result, made_up_result(clip=True), START_NAMES, "t", 0.99)
     assert image_axes(fig)[0].images[0].get_clim() == (0.0, 4.0)
 
 

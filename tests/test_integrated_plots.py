@@ -5,7 +5,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -22,12 +21,6 @@ from integrated_plots import (  # noqa: E402
 )
 
 STAGES = ["trained", "classifier.3", "classifier.1", "features.6", "features.3", "features.0"]
-
-
-@pytest.fixture
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def signed_maps(fig):

@@ -35,13 +35,6 @@ IMPLEMENTATIONS = {"reference": integrate_gradients, "fast": integrate_gradients
 each_implementation = pytest.mark.parametrize("implementation", IMPLEMENTATIONS.values(), ids=IMPLEMENTATIONS.keys())
 
 
-@pytest.fixture
-def weights_copy(tmp_path):
-    path = tmp_path / "weights.pth"
-    path.write_bytes(WEIGHTS_PATH.read_bytes())
-    return path
-
-
 def captum_ig(net, x, target, m, method, baseline):
     return IntegratedGradients(net).attribute(x, baselines=baseline, target=target, n_steps=m, method=method)
 
@@ -179,7 +172,7 @@ def test_check_arguments_refuses_impossible_sizes_before_any_work(tmp_path):
         mnist_integrated.check_arguments(parser.parse_args(["--num-images", "10001", "--out", str(tmp_path)]))
     with pytest.raises(InputError) as info:
         mnist_integrated.check_arguments(parser.parse_args(["--rule", "trapezoid", "--steps", "1"]))
-    assert cli.explain(info.value) == "the trapezoid rule needs at least 2 steps, got 1; use --steps 2 or more."
+    assert cli.user_message(info.value) == "the trapezoid rule needs at least 2 steps, got 1; use --steps 2 or more."
 
 
 def test_nan_during_training_stops_and_writes_no_weights(tmp_path, monkeypatch):

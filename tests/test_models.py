@@ -1,12 +1,9 @@
 """src/models.py: the CNN, the shipped weights and the checkpoint format, including damaged,
 foreign and malicious weights files as a user meets them on the command line."""
 
-import os
-import shutil
-
 import pytest
 import torch
-from conftest import assert_clear_error, run_script
+from conftest import RunsCommand, assert_clear_error, run_script
 
 import cli
 from common import WEIGHTS_PATH
@@ -22,23 +19,6 @@ from models import (
     save_checkpoint,
 )
 from training import evaluate, to_float_images
-
-
-class RunsCommand:
-    """Pickles to `os.system(command)`: loading it with plain pickle runs the command."""
-
-    def __init__(self, command):
-        self.command = command
-
-    def __reduce__(self):
-        return (os.system, (self.command,))
-
-
-@pytest.fixture
-def weights_copy(tmp_path):
-    path = tmp_path / "weights.pth"
-    shutil.copyfile(WEIGHTS_PATH, path)
-    return path
 
 
 def test_cnn_shapes():
@@ -83,14 +63,14 @@ def test_checkpoint_round_trip_and_foreign_weights(tmp_path):
     torch.save({"model": torch.nn.Linear(3, 2).state_dict()}, path)
     with pytest.raises(CheckpointError) as info:
         load_cnn(path)
-    assert "belongs to another network, not this CNN; recreate it with" in cli.explain(info.value)
+    assert "belongs to another network, not this CNN; recreate it with" in cli.user_message(info.value)
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError) as info:
         load_cnn(path)
-    assert "is truncated or not a PyTorch checkpoint" in cli.explain(info.value)
+    assert "is truncated or not a PyTorch checkpoint" in cli.user_message(info.value)
     with pytest.raises(CheckpointError) as info:
         load_cnn(tmp_path / "missing.pth")
-    assert "does not exist; recreate it with `python src/mnist_integrated.py --retrain" in cli.explain(info.value)
+    assert "does not exist; recreate it with `python src/mnist_integrated.py --retrain" in cli.user_message(info.value)
 
 
 def test_checkpoint_holds_format_config_and_accuracy_and_loads_in_eval_mode(tmp_path):

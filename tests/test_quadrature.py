@@ -31,7 +31,7 @@ def test_trapezoid_rule_with_one_step_is_refused_with_the_steps_flag():
     with pytest.raises(InputError) as info:
         quadrature("trapezoid", 1)
     assert info.value.hint == "trapezoid-steps"
-    assert cli.explain(info.value) == "the trapezoid rule needs at least 2 steps, got 1; use --steps 2 or more."
+    assert cli.user_message(info.value) == "the trapezoid rule needs at least 2 steps, got 1; use --steps 2 or more."
 
 
 def test_trapezoid_rule_has_halved_end_weights_and_nodes_at_both_ends():

@@ -4,13 +4,10 @@ import numpy as np
 import pytest
 import scipy.fft
 import torch
+from conftest import random_images
 
 from deepfake_interpretation import transform
 from spectra import EPS, REPRESENTATIONS, WelfordEstimator, dct2, dct_matrix, feature_batches, log_dct, log_fft
-
-
-def random_images(shape, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
 
 
 # heights and widths odd and even, one and three channels

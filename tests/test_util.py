@@ -93,7 +93,7 @@ def test_every_mnist_source_failing_lists_what_was_tried(tmp_path):
 
     with pytest.raises(InputError) as info:
         util.ensure_mnist(tmp_path / "raw", sources=[("mirror one", broken), ("mirror two", broken)])
-    message = cli.explain(info.value)
+    message = cli.user_message(info.value)
     assert "mirror one (OSError: no route to host)" in message
     assert "mirror two (OSError: no route to host)" in message
     assert "by hand" in message and "t10k-labels-idx1-ubyte" in message
@@ -123,8 +123,8 @@ def test_partial_mnist_download_without_sources_names_the_file(tmp_path, mnist_t
     path.write_bytes(path.read_bytes()[:5000])
     with pytest.raises(InputError) as info:
         util.ensure_mnist(raw, sources=[])
-    assert "t10k-labels-idx1-ubyte has 4992 data bytes, not 10000" in cli.explain(info.value)
-    assert "by hand" in cli.explain(info.value)
+    assert "t10k-labels-idx1-ubyte has 4992 data bytes, not 10000" in cli.user_message(info.value)
+    assert "by hand" in cli.user_message(info.value)
 
 
 IDX_HEADERS = st.sampled_from(
@@ -148,7 +148,7 @@ def test_fuzz_mnist_raw_reader_gives_an_array_or_one_input_error(tmp_path, heade
     try:
         array = util.read_idx(path, magic, shape)
     except InputError as error:
-        assert cli.explain(error).endswith("run again.")
+        assert cli.user_message(error).endswith("run again.")
     else:
         assert array.shape == shape and array.dtype == np.uint8
 
@@ -229,7 +229,7 @@ def test_load_folder_names_files_that_are_not_128_rgb_png_or_skips_them(tmp_path
     with pytest.raises(InputError, match=pattern) as info:
         util.load_folder(folder, 1, 1, 1)
     # on the command line the same sentence names the flag instead
-    assert cli.explain(info.value).endswith(
+    assert cli.user_message(info.value).endswith(
         "or pass skip_unreadable=True (--skip-unreadable on the command line) to leave them out."
     )
     train, val, test = util.load_folder(folder, 1, 1, 1, skip_unreadable=True)
@@ -290,7 +290,7 @@ def test_fuzz_load_folder_gives_disjoint_splits_or_one_input_error(tmp_path_fact
     try:
         train, val, test = util.load_folder(folder, *sizes, skip_unreadable=skip)
     except InputError as error:
-        assert "\n" not in cli.explain(error)
+        assert "\n" not in cli.user_message(error)
     else:
         assert (len(train), len(val), len(test)) == sizes
         chosen = [*train, *val, *test]
