@@ -4,7 +4,7 @@
     python src/mnist_integrated.py --retrain            # train anew, replace data/weights.pth, explain
     python src/mnist_integrated.py --retrain --val-size 0 --epochs 4 --train-only   # the shipped weights
     python src/mnist_integrated.py --digit 3 --rule gausslegendre --steps 32 --baseline blur
-    python src/mnist_integrated.py --baseline noise --smoothgrad 16 --num-images 100 --skip-checks
+    python src/mnist_integrated.py --baseline noise --smoothgrad 16 --num-images 20 --steps 50 --skip-checks
     python src/mnist_integrated.py --compile --num-images 2000    # torch.compile: faster for large runs
     sbatch scripts/integrated_gradients.slurm           # the same on a SLURM GPU node
 
