@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from cli import device_from_argument, learning_rate, non_negative_int, positive_int, run_main
 from common import set_seed
 from models import CNN
-from training import batches, evaluate, mnist_splits, train
+from training import batches, evaluate, make_optimiser, mnist_splits, train
 
 PEER = "dataloader"
 
@@ -98,10 +98,7 @@ def to_accuracy(args, splits, device):
     (x_train, y_train), _, (x_test, y_test) = splits
     set_seed(args.seed)
     model = CNN().to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=-(-len(x_train) // args.batch_size)
-    )
+    optimiser, scheduler = make_optimiser(args, model, len(x_train))
     generator = torch.Generator().manual_seed(args.seed)
     wall = cpu = accuracy = 0.0
     for epoch in range(1, args.epochs + 1):

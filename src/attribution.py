@@ -3,8 +3,8 @@ sanity checks for the maps of any method given as a function `explain(net, image
 
 - `randomisation_test`: the model-parameter randomisation test of Adebayo et al. 2018, "Sanity
   Checks for Saliency Maps" (arXiv:1810.03292). Re-initialise the layers one by one from the
-  logits down and measure how much the maps change. A method whose maps survive the randomisation of the weights explains
-  the input, not the model.
+  logits down and measure how much the maps change. A method whose maps survive the
+  randomisation of the weights explains the input, not the model.
 - `deletion_curve`: remove pixels in the order a method ranks them and watch the probability of
   the explained class fall. The faster it falls, the more faithful the ranking.
 

@@ -30,7 +30,6 @@ ADVICE = {
     "index": "--{message}",
     "ffhq-missing": f"{{message}}; run `{DOWNLOAD_COMMAND}` to fetch FFHQ/StyleGAN "
     f"(or `{STANDIN_COMMAND}` for synthetic stand-in data).",
-    "ffhq-empty": f"{{message}} and run `{DOWNLOAD_COMMAND}` again.",
     "ffhq-none": f"{{message}}; run `{DOWNLOAD_COMMAND}` for the real data or `{STANDIN_COMMAND}` for a synthetic stand-in.",
     "ffhq-download": f"{{message}} and run `{DOWNLOAD_COMMAND}` again.",
     "ffhq-rerun": f"{{message}}; run `{DOWNLOAD_COMMAND}` again.",

@@ -223,7 +223,7 @@ def list_images(folder, skip_unreadable=False):
         names = [entry.name for entry in entries if entry.is_file() and not entry.name.startswith(".")]
     if not names:
         raise InputError(
-            f"{relative(folder)} holds no image files; delete {relative(folder.parent.parent)}", hint="ffhq-empty"
+            f"{relative(folder)} holds no image files; delete {relative(folder.parent.parent)}", hint="ffhq-download"
         )
     names.sort(key=natural_key)
     bad = [(name, why) for name in names if (why := png_problem(folder / name)) is not None]

@@ -105,6 +105,21 @@ def random_images(shape, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
 
 
+def cnn_turning_nan(after_calls):
+    """A CNN class whose outputs turn NaN after `after_calls` forward calls, as a diverging training run's do."""
+    from models import CNN
+
+    class TurnsNaN(CNN):
+        calls = 0
+
+        def forward(self, x):
+            TurnsNaN.calls += 1
+            out = super().forward(x)
+            return out * float("nan") if TurnsNaN.calls > after_calls else out
+
+    return TurnsNaN
+
+
 def run_script(script, *args, timeout=300, cwd=ROOT):
     """Run `python src/<script> args` as a user would, without a terminal; returns the CompletedProcess."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")

@@ -18,7 +18,16 @@ import pytest
 import torch
 from captum.attr import IntegratedGradients
 from captum.attr._utils.approximation_methods import approximation_parameters
-from conftest import FUZZ, argument_lists, assert_clear_error, linear_model, run_cli, run_script, smooth_model
+from conftest import (
+    FUZZ,
+    argument_lists,
+    assert_clear_error,
+    cnn_turning_nan,
+    linear_model,
+    run_cli,
+    run_script,
+    smooth_model,
+)
 from hypothesis import example, given
 
 import cli
@@ -28,7 +37,7 @@ from attribution import blurred, completeness_gap
 from common import ROOT, WEIGHTS_PATH, InputError
 from integrated_fast import integrate_gradients_fast
 from mnist_integrated import build_parser, get_model, integrate_gradients
-from models import CNN, load_cnn
+from models import load_cnn
 from quadrature import CAPTUM_METHODS, RULES
 
 IMPLEMENTATIONS = {"reference": integrate_gradients, "fast": integrate_gradients_fast}
@@ -176,15 +185,7 @@ def test_check_arguments_refuses_impossible_sizes_before_any_work(tmp_path):
 
 
 def test_nan_during_training_stops_and_writes_no_weights(tmp_path, monkeypatch):
-    class BlowsUp(CNN):
-        calls = 0
-
-        def forward(self, x):
-            BlowsUp.calls += 1
-            out = super().forward(x)
-            return out * float("nan") if BlowsUp.calls > 5 else out
-
-    monkeypatch.setattr(training, "CNN", BlowsUp)
+    monkeypatch.setattr(training, "CNN", cnn_turning_nan(after_calls=5))
     weights = tmp_path / "weights.pth"
     args = build_parser().parse_args(
         ["--retrain", "--train-size", "2000", "--val-size", "0", "--epochs", "1", "--weights", str(weights)]

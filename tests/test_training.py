@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import cnn_turning_nan
 
 from common import set_seed
 from mnist_integrated import build_parser
@@ -42,16 +43,8 @@ def test_evaluate_counts_correct_predictions_and_sets_eval_mode():
 
 
 def test_train_stops_with_a_floating_point_error_when_the_loss_is_nan(mnist_test):
-    class BlowsUp(CNN):
-        calls = 0
-
-        def forward(self, x):
-            BlowsUp.calls += 1
-            out = super().forward(x)
-            return out * float("nan") if BlowsUp.calls > 2 else out
-
     images, labels = to_float_images(mnist_test[0][:64], "cpu"), mnist_test[1][:64]
-    model = BlowsUp()
+    model = cnn_turning_nan(after_calls=2)()
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _: 1.0)
     args = SimpleNamespace(batch_size=16, epochs=3)
