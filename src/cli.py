@@ -16,6 +16,7 @@ from models import CheckpointError
 
 DOWNLOAD_COMMAND = "python src/util.py ffhq-download"
 STANDIN_COMMAND = "python src/util.py ffhq-standin"
+IMPORT_COMMAND = "python src/util.py ffhq-import"
 RETRAIN_COMMAND = "python src/mnist_integrated.py --retrain"
 FFHQ_HOW = (
     f"run `{DOWNLOAD_COMMAND}` to fetch the FFHQ/StyleGAN images, or "
@@ -38,6 +39,7 @@ ADVICE = {
     "ffhq-data-layout": f"{{message}}; --data must hold A_ffhq/ and B_stylegan/ ({FFHQ_HOW}).",
     "skip-unreadable": "{message} (--skip-unreadable on the command line) to leave them out.",
     "force": "{message}; delete it or pass --force to replace it.",
+    "allow-upscale": "{message} (--allow-upscale on the command line).",
 }
 
 

@@ -22,12 +22,9 @@ Figures are drawn by src/deepfake_plots.py.
 """
 
 import argparse
-import contextlib
 import math
-import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -38,19 +35,25 @@ from tqdm import tqdm
 
 import util
 from cli import (
+    IMPORT_COMMAND,
     STANDIN_COMMAND,
     UserError,
     add_common_arguments,
     check_output_folder,
     device_from_argument,
     learning_rate,
+    non_negative_float,
     positive_int,
     run_main,
 )
-from common import FIGURES_DIR, InputError, default_workers, relative, set_seed, synchronise
+from common import FIGURES_DIR, default_workers, relative, set_seed, synchronise
 from deepfake_plots import format_confusion, format_table, plot_mean_maps, plot_radial_profile, plot_weights
+from face_cache import check_data_folder, load_splits, place_cache
+from ffhq_import import read_manifest
 from spectra import EPS, REPRESENTATIONS, WelfordEstimator, feature_batches
 
+STUDY_SPLIT = (150, 20, 30)  # training, validation, test images per class in the resampling study
+WEIGHT_DECAY = 30.0  # chosen on the shared faces: bench/select_weight_decay.py
 CLASS_NAMES = ("real", "fake")  # label 0: FFHQ photographs (A_ffhq), label 1: StyleGAN (B_stylegan)
 
 
@@ -94,84 +97,6 @@ class LinearDetector(nn.Module):
     def weight_maps(self):
         """The weights reshaped like the input: (2, C, H, W), one map per class."""
         return self.linear.weight.detach().reshape(2, *self.mean.shape)
-
-
-def decode_chunk(files):
-    """Decode a list of files into one uint8 array (n, 128, 128, 3); runs in a worker process."""
-    return np.stack([util.read_rgb(path, util.IMAGE_SIZE) for path in files])
-
-
-def decode_images(files, workers, desc="decoding"):
-    """Decode every file once into a uint8 tensor (N, 128, 128, 3), `workers` processes at a time.
-
-    Processes, not threads: opening a PNG runs Python code in PIL that would hold Python's
-    global lock. Each worker decodes a chunk of files and sends it back as one array, which
-    is copied into the preallocated cache, so the cache is the only copy that stays.
-    """
-    images = torch.empty((len(files), util.IMAGE_SIZE, util.IMAGE_SIZE, 3), dtype=torch.uint8)
-    view = images.numpy()
-    chunk = max(16, min(256, math.ceil(len(files) / (4 * max(1, workers)))))
-    starts = range(0, len(files), chunk)
-    chunks = [files[start : start + chunk] for start in starts]
-    with (
-        contextlib.ExitStack() as stack,
-        tqdm(total=len(files), desc=desc, unit="img", leave=False, file=sys.stderr) as progress,
-    ):
-        if workers <= 1 or len(starts) <= 1:
-            blocks = map(decode_chunk, chunks)
-        else:
-            # fork: the workers start at once, with this module loaded; spawn and forkserver would
-            # import torch again in every worker. They use only PIL and numpy, so forking is safe.
-            context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
-            pool = stack.enter_context(ProcessPoolExecutor(min(workers, len(starts)), mp_context=context))
-            blocks = pool.map(decode_chunk, chunks)
-        for start, block in zip(starts, blocks):
-            view[start : start + len(block)] = block
-            progress.update(len(block))
-    return images
-
-
-def check_data_folder(data_dir):
-    """Raise InputError unless `data_dir` holds A_ffhq/ and B_stylegan/ folders."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise InputError(f"no image folder at {relative(data_dir)}", hint="ffhq-data-folder")
-    for folder in (util.REAL_FOLDER, util.FAKE_FOLDER):
-        if not (data_dir / folder).is_dir():
-            raise InputError(f"{relative(data_dir)} has no {folder}/ folder", hint="ffhq-data-layout")
-
-
-def load_splits(data_dir, train_size, val_size, test_size, workers, skip_unreadable=False):
-    """Decode the three splits: {"train"|"val"|"test": (uint8 images (N, 128, 128, 3), int64 labels (N,))}.
-
-    Each split holds `*_size` real (label 0) then as many fake (label 1) images. All images are
-    decoded in one go into one cache; the splits are slices of it, not copies.
-    """
-    check_data_folder(data_dir)
-    real = util.load_folder(Path(data_dir) / util.REAL_FOLDER, train_size, val_size, test_size, skip_unreadable)
-    fake = util.load_folder(Path(data_dir) / util.FAKE_FOLDER, train_size, val_size, test_size, skip_unreadable)
-    files = [path for real_files, fake_files in zip(real, fake) for path in (*real_files, *fake_files)]
-    cache = decode_images(files, workers, desc="decoding images")
-    splits, start = {}, 0
-    for name, real_files, fake_files in zip(("train", "val", "test"), real, fake):
-        stop = start + len(real_files) + len(fake_files)
-        labels = torch.cat([torch.zeros(len(real_files)), torch.ones(len(fake_files))]).long()
-        splits[name] = (cache[start:stop], labels)
-        start = stop
-    return splits
-
-
-def place_cache(images, device):
-    """Move the uint8 cache to the GPU when it takes at most half the free memory there, else keep it on the CPU.
-
-    On the GPU, batches are gathered without a host-to-device copy each time; on the CPU each
-    batch is copied over when needed.
-    """
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        if images.numel() <= free // 2:
-            return images.to(device)
-    return images
 
 
 @torch.no_grad()
@@ -247,40 +172,82 @@ def evaluate(model, images, labels, representation, device, batch_size):
 
 
 def describe_data(data_dir, split_name, count):
-    """The data named in every title and log line; stand-in data always says so."""
+    """The data named in every title and log line; stand-in data always says so, imported data names its filters."""
     split = {"val": "validation", "test": "test", "train": "training"}[split_name]
     if util.is_standin(data_dir):
         return f"{count:,} {split} images of the SYNTHETIC STAND-IN (not FFHQ/StyleGAN)"
+    filters = {row.get("class"): row.get("filter") for row in read_manifest(data_dir)}
+    if filters:
+        return f"{count:,} {split} images, imported (reals by {filters.get('real')}, fakes by {filters.get('fake')})"
     return f"{count:,} {split} images, FFHQ vs StyleGAN"
 
 
-def run_representation(args, splits, representation, device):
-    """Statistics, training, test and figures for one representation; returns a result dict."""
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits["train"], splits["val"], splits["test"]
-    start = time.perf_counter()
+def wilson_interval(correct, total, z=1.959964):
+    """The 95 % Wilson score interval (low, high) of a proportion `correct` / `total` (Wilson 1927).
+
+    Unlike p ± z·sqrt(p(1 - p)/n), it stays inside [0, 1] and is not empty at p = 0 or 1: 60 of 60
+    correct gives (0.940, 1.0). E. B. Wilson, "Probable inference, the law of succession, and
+    statistical inference", J. Am. Stat. Assoc. 22 (1927) 209-212. Raises ValueError for total < 1.
+    """
+    if total < 1 or not 0 <= correct <= total:
+        raise ValueError(f"need 0 <= correct <= total and total >= 1, got {correct} of {total}")
+    p, z2 = correct / total, z * z
+    centre = (p + z2 / (2 * total)) / (1 + z2 / total)
+    half = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total)) / (1 + z2 / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def format_accuracy(confusion, interval=True):
+    """`accuracy (95 % interval low-high) on N images` of a confusion matrix (2, 2), for the log.
+
+    The interval says how far the accuracy of unseen images of the same kind may be from the
+    measured one; for the training split, which the model has seen, it would say nothing.
+    """
+    correct, total = confusion.trace().item(), confusion.sum().item()
+    if not interval:
+        return f"{correct / total:.2%} on {total:,} images"
+    low, high = wilson_interval(correct, total)
+    return f"{correct / total:.2%} (95 % interval {low:.1%}-{high:.1%}) on {total:,} images"
+
+
+def fit_detector(args, splits, representation, device, log=print):
+    """Standardise on the training split, then train a LinearDetector for args.epochs with Adam.
+
+    args: lr, weight_decay (an L2 penalty, Adam's coupled form), epochs, batch_size and seed.
+    `log` receives one line per epoch. Returns (model, validation accuracy after the last epoch).
+    """
+    (x_train, y_train), (x_val, y_val) = splits["train"], splits["val"]
     torch.manual_seed(args.seed)
     mean, std = standardisation(x_train, representation, device, args.batch_size)
     model = LinearDetector(mean, std).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimiser = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     generator = torch.Generator().manual_seed(args.seed)
     for epoch in range(1, args.epochs + 1):
         desc = f"{representation}: epoch {epoch}/{args.epochs}"
         loss = train_epoch(model, x_train, y_train, representation, optimiser, device, args.batch_size, generator, desc)
         val_accuracy, _ = evaluate(model, x_val, y_val, representation, device, args.batch_size)
-        print(
-            f"{representation}: epoch {epoch}: training loss {loss:.4f}, validation accuracy {val_accuracy:.2%}",
-            flush=True,
-        )
+        log(f"{representation}: epoch {epoch}: training loss {loss:.4f}, validation accuracy {val_accuracy:.2%}")
+    return model, val_accuracy
+
+
+def run_representation(args, splits, representation, device):
+    """Statistics, training, test and figures for one representation; returns a result dict."""
+    start = time.perf_counter()
+    model, val_accuracy = fit_detector(args, splits, representation, device)
     synchronise(device)
     train_seconds = time.perf_counter() - start
-    test_accuracy, confusion = evaluate(model, x_test, y_test, representation, device, args.batch_size)
-    print(f"{representation}: test accuracy {test_accuracy:.2%} on {len(x_test):,} test images")
+    train_accuracy, train_confusion = evaluate(model, *splits["train"], representation, device, args.batch_size)
+    test_accuracy, confusion = evaluate(model, *splits["test"], representation, device, args.batch_size)
+    print(f"{representation}: training accuracy {format_accuracy(train_confusion, interval=False)}")
+    print(f"{representation}: test accuracy {format_accuracy(confusion)}")
     print(f"{representation}: confusion matrix (rows: true class, columns: predicted)\n{format_confusion(confusion)}")
     means = write_figures(args, splits, representation, model, test_accuracy, device)
     return {
         "representation": representation,
+        "train_accuracy": train_accuracy,
         "val_accuracy": val_accuracy,
         "test_accuracy": test_accuracy,
+        "test_interval": wilson_interval(confusion.trace().item(), confusion.sum().item()),
         "confusion": confusion,
         "seconds": time.perf_counter() - start,
         "train_seconds": train_seconds,
@@ -324,7 +291,7 @@ def run(args):
             "not FFHQ/StyleGAN; its accuracies say nothing about real deepfakes."
         )
     else:
-        print(f"data: {relative(args.data)}")
+        print(f"data: {relative(args.data)} ({describe_data(args.data, 'train', args.train_size)})")
     start = time.perf_counter()
     splits = load_splits(args.data, args.train_size, args.val_size, args.test_size, args.workers, args.skip_unreadable)
     decode_seconds = time.perf_counter() - start
@@ -356,13 +323,25 @@ def build_parser():
         default=util.FFHQ_SOURCE_DIR,
         help=f"folder holding {util.REAL_FOLDER}/ and {util.FAKE_FOLDER}/ (default: {relative(util.FFHQ_SOURCE_DIR)})",
     )
-    for split, what, default in zip(("train", "val", "test"), ("training", "validation", "test"), util.FFHQ_SPLIT):
+    for split, what, default, study in zip(
+        ("train", "val", "test"), ("training", "validation", "test"), util.FFHQ_SPLIT, STUDY_SPLIT
+    ):
         parser.add_argument(
-            f"--{split}-size", type=positive_int, default=default, help=f"{what} images per source (default: {default})"
+            f"--{split}-size",
+            type=positive_int,
+            default=None,
+            help=f"{what} images per source (default: {default}; {study} in the resampling study)",
         )
     parser.add_argument("--epochs", type=positive_int, default=5, help="training epochs (default: 5)")
     parser.add_argument("--batch-size", type=positive_int, default=500, help="batch size (default: 500)")
     parser.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam learning rate (default: 0.001)")
+    parser.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        default=WEIGHT_DECAY,
+        help=f"L2 penalty on the weights (default: {WEIGHT_DECAY}, the best on the validation split of "
+        "../shared/data/faces; see docs/tasks.md)",
+    )
     parser.add_argument(
         "--representation",
         choices=[*REPRESENTATIONS, "all"],
@@ -386,6 +365,14 @@ def build_parser():
         action="store_true",
         help="leave out files that are not 128x128 RGB PNG images and say how many (default: stop and name them)",
     )
+    study = parser.add_argument_group("resampling study (see src/resampling_study.py)")
+    study.add_argument(
+        "--resampling-study",
+        action="store_true",
+        help="import --real and --fake once per pair of resizing filters and train and test on each",
+    )
+    study.add_argument("--real", type=Path, help="folder of real face pictures, any format and size")
+    study.add_argument("--fake", type=Path, help="folder of generated face pictures, any format and size")
     add_common_arguments(parser, out_default=FIGURES_DIR)
     return parser
 
@@ -393,7 +380,22 @@ def build_parser():
 def main():
     args = build_parser().parse_args()
     check_output_folder(args.out)
-    run(args)
+    sizes = STUDY_SPLIT if args.resampling_study else util.FFHQ_SPLIT
+    for name, default in zip(("train_size", "val_size", "test_size"), sizes):
+        setattr(args, name, getattr(args, name) or default)
+    if not args.resampling_study:
+        if args.real or args.fake:
+            raise UserError(
+                "--real and --fake belong to --resampling-study; to train on other pictures, import them with "
+                f"`{IMPORT_COMMAND} --real DIR --fake DIR --out DIR` and pass --data DIR."
+            )
+        run(args)
+        return
+    if args.real is None or args.fake is None:
+        raise UserError("--resampling-study needs --real DIR and --fake DIR, the folders of real and fake pictures.")
+    import resampling_study
+
+    resampling_study.run_study(args, device_from_argument(args.device))
 
 
 if __name__ == "__main__":

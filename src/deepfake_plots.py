@@ -207,6 +207,41 @@ def plot_radial_weights(ax, decision, standardised):
     ax.set_title("the same along radial frequency", fontsize=10)
 
 
+def plot_resampling_study(rows, data_label, path):
+    """One mean log-spectrum difference (fake − real) per filter pair, in a row, on one colour scale.
+
+    rows: dicts with "real" and "fake" (filter names), "test_accuracy", "test_interval" and
+    "difference" (C, H, W); each map is averaged over RGB and shifted so frequency zero is central.
+    The shared scale ends at the largest 99.5th percentile of |difference| over the maps, so
+    strong and weak differences can be compared by eye.
+    """
+    import matplotlib.pyplot as plt
+
+    maps = [display_map(row["difference"].mean(dim=0).numpy(), "fft") for row in rows]  # (H, W) each
+    limit = max(float(np.percentile(np.abs(m), 99.5)) for m in maps) or 1.0
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 4.9), squeeze=False)
+    for ax, row, values in zip(axes[0], rows, maps):
+        extent = map_axes(ax, "fft", values.shape)
+        image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit, extent=extent, interpolation="nearest")
+        low, high = row["test_interval"]
+        ax.set_title(
+            f"reals: {row['real']}, fakes: {row['fake']}\ntest accuracy {row['test_accuracy']:.0%} "
+            f"(95 %: {low:.0%}-{high:.0%})",
+            fontsize=10,
+        )
+        ax.label_outer()
+    extend = "both" if max(np.abs(m).max() for m in maps) > limit else "neither"
+    fig.colorbar(
+        image, ax=axes[0].tolist(), fraction=0.02, pad=0.02, extend=extend, label="fake − real, mean ln(|FFT2| + eps)"
+    )
+    fig.suptitle(
+        "Mean log-spectrum difference, fake − real, when both classes are resized to 128 px with different filters "
+        f"(frequency zero in the centre)\n{data_label}",
+        fontsize=12,
+    )
+    return save_figure(fig, path)
+
+
 def plot_examples(source_dir, out_dir=FIGURES_DIR, index=0):
     """figures/real.png and figures/fake.png: image `index` of each folder, whole and a zoomed detail.
 
@@ -270,4 +305,18 @@ def format_table(results):
     for r in results:
         name = f"{r['representation']} ({REPRESENTATION_NAMES[r['representation']]})"
         lines.append(f"{name:<16}{r['val_accuracy']:>12.2%}{r['test_accuracy']:>10.2%}{r['seconds']:>10.1f}")
+    return "\n".join(lines)
+
+
+def format_study(rows):
+    """The resampling study as a table: filters, images per class, training and test accuracy, 95 % interval."""
+    lines = [
+        f"{'reals by':<10}{'fakes by':<10}{'train/class':>12}{'test/class':>11}{'training':>10}{'test':>8}  95 % interval"
+    ]
+    for r in rows:
+        low, high = r["test_interval"]
+        lines.append(
+            f"{r['real']:<10}{r['fake']:<10}{r['train_per_class']:>12}{r['test_per_class']:>11}"
+            f"{r['train_accuracy']:>10.1%}{r['test_accuracy']:>8.1%}  {low:.1%}-{high:.1%}"
+        )
     return "\n".join(lines)

@@ -4,21 +4,21 @@ MNIST is read from torchvision's raw layout in data/MNIST/raw, fetched first whe
 `ensure_mnist`). FFHQ/StyleGAN is a folder holding A_ffhq/ (real) and B_stylegan/ (fake), each
 with 128x128 RGB PNG files; `load_folder` gives the exercise's split of one of them.
 
-This module is also the data command line:
+Run as a script, it is the data command line (data_cli.py):
 
     python src/util.py mnist            # fetch MNIST into data/MNIST and print its counts
     python src/util.py ffhq-download    # fetch FFHQ/StyleGAN (4.2 GB) into data/ffhq_style_gan
     python src/util.py ffhq-standin --out data/ffhq_standin --per-class 70000 --seed 0
                                         # write a synthetic stand-in with the same layout, offline
+    python src/util.py ffhq-import --real DIR --fake DIR --out data/faces
+                                        # any face pictures into the same layout (ffhq_import.py)
     python src/util.py ffhq-examples    # figures/real.png and figures/fake.png from the data present
 """
 
-import argparse
 import gzip
 import os
 import re
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 import download
-from cli import STANDIN_COMMAND, non_negative_int, positive_int, random_seed, run_main
-from common import DATA_DIR, FIGURES_DIR, MNIST_RAW_DIR, InputError, relative
+from cli import run_main
+from common import DATA_DIR, MNIST_RAW_DIR, InputError, relative
 from download import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, MNIST_FILES
 
 FFHQ_DIR = DATA_DIR / download.FFHQ_NAME
@@ -39,6 +39,7 @@ FFHQ_IMAGES_PER_FOLDER = 70_000
 FFHQ_SPLIT = (67_000, 1_000, 2_000)  # train, validation, test images per folder, as in the exercise
 IMAGE_SIZE = 128
 STANDIN_MARKER = "STANDIN.txt"
+
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IHDR_START = b"\x00\x00\x00\x0dIHDR"
@@ -314,72 +315,7 @@ def verify_ffhq(source_dir, per_folder=FFHQ_IMAGES_PER_FOLDER):
             raise InputError(f"{relative(Path(source_dir) / name)} holds {count} images, not {per_folder}.")
 
 
-def build_parser():
-    """The data command line: mnist, ffhq-download, ffhq-standin and ffhq-examples."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("mnist", help="fetch MNIST into data/MNIST/raw and print its counts")
-    commands.add_parser("ffhq-download", help=f"download, extract and verify FFHQ/StyleGAN into {relative(FFHQ_DIR)}")
-    standin = commands.add_parser("ffhq-standin", help="write a synthetic stand-in dataset in the FFHQ/StyleGAN layout")
-    standin.add_argument(
-        "--out", type=Path, default=FFHQ_STANDIN_DIR, help=f"folder to write (default: {relative(FFHQ_STANDIN_DIR)})"
-    )
-    standin.add_argument(
-        "--per-class", type=positive_int, default=FFHQ_IMAGES_PER_FOLDER, help="images per folder (default: 70000)"
-    )
-    standin.add_argument("--seed", type=random_seed, default=0, help="random seed (default: 0)")
-    standin.add_argument(
-        "--workers", type=positive_int, default=None, help="worker processes (default: one per CPU core)"
-    )
-    standin.add_argument("--force", action="store_true", help="replace an existing --out folder (default: refuse)")
-    examples = commands.add_parser("ffhq-examples", help="figures/real.png and figures/fake.png from the data present")
-    examples.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help=f"folder holding {REAL_FOLDER}/ and {FAKE_FOLDER}/ (default: {relative(FFHQ_SOURCE_DIR)}, "
-        f"else {relative(FFHQ_STANDIN_DIR)})",
-    )
-    examples.add_argument("--index", type=non_negative_int, default=0, help="which image of each folder (default: 0)")
-    examples.add_argument(
-        "--out", type=Path, default=FIGURES_DIR, help=f"folder for the figures (default: {relative(FIGURES_DIR)}/)"
-    )
-    return parser
-
-
-def main():
-    args = build_parser().parse_args()
-    # standin.py and deepfake_plots.py import this module, so they are imported where they are used
-    if args.command == "mnist":
-        train_images, _ = get_mnist_train_data()
-        test_images, test_labels = get_mnist_test_data()
-        print(f"MNIST in {relative(MNIST_RAW_DIR)}: {len(train_images)} training and {len(test_images)} test digits")
-        print("test label counts:", np.bincount(test_labels.numpy(), minlength=10).tolist())
-    elif args.command == "ffhq-download":
-        source = download.download_ffhq(DATA_DIR, verify_ffhq)
-        print(
-            f"FFHQ/StyleGAN in {relative(source)}: {FFHQ_IMAGES_PER_FOLDER} images in each of {REAL_FOLDER}/ and {FAKE_FOLDER}/"
-        )
-        if (zip_path := DATA_DIR / f"{download.FFHQ_NAME}.zip").exists():
-            print(f"{relative(zip_path)} is no longer needed and may be deleted.")
-    elif args.command == "ffhq-standin":
-        from standin import make_standin
-
-        start = time.perf_counter()
-        made_by = f"{STANDIN_COMMAND} --out {relative(args.out)} --per-class {args.per_class} --seed {args.seed}"
-        out = make_standin(args.out, args.per_class, args.seed, args.workers, args.force, provenance=made_by)
-        rate = 2 * args.per_class / (time.perf_counter() - start)
-        print(
-            f"stand-in data (synthetic, not FFHQ) in {relative(out)}: {args.per_class} images in each of "
-            f"{REAL_FOLDER}/ and {FAKE_FOLDER}/, {rate:.0f} images/s"
-        )
-    elif args.command == "ffhq-examples":
-        from deepfake_plots import plot_examples
-
-        source = ffhq_source(args.data)
-        for path in plot_examples(source, args.out, args.index):
-            print(f"wrote {relative(path)}" + (" (stand-in data)" if is_standin(source) else ""))
-
-
 if __name__ == "__main__":
+    from data_cli import main  # the command line lives there, the loading here
+
     run_main(main)

@@ -1,0 +1,171 @@
+"""The data command line, `python src/util.py COMMAND`: fetching, making and importing the tasks' data.
+
+    python src/util.py mnist            # fetch MNIST into data/MNIST and print its counts
+    python src/util.py ffhq-download    # fetch FFHQ/StyleGAN (4.2 GB) into data/ffhq_style_gan
+    python src/util.py ffhq-standin     # a synthetic stand-in in the same layout, offline
+    python src/util.py ffhq-import --real DIR --fake DIR --out data/faces
+                                        # any face pictures into the same layout
+    python src/util.py ffhq-examples    # figures/real.png and figures/fake.png from the data present
+
+The loading itself is in util.py, download.py, standin.py and ffhq_import.py; this module only
+turns flags into their calls.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+import download
+import util
+from cli import STANDIN_COMMAND, non_negative_int, positive_int, random_seed
+from common import DATA_DIR, FIGURES_DIR, MNIST_RAW_DIR, default_workers, relative
+from ffhq_import import RESAMPLING, import_faces
+from util import (
+    FAKE_FOLDER,
+    FFHQ_DIR,
+    FFHQ_IMAGES_PER_FOLDER,
+    FFHQ_SOURCE_DIR,
+    FFHQ_STANDIN_DIR,
+    IMAGE_SIZE,
+    REAL_FOLDER,
+)
+
+
+def add_import_arguments(parser):
+    """The options of `ffhq-import` (see ffhq_import.import_faces)."""
+    filters = ", ".join(RESAMPLING)
+    parser.add_argument("--real", type=Path, required=True, help="folder of real face pictures (any format and size)")
+    parser.add_argument("--fake", type=Path, required=True, help="folder of generated face pictures")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder to write, with A_ffhq/, B_stylegan/, MANIFEST.csv"
+    )
+    parser.add_argument(
+        "--size", type=positive_int, default=IMAGE_SIZE, help=f"side in pixels (default: {IMAGE_SIZE}, the exercise's)"
+    )
+    parser.add_argument(
+        "--resample",
+        choices=list(RESAMPLING),
+        default="lanczos",
+        help=f"resizing filter of both classes: {filters} (default: lanczos)",
+    )
+    for label in ("real", "fake"):
+        parser.add_argument(
+            f"--{label}-resample",
+            choices=list(RESAMPLING),
+            help=f"filter of the {label} pictures only (default: --resample)",
+        )
+    parser.add_argument(
+        "--allow-upscale", action="store_true", help="enlarge pictures smaller than --size (default: refuse them)"
+    )
+    parser.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave out files Pillow cannot decode and say how many (default: stop and name them)",
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing --out folder (default: refuse)")
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=default_workers(),
+        help=f"worker processes (default: the cores this process may use, here {default_workers()})",
+    )
+
+
+def import_command(args):
+    """`ffhq-import`: import_faces with the parsed options, then one line of what was written."""
+    real, fake = args.real_resample or args.resample, args.fake_resample or args.resample
+    rows = import_faces(
+        args.real,
+        args.fake,
+        args.out,
+        args.size,
+        real,
+        fake,
+        args.allow_upscale,
+        args.skip_unreadable,
+        args.force,
+        args.workers,
+    )
+    counts = [sum(row["class"] == label for row in rows) for label in ("real", "fake")]
+    print(
+        f"wrote {counts[0]} real ({real}) and {counts[1]} fake ({fake}) {args.size}x{args.size} PNG images "
+        f"and MANIFEST.csv into {relative(args.out)}"
+    )
+    if args.size != IMAGE_SIZE:
+        print(
+            f"note: Task 3 reads {IMAGE_SIZE}x{IMAGE_SIZE} images; import with --size {IMAGE_SIZE} to train on these."
+        )
+
+
+def build_parser():
+    """The data command line: mnist, ffhq-download, ffhq-standin, ffhq-import and ffhq-examples."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("mnist", help="fetch MNIST into data/MNIST/raw and print its counts")
+    commands.add_parser("ffhq-download", help=f"download, extract and verify FFHQ/StyleGAN into {relative(FFHQ_DIR)}")
+    standin = commands.add_parser("ffhq-standin", help="write a synthetic stand-in dataset in the FFHQ/StyleGAN layout")
+    standin.add_argument(
+        "--out", type=Path, default=FFHQ_STANDIN_DIR, help=f"folder to write (default: {relative(FFHQ_STANDIN_DIR)})"
+    )
+    standin.add_argument(
+        "--per-class", type=positive_int, default=FFHQ_IMAGES_PER_FOLDER, help="images per folder (default: 70000)"
+    )
+    standin.add_argument("--seed", type=random_seed, default=0, help="random seed (default: 0)")
+    standin.add_argument(
+        "--workers", type=positive_int, default=None, help="worker processes (default: one per CPU core)"
+    )
+    standin.add_argument("--force", action="store_true", help="replace an existing --out folder (default: refuse)")
+    add_import_arguments(
+        commands.add_parser("ffhq-import", help="import any face pictures into the FFHQ/StyleGAN layout")
+    )
+    examples = commands.add_parser("ffhq-examples", help="figures/real.png and figures/fake.png from the data present")
+    examples.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help=f"folder holding {REAL_FOLDER}/ and {FAKE_FOLDER}/ (default: {relative(FFHQ_SOURCE_DIR)}, "
+        f"else {relative(FFHQ_STANDIN_DIR)})",
+    )
+    examples.add_argument("--index", type=non_negative_int, default=0, help="which image of each folder (default: 0)")
+    examples.add_argument(
+        "--out", type=Path, default=FIGURES_DIR, help=f"folder for the figures (default: {relative(FIGURES_DIR)}/)"
+    )
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
+    # standin, ffhq_import and deepfake_plots import util, so they are imported where they are used
+    if args.command == "mnist":
+        train_images, _ = util.get_mnist_train_data()
+        test_images, test_labels = util.get_mnist_test_data()
+        print(f"MNIST in {relative(MNIST_RAW_DIR)}: {len(train_images)} training and {len(test_images)} test digits")
+        print("test label counts:", np.bincount(test_labels.numpy(), minlength=10).tolist())
+    elif args.command == "ffhq-download":
+        source = download.download_ffhq(DATA_DIR, util.verify_ffhq)
+        print(
+            f"FFHQ/StyleGAN in {relative(source)}: {FFHQ_IMAGES_PER_FOLDER} images in each of {REAL_FOLDER}/ and {FAKE_FOLDER}/"
+        )
+        if (zip_path := DATA_DIR / f"{download.FFHQ_NAME}.zip").exists():
+            print(f"{relative(zip_path)} is no longer needed and may be deleted.")
+    elif args.command == "ffhq-standin":
+        from standin import make_standin
+
+        start = time.perf_counter()
+        made_by = f"{STANDIN_COMMAND} --out {relative(args.out)} --per-class {args.per_class} --seed {args.seed}"
+        out = make_standin(args.out, args.per_class, args.seed, args.workers, args.force, provenance=made_by)
+        rate = 2 * args.per_class / (time.perf_counter() - start)
+        print(
+            f"stand-in data (synthetic, not FFHQ) in {relative(out)}: {args.per_class} images in each of "
+            f"{REAL_FOLDER}/ and {FAKE_FOLDER}/, {rate:.0f} images/s"
+        )
+    elif args.command == "ffhq-import":
+        import_command(args)
+    elif args.command == "ffhq-examples":
+        from deepfake_plots import plot_examples
+
+        source = util.ffhq_source(args.data)
+        for path in plot_examples(source, args.out, args.index):
+            print(f"wrote {relative(path)}" + (" (stand-in data)" if util.is_standin(source) else ""))

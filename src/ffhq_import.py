@@ -1,0 +1,259 @@
+"""Bring any two folders of face pictures into the exercise's layout, so Task 3 runs on them.
+
+    python src/util.py ffhq-import --real ../shared/data/faces/real --fake ../shared/data/faces/fake \\
+        --out data/faces
+    python src/deepfake_interpretation.py --data data/faces --train-size 150 --val-size 20 --test-size 30
+
+Every file Pillow can open (JPEG, PNG, WebP, BMP, TIFF, ...; any size and mode) is turned upright
+by its EXIF orientation, converted to 8-bit RGB, cropped to its largest centred square and
+resized to 128 x 128 pixels with a named resampling filter. The results are written as PNG files
+under the exercise's names, OUT/A_ffhq/00000.png, ... for the reals and
+OUT/B_stylegan/style_gan_ffhq_example0.png, ... for the fakes, and OUT/MANIFEST.csv says for
+every file where it came from and what was done to it.
+
+The filter is not a detail. Nearest-neighbour sampling (Pillow's default for Image.resize before
+Pillow 7) keeps every second pixel and folds the upper half of the spectrum back onto the lower
+half (aliasing); Lanczos filters that half out first. A detector that reads spectra sees the
+difference at once, whatever the pictures show: `python src/deepfake_interpretation.py
+--resampling-study` measures how much.
+"""
+
+import contextlib
+import csv
+import multiprocessing
+import os
+import shutil
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from common import InputError, make_partial_folder, relative, replace_folder, require_free_space
+from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, fake_name, natural_key, real_name
+
+RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "box": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "hamming": Image.Resampling.HAMMING,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+MANIFEST = "MANIFEST.csv"
+MANIFEST_COLUMNS = ("file", "class", "source", "format", "width", "height", "mode", "orientation", "crop_box", "filter")
+ORIENTATION_TAG = 0x0112  # EXIF: how the camera was held; 1 is upright
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+# Pillow's ways of saying "this file is not an image it can decode"
+UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+class ImageProblem(ValueError):
+    """Why one file cannot become an exercise image; `kind` is "unreadable" or "small"."""
+
+    def __init__(self, kind, reason):
+        super().__init__(reason)
+        self.kind = kind
+
+
+def centre_square(width, height):
+    """The largest centred square of a width x height picture: (left, upper, right, lower) in pixels."""
+    side = min(width, height)
+    left, upper = (width - side) // 2, (height - side) // 2
+    return left, upper, left + side, upper + side
+
+
+def to_rgb(image):
+    """An 8-bit RGB copy of a Pillow image of any mode.
+
+    Pillow's convert("RGB") clips 16-bit grey values at 255, which would turn almost every pixel
+    white, so 16-bit (and 32-bit integer) grey is scaled by 255/65535 first. Alpha is dropped, as
+    convert("RGB") does: the colours under it are kept.
+    """
+    if image.mode in SIXTEEN_BIT_MODES:
+        grey = np.asarray(image, dtype=np.float64).clip(0, 65535) * (255 / 65535)
+        image = Image.fromarray(np.rint(grey).astype(np.uint8), mode="L")
+    return image.convert("RGB")
+
+
+def face_square(path, size=IMAGE_SIZE, resample="lanczos", allow_upscale=False):
+    """One picture as an exercise image: (PIL RGB image size x size, facts about it for the manifest).
+
+    Upright by EXIF orientation, 8-bit RGB (`to_rgb`), cropped to `centre_square`, resized with
+    the filter named `resample` (a key of RESAMPLING). Raises ImageProblem("unreadable", why)
+    when Pillow cannot decode the whole file, and ImageProblem("small", why) when the square is
+    smaller than `size` and not `allow_upscale`.
+    """
+    try:
+        with Image.open(path) as image:
+            facts = {"format": image.format, "width": image.width, "height": image.height, "mode": image.mode}
+            facts["orientation"] = image.getexif().get(ORIENTATION_TAG, 1)
+            upright = ImageOps.exif_transpose(image)  # a decoded copy: a truncated file fails here
+            rgb = to_rgb(upright)
+    except UNREADABLE as error:
+        raise ImageProblem("unreadable", f"not a readable image: {error}") from None
+    box = centre_square(*rgb.size)
+    side = box[2] - box[0]
+    if side < size and not allow_upscale:
+        raise ImageProblem("small", f"{rgb.width}x{rgb.height}, smaller than {size}x{size}")
+    facts["crop_box"] = " ".join(map(str, box))
+    facts["filter"] = resample
+    return rgb.crop(box).resize((size, size), RESAMPLING[resample]), facts
+
+
+def list_sources(folder):
+    """The files of one source folder in natural order of their names; hidden files and subfolders are left out."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{relative(folder)} is not a folder; give a folder of face pictures.")
+    with os.scandir(folder) as entries:
+        names = [entry.name for entry in entries if entry.is_file() and not entry.name.startswith(".")]
+    if not names:
+        raise InputError(f"{relative(folder)} holds no files; give a folder of face pictures.")
+    return [folder / name for name in sorted(names, key=natural_key)]
+
+
+def _convert_one(job):
+    """Worker: convert one file and save it as `target`; returns (facts, None) or (None, (kind, why))."""
+    source, target, size, resample, allow_upscale = job
+    try:
+        square, facts = face_square(source, size, resample, allow_upscale)
+    except ImageProblem as problem:
+        return None, (problem.kind, str(problem))
+    square.save(target, compress_level=6)
+    return facts, None
+
+
+def convert_folder(sources, folder, size, resample, allow_upscale, workers, progress):
+    """Convert `sources` into `folder`/.0.png, .1.png, ..., `workers` processes at a time.
+
+    Returns one (facts, None) or (None, (kind, why)) per source, in order (see `face_square`).
+    """
+    jobs = [(source, folder / f".{index}.png", size, resample, allow_upscale) for index, source in enumerate(sources)]
+    with contextlib.ExitStack() as stack:
+        if workers <= 1 or len(jobs) <= 1:
+            results = map(_convert_one, jobs)
+        else:
+            # fork: the workers need only PIL and numpy, and start at once with this module loaded
+            context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
+            pool = stack.enter_context(ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context))
+            results = pool.map(_convert_one, jobs, chunksize=max(1, min(64, len(jobs) // (4 * workers))))
+        done = []
+        for result in results:
+            done.append(result)
+            progress.update(1)
+    return done
+
+
+def check_problems(folder, sources, results, size, skip_unreadable):
+    """Raise InputError naming the unusable files of one folder; with `skip_unreadable`, warn about the unreadable ones."""
+    for kind in ("unreadable", "small"):
+        bad = [
+            (path.name, problem[1]) for path, (_, problem) in zip(sources, results) if problem and problem[0] == kind
+        ]
+        if not bad:
+            continue
+        listing = ", ".join(f"{name} ({why})" for name, why in bad[:5])
+        listing += f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        where = f"{len(bad)} of {len(sources)} files in {relative(folder)}"
+        if kind == "small":
+            raise InputError(
+                f"{where} are smaller than {size}x{size} after cropping to a square: {listing}; "
+                "use larger pictures or a smaller size, or pass allow_upscale=True",
+                hint="allow-upscale",
+            )
+        if not skip_unreadable:
+            raise InputError(
+                f"{where} are not readable images: {listing}; replace or delete them, or pass skip_unreadable=True",
+                hint="skip-unreadable",
+            )
+        print(f"warning: skipped {where}, which are not readable images: {listing}.", file=sys.stderr)
+    if all(problem for _, problem in results):
+        raise InputError(f"{relative(folder)} holds no readable images; give a folder of face pictures.")
+
+
+def import_class(source_dir, target_dir, label, resample, settings, progress):
+    """Convert one class's folder (`label` "real" or "fake") into `target_dir` under the exercise's names.
+
+    settings: {"size", "allow_upscale", "skip_unreadable", "workers"}. Returns the manifest rows.
+    """
+    sources = list_sources(source_dir)
+    target_dir.mkdir()
+    size, allow_upscale, workers = settings["size"], settings["allow_upscale"], settings["workers"]
+    results = convert_folder(sources, target_dir, size, resample, allow_upscale, workers, progress)
+    check_problems(source_dir, sources, results, size, settings["skip_unreadable"])
+    name = real_name if label == "real" else fake_name
+    kept = [(index, facts) for index, (facts, _) in enumerate(results) if facts is not None]
+    rows = []
+    for number, (index, facts) in enumerate(kept):
+        (target_dir / f".{index}.png").rename(target_dir / name(number))
+        source = os.path.abspath(sources[index])
+        rows.append({"file": f"{target_dir.name}/{name(number)}", "class": label, "source": source, **facts})
+    return rows
+
+
+def import_faces(
+    real_dir,
+    fake_dir,
+    out_dir,
+    size=IMAGE_SIZE,
+    real_resample="lanczos",
+    fake_resample="lanczos",
+    allow_upscale=False,
+    skip_unreadable=False,
+    force=False,
+    workers=1,
+):
+    """Import the pictures of `real_dir` and `fake_dir` into `out_dir`; returns the manifest rows (dicts).
+
+    out_dir/A_ffhq and out_dir/B_stylegan receive `size` x `size` 8-bit RGB PNGs made by
+    `face_square` with the filters `real_resample` and `fake_resample`, numbered in natural order
+    of the source names; out_dir/MANIFEST.csv lists every file with its source, original format,
+    size and mode, EXIF orientation, crop box and filter. Everything is written into a hidden
+    folder beside `out_dir` and renamed into place when complete, so a failed or interrupted
+    import leaves `out_dir` as it was. Raises ValueError for an unknown filter and InputError for
+    a missing or empty folder, an existing `out_dir` without `force` (hint "force"), an `out_dir`
+    that would replace a source folder, unreadable files without `skip_unreadable`, pictures
+    smaller than `size` without `allow_upscale` and too little disk space.
+    """
+    for resample in (real_resample, fake_resample):
+        if resample not in RESAMPLING:
+            raise ValueError(f"unknown resampling filter {resample!r}; choose one of {', '.join(RESAMPLING)}")
+    out_dir = Path(out_dir)
+    for source in (real_dir, fake_dir):
+        if Path(out_dir).resolve() in (Path(source).resolve(), *Path(source).resolve().parents):
+            raise InputError(
+                f"the output folder {relative(out_dir)} holds the pictures of {relative(source)}; "
+                "choose another output folder."
+            )
+    if out_dir.exists() and not force:
+        raise InputError(f"{relative(out_dir)} already exists", hint="force")
+    count = len(list_sources(real_dir)) + len(list_sources(fake_dir))
+    require_free_space(out_dir.parent, count * size * size * 3, f"writing {count} images of {size}x{size} pixels")
+    settings = {"size": size, "allow_upscale": allow_upscale, "skip_unreadable": skip_unreadable, "workers": workers}
+    from tqdm import tqdm
+
+    tmp = make_partial_folder(out_dir)
+    try:
+        with tqdm(total=count, unit="img", desc="importing", disable=None, file=sys.stderr) as progress:
+            rows = import_class(real_dir, tmp / REAL_FOLDER, "real", real_resample, settings, progress)
+            rows += import_class(fake_dir, tmp / FAKE_FOLDER, "fake", fake_resample, settings, progress)
+        with open(tmp / MANIFEST, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=MANIFEST_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        replace_folder(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def read_manifest(data_dir):
+    """The rows of data_dir/MANIFEST.csv as dicts, or [] when the folder was not made by `import_faces` or the file is unreadable."""
+    path = Path(data_dir) / MANIFEST
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            return list(csv.DictReader(file))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
