@@ -122,7 +122,8 @@ def spectra_rates(data, device_name, repeats, count=1000):
     """Log spectra per second, numpy on the CPU against torch on the device, alternating on the same images."""
     import torch
 
-    from deepfake_interpretation import decode_images, transform
+    from deepfake_interpretation import transform
+    from face_cache import decode_images
     from spectra import log_fft
 
     files = load_folder(Path(data) / REAL_FOLDER, min(count, 100), 0, 0)[0]

@@ -44,13 +44,33 @@ def accuracies(args, splits, weight_decay):
     return sum(val) / len(val), sum(test) / len(test)
 
 
+def print_table(args, table):
+    """Print validation / test accuracy per pair and weight decay; returns (best weight decay, its mean validation accuracy)."""
+    print(
+        f"\nvalidation accuracy ({args.val_size} per class) and test accuracy ({args.test_size} per class), "
+        f"means over seeds {SEEDS}, epochs {args.epochs}, batch {args.batch_size}, lr {args.lr}"
+    )
+    print(f"{'weight decay':<14}" + "".join(f"{pair:>18}" for pair in table) + f"{'mean val':>10}{'mean test':>10}")
+    best = None
+    for wd in GRID:
+        cells = [table[pair][str(wd)] for pair in table]
+        mean_val = sum(v for v, _ in cells) / len(cells)
+        mean_test = sum(t for _, t in cells) / len(cells)
+        print(
+            f"{wd:<14g}" + "".join(f"{v:>9.1%} /{t:>6.1%}" for v, t in cells) + f"{mean_val:>10.1%}{mean_test:>10.1%}"
+        )
+        if best is None or mean_val > best[1]:
+            best = (wd, mean_val)
+    print(f"highest mean validation accuracy: weight decay {best[0]:g} ({best[1]:.1%})")
+    return best
+
+
 def main():
     parser = detector.build_parser()
     parser.add_argument("--faces", type=Path, default=FACES, help=f"folder with real/ and fake/ (default: {FACES})")
     parser.add_argument("--json", type=Path, help="also write the accuracies to this JSON file")
     args = parser.parse_args()
-    for name, default in zip(("train_size", "val_size", "test_size"), detector.STUDY_SPLIT):
-        setattr(args, name, getattr(args, name) or default)
+    detector.fill_split_sizes(args, detector.STUDY_SPLIT)
     table = {}
     with tempfile.TemporaryDirectory() as workdir:
         for real, fake in COMBINATIONS:
@@ -70,22 +90,7 @@ def main():
                 + ", ".join(f"{wd:g}: {v:.1%}" for wd, (v, _) in zip(GRID, table[f"{real}/{fake}"].values())),
                 flush=True,
             )
-    print(
-        f"\nvalidation accuracy ({args.val_size} per class) and test accuracy ({args.test_size} per class), "
-        f"means over seeds {SEEDS}, epochs {args.epochs}, batch {args.batch_size}, lr {args.lr}"
-    )
-    print(f"{'weight decay':<14}" + "".join(f"{pair:>18}" for pair in table) + f"{'mean val':>10}{'mean test':>10}")
-    best = None
-    for wd in GRID:
-        cells = [table[pair][str(wd)] for pair in table]
-        mean_val = sum(v for v, _ in cells) / len(cells)
-        mean_test = sum(t for _, t in cells) / len(cells)
-        print(
-            f"{wd:<14g}" + "".join(f"{v:>9.1%} /{t:>6.1%}" for v, t in cells) + f"{mean_val:>10.1%}{mean_test:>10.1%}"
-        )
-        if best is None or mean_val > best[1]:
-            best = (wd, mean_val)
-    print(f"highest mean validation accuracy: weight decay {best[0]:g} ({best[1]:.1%})")
+    best = print_table(args, table)
     if args.json:
         import json
 

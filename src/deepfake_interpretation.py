@@ -50,7 +50,7 @@ from common import FIGURES_DIR, default_workers, relative, set_seed, synchronise
 from deepfake_plots import format_confusion, format_table, plot_mean_maps, plot_radial_profile, plot_weights
 from face_cache import check_data_folder, load_splits, place_cache
 from ffhq_import import read_manifest
-from spectra import EPS, REPRESENTATIONS, WelfordEstimator, feature_batches
+from spectra import EPS, REPRESENTATIONS, feature_batches, standardisation
 
 STUDY_SPLIT = (150, 20, 30)  # training, validation, test images per class in the resampling study
 WEIGHT_DECAY = 30.0  # chosen on the shared faces: bench/select_weight_decay.py
@@ -97,21 +97,6 @@ class LinearDetector(nn.Module):
     def weight_maps(self):
         """The weights reshaped like the input: (2, C, H, W), one map per class."""
         return self.linear.weight.detach().reshape(2, *self.mean.shape)
-
-
-@torch.no_grad()
-def standardisation(images, representation, device, batch_size):
-    """Per-coefficient mean and std (C, H, W) of a split's representation, streamed in batches."""
-    estimator = WelfordEstimator()
-    for _, features in tqdm(
-        feature_batches(images, representation, device, batch_size),
-        total=math.ceil(len(images) / batch_size),
-        desc=f"{representation}: training mean and std",
-        leave=False,
-        file=sys.stderr,
-    ):
-        estimator.update(features)
-    return estimator.finalise()
 
 
 @torch.no_grad()
@@ -279,8 +264,16 @@ def write_figures(args, splits, representation, model, test_accuracy, device):
     return means
 
 
+def fill_split_sizes(args, defaults):
+    """Set args.train_size, val_size and test_size that are None to `defaults` (train, validation, test)."""
+    for name, default in zip(("train_size", "val_size", "test_size"), defaults):
+        if getattr(args, name, None) is None:
+            setattr(args, name, default)
+
+
 def run(args):
     """The whole task for parsed `args`; returns the list of result dicts, one per representation."""
+    fill_split_sizes(args, util.FFHQ_SPLIT)
     set_seed(args.seed)
     device = device_from_argument(args.device)
     check_data_folder(args.data)
@@ -332,28 +325,7 @@ def build_parser():
             default=None,
             help=f"{what} images per source (default: {default}; {study} in the resampling study)",
         )
-    parser.add_argument("--epochs", type=positive_int, default=5, help="training epochs (default: 5)")
-    parser.add_argument("--batch-size", type=positive_int, default=500, help="batch size (default: 500)")
-    parser.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam learning rate (default: 0.001)")
-    parser.add_argument(
-        "--weight-decay",
-        type=non_negative_float,
-        default=WEIGHT_DECAY,
-        help=f"L2 penalty on the weights (default: {WEIGHT_DECAY}, the best on the validation split of "
-        "../shared/data/faces; see docs/tasks.md)",
-    )
-    parser.add_argument(
-        "--representation",
-        choices=[*REPRESENTATIONS, "all"],
-        default="fft",
-        help="what the linear layer sees: fft (the exercise), dct, pixel, or all three in turn (default: fft)",
-    )
-    parser.add_argument(
-        "--eval-split",
-        choices=["val", "test"],
-        default="val",
-        help="split whose mean spectra are plotted (default: val)",
-    )
+    add_training_arguments(parser)
     parser.add_argument(
         "--workers",
         type=positive_int,
@@ -377,12 +349,36 @@ def build_parser():
     return parser
 
 
+def add_training_arguments(parser):
+    """The options of the detector and its training: --epochs, --batch-size, --lr, --weight-decay, ..."""
+    parser.add_argument("--epochs", type=positive_int, default=5, help="training epochs (default: 5)")
+    parser.add_argument("--batch-size", type=positive_int, default=500, help="batch size (default: 500)")
+    parser.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam learning rate (default: 0.001)")
+    parser.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        default=WEIGHT_DECAY,
+        help=f"L2 penalty on the weights (default: {WEIGHT_DECAY}, the best on the validation split of "
+        "../shared/data/faces; see docs/tasks.md)",
+    )
+    parser.add_argument(
+        "--representation",
+        choices=[*REPRESENTATIONS, "all"],
+        default="fft",
+        help="what the linear layer sees: fft (the exercise), dct, pixel, or all three in turn (default: fft)",
+    )
+    parser.add_argument(
+        "--eval-split",
+        choices=["val", "test"],
+        default="val",
+        help="split whose mean spectra are plotted (default: val)",
+    )
+
+
 def main():
     args = build_parser().parse_args()
     check_output_folder(args.out)
-    sizes = STUDY_SPLIT if args.resampling_study else util.FFHQ_SPLIT
-    for name, default in zip(("train_size", "val_size", "test_size"), sizes):
-        setattr(args, name, getattr(args, name) or default)
+    fill_split_sizes(args, STUDY_SPLIT if args.resampling_study else util.FFHQ_SPLIT)
     if not args.resampling_study:
         if args.real or args.fake:
             raise UserError(

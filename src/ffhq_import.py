@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+from tqdm import tqdm
 
 from common import InputError, make_partial_folder, relative, replace_folder, require_free_space
 from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, fake_name, natural_key, real_name
@@ -91,12 +92,14 @@ def face_square(path, size=IMAGE_SIZE, resample="lanczos", allow_upscale=False):
             facts["orientation"] = image.getexif().get(ORIENTATION_TAG, 1)
             upright = ImageOps.exif_transpose(image)  # a decoded copy: a truncated file fails here
             rgb = to_rgb(upright)
+    except Image.UnidentifiedImageError:
+        raise ImageProblem("unreadable", "not an image Pillow can read") from None
     except UNREADABLE as error:
-        raise ImageProblem("unreadable", f"not a readable image: {error}") from None
+        raise ImageProblem("unreadable", f"damaged: {error}") from None
     box = centre_square(*rgb.size)
     side = box[2] - box[0]
     if side < size and not allow_upscale:
-        raise ImageProblem("small", f"{rgb.width}x{rgb.height}, smaller than {size}x{size}")
+        raise ImageProblem("small", f"{rgb.width}x{rgb.height}")
     facts["crop_box"] = " ".join(map(str, box))
     facts["filter"] = resample
     return rgb.crop(box).resize((size, size), RESAMPLING[resample]), facts
@@ -193,6 +196,22 @@ def import_class(source_dir, target_dir, label, resample, settings, progress):
     return rows
 
 
+def check_request(real_dir, fake_dir, out_dir, filters, force):
+    """Refuse an import before any work: unknown filters (ValueError), an `out_dir` that holds a
+    source folder or exists without `force` (InputError)."""
+    for resample in filters:
+        if resample not in RESAMPLING:
+            raise ValueError(f"unknown resampling filter {resample!r}; choose one of {', '.join(RESAMPLING)}")
+    for source in (real_dir, fake_dir):
+        if out_dir.resolve() in (Path(source).resolve(), *Path(source).resolve().parents):
+            raise InputError(
+                f"the output folder {relative(out_dir)} holds the pictures of {relative(source)}; "
+                "choose another output folder."
+            )
+    if out_dir.exists() and not force:
+        raise InputError(f"{relative(out_dir)} already exists", hint="force")
+
+
 def import_faces(
     real_dir,
     fake_dir,
@@ -217,36 +236,29 @@ def import_faces(
     that would replace a source folder, unreadable files without `skip_unreadable`, pictures
     smaller than `size` without `allow_upscale` and too little disk space.
     """
-    for resample in (real_resample, fake_resample):
-        if resample not in RESAMPLING:
-            raise ValueError(f"unknown resampling filter {resample!r}; choose one of {', '.join(RESAMPLING)}")
     out_dir = Path(out_dir)
-    for source in (real_dir, fake_dir):
-        if Path(out_dir).resolve() in (Path(source).resolve(), *Path(source).resolve().parents):
-            raise InputError(
-                f"the output folder {relative(out_dir)} holds the pictures of {relative(source)}; "
-                "choose another output folder."
-            )
-    if out_dir.exists() and not force:
-        raise InputError(f"{relative(out_dir)} already exists", hint="force")
+    check_request(real_dir, fake_dir, out_dir, (real_resample, fake_resample), force)
     count = len(list_sources(real_dir)) + len(list_sources(fake_dir))
     require_free_space(out_dir.parent, count * size * size * 3, f"writing {count} images of {size}x{size} pixels")
     settings = {"size": size, "allow_upscale": allow_upscale, "skip_unreadable": skip_unreadable, "workers": workers}
-    from tqdm import tqdm
-
     tmp = make_partial_folder(out_dir)
     try:
         with tqdm(total=count, unit="img", desc="importing", disable=None, file=sys.stderr) as progress:
             rows = import_class(real_dir, tmp / REAL_FOLDER, "real", real_resample, settings, progress)
             rows += import_class(fake_dir, tmp / FAKE_FOLDER, "fake", fake_resample, settings, progress)
-        with open(tmp / MANIFEST, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=MANIFEST_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        write_manifest(tmp / MANIFEST, rows)
         replace_folder(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows
+
+
+def write_manifest(path, rows):
+    """Write the manifest rows (dicts with MANIFEST_COLUMNS) as CSV to `path`."""
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def read_manifest(data_dir):

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 import ffhq_import
+from cli import UserError
 from common import relative
 from deepfake_interpretation import class_means, evaluate, fit_detector, mean_difference, wilson_interval
 from deepfake_plots import format_study, plot_resampling_study
@@ -93,7 +94,18 @@ def resampling_study(args, device, combinations=COMBINATIONS):
 
 
 def run_study(args, device):
-    """The study for parsed command-line `args`: the table on stdout and the figure in args.out; returns the rows."""
+    """The study for parsed command-line `args`: the table on stdout and the figure in args.out; returns the rows.
+
+    Raises cli.UserError when a folder holds fewer files than the split needs.
+    """
+    needed = args.train_size + args.val_size + args.test_size
+    for folder in (args.real, args.fake):
+        if (count := len(ffhq_import.list_sources(folder))) < needed:
+            raise UserError(
+                f"{folder} holds {count} files, fewer than the {needed} per class of the study's split "
+                f"(--train-size {args.train_size} + --val-size {args.val_size} + --test-size {args.test_size}); "
+                "ask for fewer."
+            )
     print(
         f"resampling study: {args.real} (real) and {args.fake} (fake), "
         f"{args.train_size} / {args.val_size} / {args.test_size} images per class for training / validation / test, "
@@ -102,7 +114,7 @@ def run_study(args, device):
     start = time.perf_counter()
     rows = resampling_study(args, device)
     print("\n" + format_study(rows))
-    data_label = f"{args.train_size + args.val_size + args.test_size} pictures per class from {args.real} (real) and {args.fake} (fake)"
+    data_label = f"{needed} pictures per class from {args.real} (real) and {args.fake} (fake)"
     path = plot_resampling_study(rows, data_label, args.out / STUDY_FIGURE)
     print(f"wrote {relative(path)}\ntotal {time.perf_counter() - start:.1f} s")
     return rows

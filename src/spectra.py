@@ -7,8 +7,10 @@ batches of uint8 images (N, H, W, C) on any device, and their statistics streame
 """
 
 import math
+import sys
 
 import torch
+from tqdm import tqdm
 
 EPS = 1e-8  # keeps log finite where a coefficient is exactly zero
 REPRESENTATION_NAMES = {
@@ -111,3 +113,18 @@ class WelfordEstimator:
         if self.mean is None:
             raise ValueError("no data: update() was never called")
         return self.mean, (self.m2 / self.count).sqrt()
+
+
+@torch.no_grad()
+def standardisation(images, representation, device, batch_size):
+    """Per-coefficient mean and std (C, H, W) of a split's representation, streamed in batches."""
+    estimator = WelfordEstimator()
+    for _, features in tqdm(
+        feature_batches(images, representation, device, batch_size),
+        total=math.ceil(len(images) / batch_size),
+        desc=f"{representation}: training mean and std",
+        leave=False,
+        file=sys.stderr,
+    ):
+        estimator.update(features)
+    return estimator.finalise()
