@@ -158,7 +158,7 @@ def make_partial_folder(target_dir):
     target_dir = Path(target_dir)
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in target_dir.parent.glob(f".{glob.escape(target_dir.name)}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        remove_path(stale)
     tmp = Path(tempfile.mkdtemp(dir=target_dir.parent, prefix=f".{target_dir.name}.partial-"))
     usual_permissions(tmp, 0o777)
     return tmp
@@ -171,7 +171,17 @@ def replace_folder(complete, target_dir):
         os.rename(complete, target_dir)
         return
     old = target_dir.with_name(f".{target_dir.name}.partial-old")
-    shutil.rmtree(old, ignore_errors=True)
+    remove_path(old)
     os.rename(target_dir, old)
     os.rename(complete, target_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_path(old)
+
+
+def remove_path(path):
+    """Delete a folder tree, a file or a link at `path`, if anything is there; errors are ignored."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()

@@ -42,9 +42,9 @@ from cli import (
     check_output_folder,
     device_from_argument,
     learning_rate,
-    non_negative_float,
     positive_int,
     run_main,
+    weight_decay,
 )
 from common import FIGURES_DIR, default_workers, relative, set_seed, synchronise
 from deepfake_plots import format_confusion, format_table, plot_mean_maps, plot_radial_profile, plot_weights
@@ -170,9 +170,8 @@ def describe_data(data_dir, split_name, count):
 def wilson_interval(correct, total, z=1.959964):
     """The 95 % Wilson score interval (low, high) of a proportion `correct` / `total` (Wilson 1927).
 
-    Unlike p ± z·sqrt(p(1 - p)/n), it stays inside [0, 1] and is not empty at p = 0 or 1: 60 of 60
-    correct gives (0.940, 1.0). E. B. Wilson, "Probable inference, the law of succession, and
-    statistical inference", J. Am. Stat. Assoc. 22 (1927) 209-212. Raises ValueError for total < 1.
+    Unlike p ± z·sqrt(p(1 - p)/n) it stays in [0, 1] and is not empty at p = 0 or 1: 60 of 60 gives
+    (0.940, 1.0). E. B. Wilson, J. Am. Stat. Assoc. 22 (1927) 209-212. Raises ValueError for total < 1.
     """
     if total < 1 or not 0 <= correct <= total:
         raise ValueError(f"need 0 <= correct <= total and total >= 1, got {correct} of {total}")
@@ -356,9 +355,9 @@ def add_training_arguments(parser):
     parser.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam learning rate (default: 0.001)")
     parser.add_argument(
         "--weight-decay",
-        type=non_negative_float,
+        type=weight_decay,
         default=WEIGHT_DECAY,
-        help=f"L2 penalty on the weights (default: {WEIGHT_DECAY}, the best on the validation split of "
+        help=f"L2 penalty on weights and bias, 0 to 1000 (default: {WEIGHT_DECAY:g}, the best on the validation split of "
         "../shared/data/faces; see docs/tasks.md)",
     )
     parser.add_argument(
@@ -391,7 +390,10 @@ def main():
         raise UserError("--resampling-study needs --real DIR and --fake DIR, the folders of real and fake pictures.")
     import resampling_study
 
-    resampling_study.run_study(args, device_from_argument(args.device))
+    try:
+        resampling_study.run_study(args, device_from_argument(args.device))
+    except FloatingPointError as error:
+        raise UserError(f"{error}; lower --lr and run again.") from None
 
 
 if __name__ == "__main__":

@@ -46,8 +46,6 @@ MANIFEST = "MANIFEST.csv"
 MANIFEST_COLUMNS = ("file", "class", "source", "format", "width", "height", "mode", "orientation", "crop_box", "filter")
 ORIENTATION_TAG = 0x0112  # EXIF: how the camera was held; 1 is upright
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-# Pillow's ways of saying "this file is not an image it can decode"
-UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 class ImageProblem(ValueError):
@@ -94,8 +92,8 @@ def face_square(path, size=IMAGE_SIZE, resample="lanczos", allow_upscale=False):
             rgb = to_rgb(upright)
     except Image.UnidentifiedImageError:
         raise ImageProblem("unreadable", "not an image Pillow can read") from None
-    except UNREADABLE as error:
-        raise ImageProblem("unreadable", f"damaged: {error}") from None
+    except Exception as error:  # a damaged file can fail anywhere in Pillow (struct.error, IndexError, ...)
+        raise ImageProblem("unreadable", f"damaged: {error or type(error).__name__}") from None
     box = centre_square(*rgb.size)
     side = box[2] - box[0]
     if side < size and not allow_upscale:
@@ -198,7 +196,7 @@ def import_class(source_dir, target_dir, label, resample, settings, progress):
 
 def check_request(real_dir, fake_dir, out_dir, filters, force):
     """Refuse an import before any work: unknown filters (ValueError), an `out_dir` that holds a
-    source folder or exists without `force` (InputError)."""
+    source folder, is a file, or exists without `force` (InputError)."""
     for resample in filters:
         if resample not in RESAMPLING:
             raise ValueError(f"unknown resampling filter {resample!r}; choose one of {', '.join(RESAMPLING)}")
@@ -208,6 +206,8 @@ def check_request(real_dir, fake_dir, out_dir, filters, force):
                 f"the output folder {relative(out_dir)} holds the pictures of {relative(source)}; "
                 "choose another output folder."
             )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"the output folder {relative(out_dir)} is a file; give the name of a folder to write.")
     if out_dir.exists() and not force:
         raise InputError(f"{relative(out_dir)} already exists", hint="force")
 
@@ -255,7 +255,8 @@ def import_faces(
 
 def write_manifest(path, rows):
     """Write the manifest rows (dicts with MANIFEST_COLUMNS) as CSV to `path`."""
-    with open(path, "w", newline="", encoding="utf-8") as file:
+    # a name that is not UTF-8 (bytes kept by Python as surrogates) is written as \udcXX, readably
+    with open(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as file:
         writer = csv.DictWriter(file, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)

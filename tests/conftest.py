@@ -24,6 +24,13 @@ from common import ROOT, WEIGHTS_PATH, InputError
 from models import CheckpointError
 from training import to_float_images
 
+# Real FFHQ photographs and StyleGAN fakes, beside the repository (not in it): see its README.md.
+SHARED_FACES = ROOT.parent / "shared" / "data" / "faces"
+needs_shared_faces = pytest.mark.skipif(
+    not ((SHARED_FACES / "real").is_dir() and (SHARED_FACES / "fake").is_dir()),
+    reason="needs ../shared/data/faces (real FFHQ and StyleGAN faces)",
+)
+
 # The tests share two CPU cores; more threads than cores only adds contention.
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

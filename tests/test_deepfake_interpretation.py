@@ -1,8 +1,11 @@
-"""src/deepfake_interpretation.py (Task 3): the exercise's spectrum, the linear detector, decoding the
-images, streamed statistics, the whole run on stand-in data, and the command line."""
+"""src/deepfake_interpretation.py (Task 3): the exercise's spectrum, the linear detector, streamed
+statistics, the Wilson interval, the whole run on stand-in data, and the command line. Decoding and
+splitting the images is tested in test_face_cache.py, the resampling study in test_resampling_study.py."""
 
+import argparse
 import contextlib
 import io
+import re
 import sys
 
 import numpy as np
@@ -16,7 +19,7 @@ from conftest import (
     random_images,
     run_cli,
     run_script,
-    save_pngs,
+    write_png,
 )
 from hypothesis import example, given
 from PIL import Image
@@ -24,21 +27,23 @@ from PIL import Image
 import cli
 import deepfake_interpretation
 import util
-from common import InputError
 from deepfake_interpretation import (
+    STUDY_SPLIT,
     LinearDetector,
     build_parser,
-    check_data_folder,
     class_means,
-    decode_images,
+    describe_data,
     evaluate,
-    load_splits,
+    fit_detector,
+    format_accuracy,
     mean_difference,
     run,
-    standardisation,
     transform,
+    wilson_interval,
 )
-from spectra import EPS
+from face_cache import load_splits
+from ffhq_import import import_faces
+from spectra import EPS, standardisation
 from standin import make_standin
 
 PER_CLASS = 120  # 80 train, 10 validation, 30 test per source
@@ -137,34 +142,85 @@ def test_streamed_statistics_equal_numpy_over_a_split():
     np.testing.assert_allclose(means[1].numpy(), spectra[labels.numpy() == 1].mean(axis=0), atol=1e-5)
 
 
-# ------------------------------------------------------------------ decoding
+# ------------------------------------------------------------------ how sure an accuracy is
 
 
-def test_decoding_is_exact_and_independent_of_workers(tmp_path):
-    arrays = random_images((9, 128, 128, 3), seed=6)
-    files = save_pngs(tmp_path, arrays)
-    one = decode_images(files, workers=1)
-    assert one.dtype == torch.uint8 and one.shape == (9, 128, 128, 3)
-    np.testing.assert_array_equal(one.numpy(), arrays)
-    assert torch.equal(decode_images(files, workers=3), one)
+@pytest.mark.parametrize(
+    ("correct", "total"), [(0, 1), (1, 1), (0, 60), (60, 60), (57, 60), (30, 60), (1, 2), (7, 13), (1999, 2000)]
+)
+def test_wilson_interval_agrees_with_scipy(correct, total):
+    from scipy.stats import binomtest
+
+    expected = binomtest(correct, total).proportion_ci(confidence_level=0.95, method="wilson")
+    low, high = wilson_interval(correct, total)
+    assert low == pytest.approx(expected.low, abs=1e-6) and high == pytest.approx(expected.high, abs=1e-6)
+    assert 0 <= low <= correct / total <= high <= 1
+    assert low < high  # never empty, even at 0 or all correct
 
 
-def test_a_damaged_image_fails_the_run_with_its_name(tmp_path):
-    # header and end marker intact (load_folder's check passes), compressed pixels destroyed
-    arrays = random_images((40, 128, 128, 3), seed=7)
-    files = save_pngs(tmp_path, arrays)
-    data = bytearray(files[33].read_bytes())
-    data[200:5000] = bytes(4800)
-    files[33].write_bytes(bytes(data))
-    assert util.png_problem(files[33]) is None
-    with pytest.raises(InputError, match=r"33.png is not a readable image"):
-        decode_images(files, workers=2)
+def test_wilson_interval_of_a_perfect_score_and_of_nothing():
+    low, high = wilson_interval(60, 60)
+    assert low == pytest.approx(0.940, abs=5e-4) and high == 1.0
+    low, high = wilson_interval(0, 60)
+    assert low == pytest.approx(0.0, abs=1e-12) and high == pytest.approx(0.060, abs=5e-4)
+    # more images, a narrower interval around the same proportion
+    assert np.diff(wilson_interval(900, 1000)) < np.diff(wilson_interval(90, 100)) < np.diff(wilson_interval(9, 10))
+    for correct, total in [(0, 0), (1, 0), (-1, 5), (6, 5)]:
+        with pytest.raises(ValueError, match=r"need 0 <= correct <= total and total >= 1"):
+            wilson_interval(correct, total)
 
 
-def test_a_decoded_image_of_the_wrong_size_is_named(tmp_path):
-    (path,) = save_pngs(tmp_path, [random_images((64, 64, 3))])
-    with pytest.raises(InputError, match=r"00.png is 64x64 pixels, not 128x128"):
-        decode_images([path], workers=1)
+def test_format_accuracy_names_the_accuracy_its_interval_and_the_count():
+    confusion = torch.tensor([[28, 2], [1, 29]])  # 57 of 60 right
+    assert format_accuracy(confusion) == "95.00% (95 % interval 86.3%-98.3%) on 60 images"
+    assert (
+        format_accuracy(torch.tensor([[1000, 0], [0, 1000]])) == "100.00% (95 % interval 99.8%-100.0%) on 2,000 images"
+    )
+    assert format_accuracy(confusion, interval=False) == "95.00% on 60 images"
+
+
+# ------------------------------------------------------------------ training
+
+
+def training_settings(**changes):
+    return argparse.Namespace(**{"lr": 1e-3, "weight_decay": 0.0, "epochs": 3, "batch_size": 20, "seed": 0, **changes})
+
+
+@pytest.fixture(scope="module")
+def small_splits(standin):
+    return load_splits(standin, 20, 5, 5, workers=1)
+
+
+def test_fit_detector_logs_each_epoch_and_repeats_itself(small_splits):
+    lines = []
+    model, val_accuracy = fit_detector(training_settings(), small_splits, "fft", torch.device("cpu"), log=lines.append)
+    assert len(lines) == 3
+    for epoch, line in enumerate(lines, 1):
+        assert re.fullmatch(rf"fft: epoch {epoch}: training loss \d+\.\d{{4}}, validation accuracy \d+\.\d\d%", line)
+    assert lines[-1].endswith(f"{val_accuracy:.2%}")
+    again, _ = fit_detector(training_settings(), small_splits, "fft", torch.device("cpu"), log=lambda line: None)
+    assert torch.equal(model.linear.weight, again.linear.weight)  # same seed, same detector
+
+
+def test_weight_decay_keeps_the_weights_small(small_splits):
+    cpu = torch.device("cpu")
+    free, _ = fit_detector(training_settings(epochs=5, batch_size=10), small_splits, "fft", cpu, log=lambda line: None)
+    decayed, _ = fit_detector(
+        training_settings(epochs=5, batch_size=10, weight_decay=10.0), small_splits, "fft", cpu, log=lambda line: None
+    )
+    # measured: 0.34 against 1.84
+    assert decayed.linear.weight.norm() < 0.5 * free.linear.weight.norm()
+
+
+def test_weight_decay_on_the_command_line(capsys):
+    assert build_parser().parse_args([]).weight_decay == deepfake_interpretation.WEIGHT_DECAY
+    assert build_parser().parse_args(["--weight-decay", "0"]).weight_decay == 0.0
+    assert build_parser().parse_args(["--weight-decay", "0.01"]).weight_decay == 0.01
+    for bad in ("-0.1", "nan", "inf", "1e38", "x"):
+        with pytest.raises(SystemExit) as info:
+            build_parser().parse_args(["--weight-decay", bad])
+        assert info.value.code == 2
+        assert "argument --weight-decay: " in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ the whole run
@@ -182,6 +238,21 @@ def test_end_to_end_writes_every_figure_and_says_stand_in(full_run):
     assert set(results) == {"fft", "dct", "pixel"}
     for r in results.values():
         assert r["confusion"].sum() == 2 * 30
+
+
+@pytest.mark.parametrize("representation", ["fft", "dct", "pixel"])
+def test_every_run_prints_training_and_test_accuracy_with_their_intervals(full_run, representation):
+    _, results, log = full_run
+    r = results[representation]
+    train = re.search(rf"^{representation}: training accuracy (.*)$", log, re.MULTILINE)
+    test = re.search(rf"^{representation}: test accuracy (.*)$", log, re.MULTILINE)
+    assert train and test, log
+    # the training split was seen in training: an interval would say nothing about it, and none is given
+    assert re.fullmatch(r"\d+\.\d\d% on 160 images", train.group(1)), train.group(1)
+    low, high = r["test_interval"]
+    assert test.group(1) == f"{r['test_accuracy']:.2%} (95 % interval {low:.1%}-{high:.1%}) on 60 images"
+    assert low <= r["test_accuracy"] <= high
+    assert float(train.group(1).split("%")[0]) / 100 == pytest.approx(r["train_accuracy"], abs=5e-5)
 
 
 def test_the_spectral_classifier_beats_chance_by_far(full_run):
@@ -202,19 +273,68 @@ def test_the_weights_show_where_the_classes_differ(full_run):
     assert correlation > 0.3, correlation
 
 
-def test_sizes_larger_than_the_folder_are_refused(standin):
-    with raises_explained(r"holds 120 usable images, fewer than the 200 asked for"):
-        load_splits(standin, 150, 25, 25, workers=1)
+def test_imported_data_is_described_by_its_filters(tmp_path):
+    for label in ("real", "fake"):
+        for i in range(2):
+            write_png(tmp_path / label / f"{i}.png", seed=i + (label == "fake") * 10)
+    data = tmp_path / "data"
+    import_faces(tmp_path / "real", tmp_path / "fake", data, real_resample="nearest", fake_resample="box", workers=1)
+    assert describe_data(data, "val", 2000) == "2,000 validation images, imported (reals by nearest, fakes by box)"
+    (data / "MANIFEST.csv").unlink()
+    assert describe_data(data, "test", 5) == "5 test images, FFHQ vs StyleGAN"
 
 
-def test_missing_default_data_names_both_commands(tmp_path):
-    with pytest.raises(InputError) as error:
-        check_data_folder(tmp_path / "nothing")
-    assert "python src/util.py ffhq-download" in cli.user_message(error.value)
-    assert "python src/util.py ffhq-standin" in cli.user_message(error.value)
-    (tmp_path / "half" / util.REAL_FOLDER).mkdir(parents=True)
-    with raises_explained(r"has no B_stylegan/ folder"):
-        check_data_folder(tmp_path / "half")
+def main_arguments(monkeypatch, argv):
+    """The args main() hands on for `argv`, with run and the study replaced by a recorder."""
+    import resampling_study
+
+    seen = []
+    monkeypatch.setattr(deepfake_interpretation, "run", seen.append)
+    monkeypatch.setattr(resampling_study, "run_study", lambda args, device: seen.append(args))
+    monkeypatch.setattr(sys, "argv", ["deepfake_interpretation.py", *argv])
+    deepfake_interpretation.main()
+    (args,) = seen
+    return args
+
+
+def test_main_fills_the_split_sizes_for_the_task_and_for_the_study(tmp_path, monkeypatch):
+    out = ["--out", str(tmp_path / "figures")]
+    args = main_arguments(monkeypatch, out)
+    assert (args.train_size, args.val_size, args.test_size) == util.FFHQ_SPLIT
+    study = ["--resampling-study", "--real", str(tmp_path), "--fake", str(tmp_path)]
+    args = main_arguments(monkeypatch, [*out, *study])
+    assert (args.train_size, args.val_size, args.test_size) == STUDY_SPLIT
+    args = main_arguments(monkeypatch, [*out, *study, "--test-size", "40"])
+    assert (args.train_size, args.val_size, args.test_size) == (STUDY_SPLIT[0], STUDY_SPLIT[1], 40)
+
+
+def test_real_and_fake_belong_to_the_study(tmp_path, monkeypatch):
+    argv = ["deepfake_interpretation.py", "--out", str(tmp_path / "figures")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--real", "x"])
+    with raises_explained(
+        r"^--real and --fake belong to --resampling-study; to train on other pictures, import them with "
+        r"`python src/util.py ffhq-import --real DIR --fake DIR --out DIR` and pass --data DIR\.$",
+        cli.UserError,
+    ):
+        deepfake_interpretation.main()
+    for given_ in (["--real", "x"], ["--fake", "y"], []):
+        monkeypatch.setattr(sys, "argv", [*argv, "--resampling-study", *given_])
+        with raises_explained(
+            r"^--resampling-study needs --real DIR and --fake DIR, the folders of real and fake pictures\.$",
+            cli.UserError,
+        ):
+            deepfake_interpretation.main()
+    assert not (tmp_path / "figures").exists()
+
+
+def test_the_study_names_a_missing_folder_in_one_line(tmp_path):
+    result = run_script(
+        "deepfake_interpretation.py",
+        *["--resampling-study", "--real", tmp_path / "none", "--fake", tmp_path, "--out", tmp_path / "figures"],
+        *["--device", "cpu"],
+    )
+    assert_clear_error(result, "none is not a folder; give a folder of face pictures.")
+    assert result.returncode == 1 and not (tmp_path / "figures").exists()
 
 
 def test_command_line_error_is_one_line(tmp_path):
@@ -262,6 +382,10 @@ def test_nan_during_training_stops_the_run(standin, tmp_path, monkeypatch):
 
 @FUZZ
 @example(argv=[])
+@example(argv=["--weight-decay", "1e-3"])
+@example(argv=["--real", "x"])
+@example(argv=["--resampling-study", "--fake", "x"])
+@example(argv=["--resampling-study", "--real", "nowhere", "--fake", "nowhere"])
 @given(argv=argument_lists(deepfake_interpretation.build_parser(), {"--data", "--out", "--workers"}))
 def test_fuzz_deepfake_command_line(argv, standin, tmp_path_factory, monkeypatch):
     """Every argument list ends in a result, an argparse error or one sentence, never a traceback."""
@@ -269,5 +393,7 @@ def test_fuzz_deepfake_command_line(argv, standin, tmp_path_factory, monkeypatch
     prefix = ["--data", str(standin), "--out", str(out), "--workers", "1"]
     prefix += ["--train-size", "8", "--val-size", "2", "--test-size", "2", "--epochs", "1"]
     outcome = run_cli(deepfake_interpretation, prefix + argv, monkeypatch)
-    if not argv:
+    if not argv or argv[0] == "--weight-decay":
         assert outcome == "ran" and list(out.glob("*.png"))
+    if "--real" in argv or "--fake" in argv:
+        assert outcome != "ran"  # without both folders and the study, or with folders that are not there

@@ -15,12 +15,14 @@ import deepfake_plots
 from deepfake_plots import (
     display_map,
     format_confusion,
+    format_study,
     format_table,
     plot_example,
     plot_examples,
     plot_mean_maps,
     plot_radial_profile,
     plot_radial_weights,
+    plot_resampling_study,
     plot_weights,
     radial_profile,
     show_map,
@@ -198,3 +200,68 @@ def test_confusion_matrix_and_table_are_laid_out_by_class_and_representation():
     assert table[0].split() == ["representation", "validation", "test", "seconds"]
     assert table[1].split() == ["fft", "(log", "|FFT2|)", "90.00%", "87.50%", "12.3"]
     assert table[2].split() == ["pixel", "(pixels)", "50.00%", "55.00%", "3.0"]
+
+
+def study_rows(strengths=(0.0, 0.5, 2.0)):
+    """Made-up rows of the resampling study: one difference (3, 16, 16) per filter pair, of growing strength."""
+    generator = torch.Generator().manual_seed(6)
+    filters = [("lanczos", "lanczos"), ("lanczos", "nearest"), ("nearest", "lanczos")]
+    return [
+        {
+            "real": real,
+            "fake": fake,
+            "train_per_class": 150,
+            "test_per_class": 30,
+            "train_accuracy": 0.5 + i * 0.2,
+            "test_accuracy": [0.55, 1.0, 0.95][i],
+            "test_interval": [(0.4236, 0.6700), (0.9398, 1.0), (0.8629, 0.9829)][i],
+            "difference": strength * torch.randn(3, 16, 16, generator=generator, dtype=torch.float64),
+        }
+        for i, ((real, fake), strength) in enumerate(zip(filters, strengths))
+    ]
+
+
+def test_the_study_table_has_one_line_per_filter_pair_with_its_interval():
+    lines = format_study(study_rows()).splitlines()
+    assert len(lines) == 4
+    header = "reals by fakes by train/class test/class training test 95 % interval"
+    assert lines[0].split() == header.split()
+    assert lines[1].split() == ["lanczos", "lanczos", "150", "30", "50.0%", "55.0%", "42.4%-67.0%"]
+    assert lines[2].split() == ["lanczos", "nearest", "150", "30", "70.0%", "100.0%", "94.0%-100.0%"]
+    assert lines[3].split() == ["nearest", "lanczos", "150", "30", "90.0%", "95.0%", "86.3%-98.3%"]
+    # the columns line up: every accuracy ends where its header does
+    assert {line.rindex("%  ") + 1 for line in lines[1:]} == {lines[0].index("test  95") + len("test")}
+
+
+def test_the_study_figure_shows_every_difference_on_one_symmetric_scale(tmp_path, saved):
+    rows = study_rows()
+    path = plot_resampling_study(rows, "200 pictures per class", tmp_path / "study.png")
+    assert path == tmp_path / "study.png"
+    width, height = png_size(path)
+    assert width > 2 * height
+    (fig,) = saved
+    assert "200 pictures per class" in fig._suptitle.get_text()
+    maps = map_axes_of(fig)
+    assert len(maps) == 3
+    for ax, row in zip(maps, rows):
+        assert_symmetric(ax)
+        assert ax.images[0].get_clim() == maps[0].images[0].get_clim()  # one scale for all
+        low, high = row["test_interval"]
+        assert ax.get_title() == (
+            f"reals: {row['real']}, fakes: {row['fake']}\n"
+            f"test accuracy {row['test_accuracy']:.0%} (95 %: {low:.0%}-{high:.0%})"
+        )
+        # the RGB mean, frequency zero in the centre
+        np.testing.assert_allclose(ax.images[0].get_array(), np.fft.fftshift(row["difference"].mean(dim=0).numpy()))
+    # the scale is set by the strongest map, so the weakest (all zero) stays white
+    limit = maps[0].images[0].get_clim()[1]
+    strongest = np.abs(rows[2]["difference"].mean(dim=0).numpy())
+    assert limit == pytest.approx(np.percentile(strongest, 99.5))
+
+
+def test_a_study_of_one_pair_with_no_difference_still_gets_a_figure(tmp_path, saved):
+    path = plot_resampling_study(study_rows()[:1], "nothing differs", tmp_path / "one.png")
+    assert png_size(path)[0] > 300
+    (fig,) = saved
+    (ax,) = map_axes_of(fig)
+    assert ax.images[0].get_clim() == (-1.0, 1.0)

@@ -1,5 +1,5 @@
-"""src/util.py: the MNIST readers, the FFHQ/StyleGAN folder checks and split, the image reader, and
-the data command line."""
+"""src/util.py: the MNIST readers, the FFHQ/StyleGAN folder checks and split, and the image reader.
+The data command line (`python src/util.py ...`, src/data_cli.py) is tested in test_data_cli.py."""
 
 import gzip
 import zlib
@@ -8,16 +8,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import (
-    FUZZ,
-    argument_lists,
-    assert_clear_error,
     png_bytes,
     raises_explained,
-    run_cli,
-    run_script,
     write_png,
 )
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -306,60 +301,3 @@ def test_read_rgb_names_an_image_of_the_wrong_size_or_an_unreadable_file(tmp_pat
     path.write_bytes(b"not a png")
     with pytest.raises(InputError, match=r"small.png is not a readable image"):
         util.read_rgb(path, util.IMAGE_SIZE)
-
-
-# ------------------------------------------------------------------ the data command line
-
-
-def test_data_command_line_errors_are_one_line(tmp_path):
-    missing = tmp_path / "nothing"
-    result = run_script("util.py", "ffhq-examples", "--data", missing, "--out", tmp_path)
-    assert_clear_error(result, "nothing/A_ffhq does not exist; run `python src/util.py ffhq-download`")
-    assert result.returncode == 1
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
-
-
-def subparser(name):
-    """The parser of one command of `python src/util.py`."""
-    (commands,) = [a for a in util.build_parser()._actions if a.dest == "command"]
-    return commands.choices[name]
-
-
-def test_standin_seed_must_be_one_numpy_accepts(capsys):
-    parser = util.build_parser()
-    assert parser.parse_args(["ffhq-standin", "--seed", "4294967295"]).seed == 4294967295
-    for bad in ("-1", "4294967296"):
-        with pytest.raises(SystemExit) as info:
-            parser.parse_args(["ffhq-standin", "--seed", bad])
-        assert info.value.code == 2
-        assert f"argument --seed: must be an integer from 0 to 4294967295, got {bad}" in capsys.readouterr().err
-
-
-@pytest.fixture(scope="module")
-def tiny_standin(tmp_path_factory):
-    from standin import make_standin
-
-    return make_standin(tmp_path_factory.mktemp("standin") / "data", per_class=2, seed=0, workers=1)
-
-
-@FUZZ
-@example(argv=[])
-@given(argv=argument_lists(subparser("ffhq-examples"), {"--data", "--out"}))
-def test_fuzz_ffhq_examples_command_line(argv, tiny_standin, tmp_path_factory, monkeypatch):
-    out = tmp_path_factory.mktemp("out")
-    prefix = ["ffhq-examples", "--data", str(tiny_standin), "--out", str(out)]
-    outcome = run_cli(util, prefix + argv, monkeypatch)
-    if not argv:
-        assert outcome == "ran" and sorted(p.name for p in out.iterdir()) == ["fake.png", "real.png"]
-
-
-@FUZZ
-@example(argv=[])
-@given(argv=argument_lists(subparser("ffhq-standin"), {"--out", "--workers"}, max_size=3))
-def test_fuzz_ffhq_standin_command_line(argv, tmp_path_factory, monkeypatch):
-    out = tmp_path_factory.mktemp("standin") / "data"
-    outcome = run_cli(
-        util, ["ffhq-standin", "--out", str(out), "--per-class", "1", "--workers", "1", *argv], monkeypatch
-    )
-    if not argv:
-        assert outcome == "ran" and util.is_standin(out) and len(util.list_images(out / util.REAL_FOLDER)) == 1

@@ -1,0 +1,167 @@
+"""src/resampling_study.py: the same photographs, resized with different filters, and what the
+exercise's linear detector makes of them. On the shared real faces, one run of the whole study
+(five imports, five trainings, about half a minute on two cores) is shared by the tests; a small
+study on made-up pictures and the refusals need no data."""
+
+import contextlib
+import io
+import re
+import sys
+
+import numpy as np
+import pytest
+from conftest import SHARED_FACES, needs_shared_faces, raises_explained
+from PIL import Image
+
+import cli
+import deepfake_interpretation
+import resampling_study
+from common import relative
+from resampling_study import COMBINATIONS, STUDY_FIGURE
+
+
+def noise_pictures(folder, count, size=256, seed=0):
+    """`count` random RGB PNG pictures of size x size in `folder`."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def study_args(real, fake, out, *extra):
+    args = deepfake_interpretation.build_parser().parse_args(
+        ["--resampling-study", "--real", str(real), "--fake", str(fake), "--out", str(out), "--device", "cpu"]
+        + ["--workers", "1", *extra]
+    )
+    deepfake_interpretation.fill_split_sizes(args, deepfake_interpretation.STUDY_SPLIT)  # as main() does
+    return args
+
+
+def test_a_small_study_on_made_up_pictures_leaves_no_imports_behind(tmp_path, monkeypatch):
+    real = noise_pictures(tmp_path / "real", 12, seed=1)
+    fake = noise_pictures(tmp_path / "fake", 12, seed=2)
+    args = study_args(real, fake, tmp_path / "figures", "--train-size", "6", "--val-size", "2", "--test-size", "4")
+    args.epochs = 2
+    workdir = tmp_path / "tmp"
+    workdir.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(workdir))
+    pairs = [("lanczos", "nearest"), ("box", "box")]
+    with contextlib.redirect_stdout(io.StringIO()) as log:
+        rows = resampling_study.resampling_study(args, deepfake_interpretation.device_from_argument("cpu"), pairs)
+    assert [(row["real"], row["fake"]) for row in rows] == pairs
+    for row in rows:
+        assert (row["train_per_class"], row["test_per_class"]) == (6, 4)
+        low, high = row["test_interval"]
+        assert low <= row["test_accuracy"] <= high
+        assert row["difference"].shape == (3, 128, 128) and row["difference"].device.type == "cpu"
+    assert len(log.getvalue().splitlines()) == 2 and "reals by box, fakes by box: test accuracy" in log.getvalue()
+    assert not list(workdir.glob("resampling-study-*"))  # the imports were made in a temporary folder, now deleted
+    # noise resized by one filter against noise resized by another: the difference of the spectra shows it
+    # (Lanczos removes the upper frequencies that nearest-neighbour sampling folds back): fake - real > 0
+    assert rows[0]["difference"].mean() > 0.5
+    assert abs(rows[1]["difference"].mean()) < 0.1  # the same filter on both: no more than chance
+
+
+def test_a_folder_too_small_for_the_split_is_refused_before_any_work(tmp_path, monkeypatch):
+    real = noise_pictures(tmp_path / "real", 3, size=130)
+    fake = noise_pictures(tmp_path / "fake", 3, size=130)
+    argv = ["deepfake_interpretation.py", "--resampling-study", "--real", str(real), "--fake", str(fake)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(tmp_path / "figures"), "--device", "cpu"])
+    with raises_explained(
+        r"real holds 3 files, fewer than the 200 per class of the study's split \(--train-size 150 \+ --val-size 20 "
+        r"\+ --test-size 30\); ask for fewer\.$",
+        cli.UserError,
+    ):
+        deepfake_interpretation.main()
+    assert not (tmp_path / "figures").exists()
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """(args, rows by (real filter, fake filter), printed log) of one run of the study as main() runs it."""
+    out = tmp_path_factory.mktemp("study")
+    args = study_args(SHARED_FACES / "real", SHARED_FACES / "fake", out, "--workers", "2")
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        rows = resampling_study.run_study(args, deepfake_interpretation.device_from_argument("cpu"))
+    return args, {(row["real"], row["fake"]): row for row in rows}, log.getvalue()
+
+
+@needs_shared_faces
+def test_the_study_runs_every_combination_with_the_study_split(study):
+    args, rows, _ = study
+    assert list(rows) == list(COMBINATIONS)
+    assert (args.train_size, args.val_size, args.test_size) == deepfake_interpretation.STUDY_SPLIT
+    for row in rows.values():
+        assert row["train_per_class"] == 150 and row["test_per_class"] == 30
+        assert row["difference"].shape == (3, 128, 128)
+
+
+@needs_shared_faces
+def test_fakes_resized_by_nearest_neighbour_are_found_and_lanczos_ones_much_less(study):
+    _, rows, _ = study
+    aliased = rows[("lanczos", "nearest")]["test_accuracy"]
+    clean = rows[("lanczos", "lanczos")]["test_accuracy"]
+    # 60 test images: 95 % or more is at least 57 right; the README measured 100 % and 55-65 %
+    assert aliased >= 0.95, aliased
+    assert clean <= aliased - 0.20, (clean, aliased)
+    # the control with the roles swapped: the detector still wins, so it has learnt the filter
+    assert rows[("nearest", "lanczos")]["test_accuracy"] >= 0.80
+
+
+@needs_shared_faces
+def test_each_interval_contains_its_accuracy(study):
+    _, rows, _ = study
+    for key, row in rows.items():
+        low, high = row["test_interval"]
+        assert 0 <= low <= row["test_accuracy"] <= high <= 1, key
+        assert high - low > 0.05, key  # 60 test images cannot pin an accuracy down to a few per cent
+        expected = deepfake_interpretation.wilson_interval(round(row["test_accuracy"] * 60), 60)
+        assert row["test_interval"] == pytest.approx(expected), key
+
+
+@needs_shared_faces
+def test_the_printed_table_has_one_line_per_combination_with_its_interval(study):
+    args, rows, log = study
+    assert "150 / 20 / 30 images per class" in log
+    table = [line.split() for line in log.splitlines() if re.match(r"^(lanczos|nearest|bicubic|bilinear) ", line)]
+    assert [(line[0], line[1]) for line in table] == list(COMBINATIONS)
+    for line, row in zip(table, rows.values()):
+        low, high = row["test_interval"]
+        assert line[2:] == [
+            "150",
+            "30",
+            f"{row['train_accuracy']:.1%}",
+            f"{row['test_accuracy']:.1%}",
+            f"{low:.1%}-{high:.1%}",
+        ]
+    for real, fake in COMBINATIONS:
+        assert re.search(rf"reals by {real}, fakes by {fake}: test accuracy [\d.]+% \([\d.]+%-[\d.]+%\) in ", log)
+    assert f"wrote {relative(args.out / STUDY_FIGURE)}" in log
+
+
+@needs_shared_faces
+def test_the_figure_is_written(study):
+    args, _, _ = study
+    with Image.open(args.out / STUDY_FIGURE) as image:
+        assert image.format == "PNG"
+        assert image.size[0] > 3 * image.size[1]  # the five maps side by side
+
+
+@needs_shared_faces
+def test_nearest_neighbour_leaves_a_far_larger_spectral_difference(study):
+    _, rows, _ = study
+    clean = rows[("lanczos", "lanczos")]["difference"].abs()
+    aliased = rows[("lanczos", "nearest")]["difference"].abs()
+    # measured: 0.31 against 0.066
+    assert aliased.mean() > 3 * clean.mean(), (aliased.mean(), clean.mean())
+    # nearest-neighbour sampling keeps the upper frequencies (folded back), Lanczos filters them out:
+    # the fakes' spectrum lies above the reals' there, so fake - real is positive
+    signed = rows[("lanczos", "nearest")]["difference"]
+    assert signed.mean() > 0.1 and (signed > 0).float().mean() > 0.7
+    # the control turns the sign: fakes - reals is about minus the aliased row's
+    control = rows[("nearest", "lanczos")]["difference"]
+    aliased_signed = rows[("lanczos", "nearest")]["difference"]
+    correlation = np.corrcoef(control.flatten().numpy(), aliased_signed.flatten().numpy())[0, 1]
+    assert correlation < -0.5, correlation  # measured: -0.93
