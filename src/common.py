@@ -9,6 +9,7 @@ import glob
 import os
 import random
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -36,12 +37,39 @@ class InputError(ValueError):
 
 
 def relative(path):
-    """`path` relative to the repository root where possible, for short messages."""
+    """`path` relative to the repository root where possible, for short messages.
+
+    A name with a newline or another unprintable character is quoted (Python's repr), so that it
+    cannot forge a second line of a one-line message.
+    """
     path = Path(path).resolve()
     try:
-        return str(path.relative_to(ROOT))
+        text = str(path.relative_to(ROOT))
     except ValueError:
-        return str(path)
+        text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
+def file_problem(path):
+    """Why `path` cannot be read as a regular file, or None when it can; checked before opening it.
+
+    Follows symbolic links. A folder, a pipe (which would block a reader forever), a socket or
+    device, a missing target, a link loop and a file without read permission each get their reason.
+    """
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return "does not exist" if not path.is_symlink() else "is a link to nothing (its target does not exist)"
+    except OSError as error:  # ELOOP: a symbolic link loop, ENAMETOOLONG, EACCES on a parent folder, ...
+        return f"cannot be reached ({error.strerror})"
+    if stat.S_ISDIR(info.st_mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file (a pipe, socket or device)"
+    if not os.access(path, os.R_OK):
+        return "is not readable (permission denied)"
+    return None
 
 
 def set_seed(seed):
