@@ -7,8 +7,12 @@ scripts' `main` functions know flags and commands.
 """
 
 import argparse
+import difflib
 import math
+import os
+import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from common import FIGURES_DIR, WEIGHTS_PATH, InputError, get_device, relative
@@ -39,6 +43,11 @@ ADVICE = {
     "ffhq-data-layout": f"{{message}}; --data must hold A_ffhq/ and B_stylegan/ ({FFHQ_HOW}).",
     "skip-unreadable": "{message} (--skip-unreadable on the command line) to leave them out.",
     "force": "{message}; delete it or pass --force to replace it.",
+    "ffhq-empty": f"{{message}}; put 128x128 RGB PNG images into it, pass another --data, or make a folder from any "
+    f"face pictures with `{IMPORT_COMMAND}`.",
+    "ffhq-empty-standin": f"{{message}}; write it again with `{STANDIN_COMMAND} --out <that folder> --force`.",
+    "ffhq-empty-import": f"{{message}}; import it again with `{IMPORT_COMMAND} --real DIR --fake DIR --out <that folder> --force`.",
+    "split-sizes": "{message}; ask for fewer with --train-size, --val-size and --test-size, or use a folder with more images.",
     "allow-upscale": "{message} (--allow-upscale on the command line).",
 }
 
@@ -47,24 +56,67 @@ class UserError(Exception):
     """A problem the user can fix, already worded for the command line: printed as one line, exit 1."""
 
 
+def similar_file(path):
+    """A file beside `path` whose name is one or two typos away from it (data/weight.pth -> data/weights.pth), or None."""
+    path = Path(path)
+    try:
+        names = [entry.name for entry in os.scandir(path.parent) if entry.is_file()]
+    except OSError:
+        return None
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
+    return path.parent / close[0] if close and close[0] != path.name else None
+
+
 def user_message(error):
     """The one line a user reads for a library exception: its facts plus the flag or command that helps."""
     if isinstance(error, CheckpointError):
         path = Path(error.path)
-        command = RETRAIN_COMMAND if path.resolve() == WEIGHTS_PATH else f"{RETRAIN_COMMAND} --weights {relative(path)}"
+        if error.reason == "does not exist" and (near := similar_file(path)) is not None:
+            return f"weights file {relative(path)} does not exist, but {relative(near)} does; pass --weights {relative(near)}."
+        default = os.path.realpath(path) == str(WEIGHTS_PATH)  # realpath: no error on a link loop
+        command = RETRAIN_COMMAND if default else f"{RETRAIN_COMMAND} --weights {relative(path)}"
         return f"weights file {relative(path)} {error.reason}; recreate it with `{command}`."
     message = str(error)
     template = ADVICE.get(getattr(error, "hint", None))
     return template.format(message=message) if template else message
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (SLURM's scancel or time limit): unwound like Ctrl-C, so every cleanup runs."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def one_line(text):
+    """`text` with line breaks shown as \\n, so that no name inside it can start a second line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def run_main(main):
-    """Call `main()`; a UserError, InputError or CheckpointError becomes one line on stderr and exit 1."""
+    """Call `main()` and turn what a user can cause into one line on stderr and an exit status.
+
+    A UserError, InputError or CheckpointError exits 1 with its message; an OSError while reading
+    or writing (a full disk, a read-only folder) exits 1 naming the path and the reason; Ctrl-C
+    exits 130 and SIGTERM 143, after the same cleanup (temporary files are removed on the way out).
+    """
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         main()
     except (UserError, InputError, CheckpointError) as error:
-        print(f"error: {user_message(error)}", file=sys.stderr)
+        print(f"error: {one_line(user_message(error))}", file=sys.stderr)
         sys.exit(1)
+    except OSError as error:
+        where = f" {relative(error.filename)}" if error.filename else ""
+        print(
+            f"error: could not read or write{where}: {error.strerror or error}; nothing was left half-written.",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    except Terminated:
+        print("stopped by SIGTERM; no partial output was written.", file=sys.stderr)
+        sys.exit(143)
     except KeyboardInterrupt:
         print("interrupted; no partial output was written.", file=sys.stderr)
         sys.exit(130)
@@ -117,6 +169,33 @@ random_seed = _argument_type(
 )
 
 
+def int_range(low, high):
+    """An argparse type for integers from `low` to `high`; its error states the range."""
+    return _argument_type(
+        int, "an integer", lambda v: low <= v <= high, f"an integer from {low} to {high}", "int_range"
+    )
+
+
+def float_range(low, high, low_open=False):
+    """An argparse type for finite numbers from `low` (excluded when `low_open`) to `high`."""
+    above = (lambda v: v > low) if low_open else (lambda v: v >= low)
+    word = "above" if low_open else "from"
+    return _argument_type(
+        float,
+        "a number",
+        lambda v: math.isfinite(v) and above(v) and v <= high,
+        f"a number {word} {low:g} to {high:g}",
+        "float_range",
+    )
+
+
+def path_argument(text):
+    """An argparse type for a file or folder name: a Path, refusing the empty string (which means '.')."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a file or folder, got an empty string")
+    return Path(text)
+
+
 def add_common_arguments(parser, out_default=FIGURES_DIR):
     """The options every script shares: --seed, --device and the output folder --out."""
     parser.add_argument("--seed", type=random_seed, default=0, help="random seed (default: 0)")
@@ -127,13 +206,43 @@ def add_common_arguments(parser, out_default=FIGURES_DIR):
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=path_argument,
         default=out_default,
         help=f"folder for the figures (default: {relative(out_default)}/)",
     )
 
 
-def check_output_folder(path):
-    """Refuse an `--out` that names an existing file, before any work is done."""
-    if Path(path).exists() and not Path(path).is_dir():
-        raise UserError(f"--out {relative(path)} is a file, not a folder; give a folder for the figures.")
+def check_output_folder(path, flag="--out"):
+    """Refuse, before any work is done, an output folder that could not be written; else UserError.
+
+    The folder itself need not exist yet: its nearest existing ancestor must be a folder in which
+    a file can be created (probed with an unnamed temporary file, which leaves no trace), so a
+    file in the way, a read-only disk or a missing permission is found now, not after the work.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {relative(path)} is a file, not a folder; give a folder for the figures.")
+    existing = next(folder for folder in (path, *path.absolute().parents) if folder.exists())
+    if not existing.is_dir():
+        raise UserError(
+            f"{flag} {relative(path)} lies below {relative(existing)}, which is a file; give another folder."
+        )
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"{flag} {relative(path)} cannot be written ({relative(existing)}: {error.strerror}); "
+            "give a folder you can write to."
+        ) from None
+
+
+def check_output_outside(out, inputs):
+    """Refuse an output folder inside one of the input folders `inputs` ({flag: folder or None}): figures
+    written into a dataset would be read as data by the next run."""
+    for flag, folder in inputs.items():
+        if folder is not None and Path(out).resolve().is_relative_to(Path(folder).resolve()):
+            raise UserError(
+                f"--out {relative(out)} lies inside {flag} {relative(folder)}, where its files would be read as "
+                "data next time; give a folder outside it."
+            )

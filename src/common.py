@@ -1,17 +1,28 @@
 """Helpers every script shares, with no command line in them: repository paths, seeding, devices,
-waiting for the GPU, writing files and folders atomically, and the project's error type.
+waiting for the GPU, writing files and folders atomically (with a lock against a second writer),
+worker pools that leave Ctrl-C to the parent, and the project's error type.
 
 Paths are built from the repository root, so a script works from any folder, a SLURM job included.
 """
 
+import concurrent.futures
 import contextlib
+import errno
 import glob
 import os
 import random
+import re
 import shutil
+import signal
+import socket
 import stat
 import tempfile
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock, the owner check below still protects
+    fcntl = None
 
 import numpy as np
 import torch
@@ -22,6 +33,10 @@ FIGURES_DIR = ROOT / "figures"
 LOGS_DIR = ROOT / "logs"
 WEIGHTS_PATH = DATA_DIR / "weights.pth"
 MNIST_RAW_DIR = DATA_DIR / "MNIST" / "raw"
+# Temporary files and folders carry "<pid>@<host>" of the process writing them, so that a later
+# run removes only those whose process is gone; a name without it is left over from an old version.
+HOST = re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname().split(".")[0])[:32]
+_held_locks = set()
 
 
 class InputError(ValueError):
@@ -39,14 +54,13 @@ class InputError(ValueError):
 def relative(path):
     """`path` relative to the repository root where possible, for short messages.
 
-    A name with a newline or another unprintable character is quoted (Python's repr), so that it
+    Only the folders are resolved, so a symbolic link is named as the link the user gave. A name with a newline or another unprintable character is quoted (Python's repr), so that it
     cannot forge a second line of a one-line message.
     """
-    path = Path(path).resolve()
-    try:
-        text = str(path.relative_to(ROOT))
-    except ValueError:
-        text = str(path)
+    path = Path(os.path.abspath(path))
+    with contextlib.suppress(RuntimeError, OSError):  # only the folders: a link is named as the link
+        path = path.parent.resolve() / path.name  # (a link loop raises RuntimeError before Python 3.13)
+    text = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
     return text if text.isprintable() else repr(text)
 
 
@@ -130,23 +144,71 @@ def usual_permissions(path, mode):
     os.chmod(path, mode & ~umask)
 
 
+def owner_tag():
+    """This process as "<pid>@<host>", written into the names of its temporary files and folders."""
+    return f"{os.getpid()}@{HOST}"
+
+
+def process_alive(pid, host=HOST):
+    """False when process `pid` on this machine is gone (or a zombie); True when it runs, and for
+    this process and any process of another machine (which cannot be asked)."""
+    if host != HOST or pid == os.getpid() or os.name == "nt":  # on Windows os.kill(pid, 0) would end it
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # it exists, but belongs to another user
+        return True
+    try:  # a killed child that nobody has waited for yet is a zombie: gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def remove_leftovers(path):
+    """Delete what killed runs left beside `path`: temporary files `.name.<pid>@<host>-*.tmp`
+    (atomic_path) and folders `.name.partial-<pid>@<host>-*` (make_partial_folder, replace_folder)
+    whose process is gone, and those of either naming without an owner (from older versions).
+    Those of a live process, or of another machine, are kept. Returns the paths removed."""
+    path = Path(path)
+    name, owner = re.escape(path.name), r"(?:(\d+)@([A-Za-z0-9-]*)-)?"
+    pattern = re.compile(rf"\.{name}\.(?:{owner}[a-z0-9_]{{8}}\.tmp|partial-{owner}[^/]+)")
+    removed = []
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        match = pattern.fullmatch(candidate.name)
+        if match is None:
+            continue
+        pid, host = match.group(1) or match.group(3), match.group(2) or match.group(4)
+        if pid is None or not process_alive(int(pid), host):
+            remove_path(candidate)
+            removed.append(candidate)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
-    A crash or Ctrl-C inside the block leaves any existing `path` untouched and no stray file.
+    A crash, Ctrl-C or any other exception inside the block leaves any existing `path` untouched
+    and no stray file; a temporary file left by a killed run is removed by the next one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp)
+    remove_leftovers(path)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner_tag()}-", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(tmp)
         yield tmp
         usual_permissions(tmp, 0o666)
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def save_figure(fig, path):
@@ -179,29 +241,38 @@ def require_free_space(path, needed, what):
 
 
 def make_partial_folder(target_dir):
-    """A fresh hidden folder `.name.partial-*` beside `target_dir`, to be renamed onto it when complete.
+    """A fresh hidden folder `.name.partial-<pid>@<host>-*` beside `target_dir`, to be renamed onto it when complete.
 
-    Such folders that an earlier, killed run left behind are deleted first.
+    Such folders, and temporary files, that an earlier run left behind are deleted first if their
+    process is gone (`remove_leftovers`); those of a live run are kept.
     """
     target_dir = Path(target_dir)
     target_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target_dir.parent.glob(f".{glob.escape(target_dir.name)}.partial-*"):
-        remove_path(stale)
-    tmp = Path(tempfile.mkdtemp(dir=target_dir.parent, prefix=f".{target_dir.name}.partial-"))
+    remove_leftovers(target_dir)
+    tmp = Path(tempfile.mkdtemp(dir=target_dir.parent, prefix=f".{target_dir.name}.partial-{owner_tag()}-"))
     usual_permissions(tmp, 0o777)
     return tmp
 
 
 def replace_folder(complete, target_dir):
-    """Rename the folder `complete` onto `target_dir`, replacing an existing one only at the last moment."""
+    """Rename the folder `complete` onto `target_dir`, replacing an existing one only at the last moment.
+
+    The old folder is set aside under a hidden name and deleted afterwards; if the second rename
+    fails or is interrupted, it is put back.
+    """
     target_dir = Path(target_dir)
     if not target_dir.exists():
         os.rename(complete, target_dir)
         return
-    old = target_dir.with_name(f".{target_dir.name}.partial-old")
+    remove_leftovers(target_dir)
+    old = target_dir.with_name(f".{target_dir.name}.partial-{owner_tag()}-old")
     remove_path(old)
     os.rename(target_dir, old)
-    os.rename(complete, target_dir)
+    try:
+        os.rename(complete, target_dir)
+    except BaseException:
+        os.rename(old, target_dir)
+        raise
     remove_path(old)
 
 
@@ -213,3 +284,90 @@ def remove_path(path):
     else:
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+@contextlib.contextmanager
+def write_lock(target):
+    """Hold, for the block, the lock on writing `target` (a file or folder): a second run that
+    wants to write it fails at once instead of deleting the first one's work.
+
+    The lock is `fcntl.flock` on a hidden file `.name.lock` beside `target`, which holds the
+    owner's "<pid>@<host>"; the system releases it when the process ends however it ends, and a
+    lock file left by a killed run is simply taken over. Re-entrant within one process. Raises
+    InputError naming the process that holds the lock.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.parent / f".{target.name}.lock"
+    key = os.path.realpath(lock)
+    if fcntl is None or key in _held_locks:
+        yield
+        return
+    fd = _take_lock(lock, target)
+    if fd is None:  # a filesystem without locks: the owner check of remove_leftovers still protects
+        yield
+        return
+    _held_locks.add(key)
+    try:
+        yield
+    finally:
+        _held_locks.discard(key)
+        with contextlib.suppress(OSError):
+            lock.unlink()  # while still holding it, so that no one waits on a file that is gone
+        os.close(fd)
+
+
+def _take_lock(lock, target):
+    """An open descriptor of `lock` holding its exclusive flock (None where the filesystem has no
+    locks), or InputError naming the holder."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip()
+            os.close(fd)
+            pid, _, host = holder.partition("@")
+            who = f" (process {pid}{f' on {host}' if host and host != HOST else ''})" if pid.isdigit() else ""
+            raise InputError(f"another run is writing {relative(target)}{who}; wait for it or stop it.") from None
+        except OSError as error:
+            os.close(fd)
+            if error.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                return None
+            raise
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(fd), os.stat(lock)):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{owner_tag()}\n".encode())
+                return fd
+        os.close(fd)  # the holder finished and removed this file between our open and flock: try again
+
+
+def ignore_interrupts():
+    """Initializer for worker processes (ProcessPoolExecutor(initializer=ignore_interrupts)).
+
+    Ctrl-C reaches the whole process group; the workers ignore it, so that only the parent handles
+    it, once, and stops them (`worker_pool`). SIGTERM (SLURM's scancel signals every process of a
+    job) ends a worker silently, instead of raising the exception the parent's handler raises.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def worker_pool(workers, mp_context=None):
+    """A ProcessPoolExecutor of `workers` processes that leave Ctrl-C to the parent (`ignore_interrupts`).
+
+    When the block raises (Ctrl-C, SIGTERM or an error), the jobs not yet started are cancelled
+    and the workers are killed at once, their results no longer wanted; so the caller's cleanup
+    runs after they stopped writing, and without waiting for their current jobs.
+    """
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=mp_context, initializer=ignore_interrupts)
+    try:
+        yield pool
+    except BaseException:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)

@@ -13,13 +13,12 @@ turns flags into their calls.
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
 import download
 import util
-from cli import STANDIN_COMMAND, non_negative_int, positive_int, random_seed
+from cli import STANDIN_COMMAND, int_range, path_argument, random_seed
 from common import DATA_DIR, FIGURES_DIR, MNIST_RAW_DIR, default_workers, relative
 from ffhq_import import RESAMPLING, import_faces
 from util import (
@@ -36,13 +35,17 @@ from util import (
 def add_import_arguments(parser):
     """The options of `ffhq-import` (see ffhq_import.import_faces)."""
     filters = ", ".join(RESAMPLING)
-    parser.add_argument("--real", type=Path, required=True, help="folder of real face pictures (any format and size)")
-    parser.add_argument("--fake", type=Path, required=True, help="folder of generated face pictures")
+    for flag, text in (
+        ("--real", "folder of real face pictures (any format and size)"),
+        ("--fake", "folder of generated face pictures"),
+        ("--out", "folder to write, with A_ffhq/, B_stylegan/, MANIFEST.csv"),
+    ):
+        parser.add_argument(flag, type=path_argument, required=True, help=text)
     parser.add_argument(
-        "--out", type=Path, required=True, help="folder to write, with A_ffhq/, B_stylegan/, MANIFEST.csv"
-    )
-    parser.add_argument(
-        "--size", type=positive_int, default=IMAGE_SIZE, help=f"side in pixels (default: {IMAGE_SIZE}, the exercise's)"
+        "--size",
+        type=int_range(8, 4096),
+        default=IMAGE_SIZE,
+        help=f"side in pixels, 8-4096 (default: {IMAGE_SIZE}, the exercise's)",
     )
     parser.add_argument(
         "--resample",
@@ -56,20 +59,17 @@ def add_import_arguments(parser):
             choices=list(RESAMPLING),
             help=f"filter of the {label} pictures only (default: --resample)",
         )
-    parser.add_argument(
-        "--allow-upscale", action="store_true", help="enlarge pictures smaller than --size (default: refuse them)"
-    )
-    parser.add_argument(
-        "--skip-unreadable",
-        action="store_true",
-        help="leave out files Pillow cannot decode and say how many (default: stop and name them)",
-    )
-    parser.add_argument("--force", action="store_true", help="replace an existing --out folder (default: refuse)")
+    for flag, text in (
+        ("--allow-upscale", "enlarge pictures smaller than --size (default: refuse them)"),
+        ("--skip-unreadable", "leave out files Pillow cannot decode and say how many (default: stop and name them)"),
+        ("--force", "replace an existing --out folder (default: refuse)"),
+    ):
+        parser.add_argument(flag, action="store_true", help=text)
     parser.add_argument(
         "--workers",
-        type=positive_int,
+        type=int_range(1, 1024),
         default=default_workers(),
-        help=f"worker processes (default: the cores this process may use, here {default_workers()})",
+        help=f"worker processes, 1-1024 (default: the cores this process may use, here {default_workers()})",
     )
 
 
@@ -99,38 +99,55 @@ def import_command(args):
         )
 
 
+def add_standin_arguments(parser):
+    """The options of `ffhq-standin` (see standin.make_standin)."""
+    parser.add_argument(
+        "--out",
+        type=path_argument,
+        default=FFHQ_STANDIN_DIR,
+        help=f"folder to write (default: {relative(FFHQ_STANDIN_DIR)})",
+    )
+    parser.add_argument(
+        "--per-class",
+        type=int_range(1, 10_000_000),
+        default=FFHQ_IMAGES_PER_FOLDER,
+        help="images per folder, 1-10000000 (default: 70000)",
+    )
+    parser.add_argument("--seed", type=random_seed, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--workers", type=int_range(1, 1024), default=None, help="worker processes, 1-1024 (default: one per CPU core)"
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing --out folder (default: refuse)")
+
+
 def build_parser():
     """The data command line: mnist, ffhq-download, ffhq-standin, ffhq-import and ffhq-examples."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("mnist", help="fetch MNIST into data/MNIST/raw and print its counts")
     commands.add_parser("ffhq-download", help=f"download, extract and verify FFHQ/StyleGAN into {relative(FFHQ_DIR)}")
-    standin = commands.add_parser("ffhq-standin", help="write a synthetic stand-in dataset in the FFHQ/StyleGAN layout")
-    standin.add_argument(
-        "--out", type=Path, default=FFHQ_STANDIN_DIR, help=f"folder to write (default: {relative(FFHQ_STANDIN_DIR)})"
+    add_standin_arguments(
+        commands.add_parser("ffhq-standin", help="write a synthetic stand-in dataset in the FFHQ/StyleGAN layout")
     )
-    standin.add_argument(
-        "--per-class", type=positive_int, default=FFHQ_IMAGES_PER_FOLDER, help="images per folder (default: 70000)"
-    )
-    standin.add_argument("--seed", type=random_seed, default=0, help="random seed (default: 0)")
-    standin.add_argument(
-        "--workers", type=positive_int, default=None, help="worker processes (default: one per CPU core)"
-    )
-    standin.add_argument("--force", action="store_true", help="replace an existing --out folder (default: refuse)")
     add_import_arguments(
         commands.add_parser("ffhq-import", help="import any face pictures into the FFHQ/StyleGAN layout")
     )
     examples = commands.add_parser("ffhq-examples", help="figures/real.png and figures/fake.png from the data present")
     examples.add_argument(
         "--data",
-        type=Path,
+        type=path_argument,
         default=None,
         help=f"folder holding {REAL_FOLDER}/ and {FAKE_FOLDER}/ (default: {relative(FFHQ_SOURCE_DIR)}, "
         f"else {relative(FFHQ_STANDIN_DIR)})",
     )
-    examples.add_argument("--index", type=non_negative_int, default=0, help="which image of each folder (default: 0)")
     examples.add_argument(
-        "--out", type=Path, default=FIGURES_DIR, help=f"folder for the figures (default: {relative(FIGURES_DIR)}/)"
+        "--index", type=int_range(0, 10_000_000), default=0, help="which image of each folder, 0-10000000 (default: 0)"
+    )
+    examples.add_argument(
+        "--out",
+        type=path_argument,
+        default=FIGURES_DIR,
+        help=f"folder for the figures (default: {relative(FIGURES_DIR)}/)",
     )
     return parser
 

@@ -25,7 +25,6 @@ import argparse
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,16 +39,24 @@ from cli import (
     UserError,
     add_common_arguments,
     check_output_folder,
+    check_output_outside,
     device_from_argument,
+    int_range,
     learning_rate,
-    positive_int,
+    path_argument,
     run_main,
     weight_decay,
 )
 from common import FIGURES_DIR, default_workers, relative, set_seed, synchronise
-from deepfake_plots import format_confusion, format_table, plot_mean_maps, plot_radial_profile, plot_weights
+from deepfake_plots import (
+    describe_data,
+    format_confusion,
+    format_table,
+    plot_mean_maps,
+    plot_radial_profile,
+    plot_weights,
+)
 from face_cache import check_data_folder, load_splits, place_cache
-from ffhq_import import read_manifest
 from spectra import EPS, REPRESENTATIONS, feature_batches, standardisation
 
 STUDY_SPLIT = (150, 20, 30)  # training, validation, test images per class in the resampling study
@@ -154,17 +161,6 @@ def evaluate(model, images, labels, representation, device, batch_size):
         confusion += torch.bincount(labels[index] * 2 + predicted, minlength=4).reshape(2, 2)
     confusion = confusion.cpu()
     return (confusion.trace() / confusion.sum()).item(), confusion
-
-
-def describe_data(data_dir, split_name, count):
-    """The data named in every title and log line; stand-in data always says so, imported data names its filters."""
-    split = {"val": "validation", "test": "test", "train": "training"}[split_name]
-    if util.is_standin(data_dir):
-        return f"{count:,} {split} images of the SYNTHETIC STAND-IN (not FFHQ/StyleGAN)"
-    filters = {row.get("class"): row.get("filter") for row in read_manifest(data_dir)}
-    if filters:
-        return f"{count:,} {split} images, imported (reals by {filters.get('real')}, fakes by {filters.get('fake')})"
-    return f"{count:,} {split} images, FFHQ vs StyleGAN"
 
 
 def wilson_interval(correct, total, z=1.959964):
@@ -311,7 +307,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--data",
-        type=Path,
+        type=path_argument,
         default=util.FFHQ_SOURCE_DIR,
         help=f"folder holding {util.REAL_FOLDER}/ and {util.FAKE_FOLDER}/ (default: {relative(util.FFHQ_SOURCE_DIR)})",
     )
@@ -320,16 +316,16 @@ def build_parser():
     ):
         parser.add_argument(
             f"--{split}-size",
-            type=positive_int,
+            type=int_range(1, 10_000_000),
             default=None,
-            help=f"{what} images per source (default: {default}; {study} in the resampling study)",
+            help=f"{what} images per source, 1-10000000 (default: {default}; {study} in the resampling study)",
         )
     add_training_arguments(parser)
     parser.add_argument(
         "--workers",
-        type=positive_int,
+        type=int_range(1, 1024),
         default=default_workers(),
-        help=f"processes decoding images (default: the cores this process may use, here {default_workers()})",
+        help=f"processes decoding images, 1-1024 (default: the cores this process may use, here {default_workers()})",
     )
     parser.add_argument(
         "--skip-unreadable",
@@ -342,17 +338,20 @@ def build_parser():
         action="store_true",
         help="import --real and --fake once per pair of resizing filters and train and test on each",
     )
-    study.add_argument("--real", type=Path, help="folder of real face pictures, any format and size")
-    study.add_argument("--fake", type=Path, help="folder of generated face pictures, any format and size")
+    study.add_argument("--real", type=path_argument, help="folder of real face pictures, any format and size")
+    study.add_argument("--fake", type=path_argument, help="folder of generated face pictures, any format and size")
     add_common_arguments(parser, out_default=FIGURES_DIR)
     return parser
 
 
 def add_training_arguments(parser):
     """The options of the detector and its training: --epochs, --batch-size, --lr, --weight-decay, ..."""
-    parser.add_argument("--epochs", type=positive_int, default=5, help="training epochs (default: 5)")
-    parser.add_argument("--batch-size", type=positive_int, default=500, help="batch size (default: 500)")
-    parser.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam learning rate (default: 0.001)")
+    for flag, kind, default, text in (
+        ("--epochs", int_range(1, 1000), 5, "training epochs, 1-1000"),
+        ("--batch-size", int_range(1, 100_000), 500, "batch size, 1-100000"),
+        ("--lr", learning_rate, 1e-3, "Adam learning rate, above 0 to 1"),
+    ):
+        parser.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default:g})")
     parser.add_argument(
         "--weight-decay",
         type=weight_decay,
@@ -377,6 +376,7 @@ def add_training_arguments(parser):
 def main():
     args = build_parser().parse_args()
     check_output_folder(args.out)
+    check_output_outside(args.out, {"--data": args.data, "--real": args.real, "--fake": args.fake})
     fill_split_sizes(args, STUDY_SPLIT if args.resampling_study else util.FFHQ_SPLIT)
     if not args.resampling_study:
         if args.real or args.fake:

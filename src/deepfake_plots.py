@@ -8,8 +8,20 @@ from pathlib import Path
 import numpy as np
 
 from common import FIGURES_DIR, InputError, relative, save_figure
+from ffhq_import import read_manifest
 from spectra import REPRESENTATION_NAMES
 from util import FAKE_FOLDER, REAL_FOLDER, is_standin, list_images, read_rgb
+
+
+def describe_data(data_dir, split_name, count):
+    """The data named in every title and log line; stand-in data always says so, imported data names its filters."""
+    split = {"val": "validation", "test": "test", "train": "training"}[split_name]
+    if is_standin(data_dir):
+        return f"{count:,} {split} images of the SYNTHETIC STAND-IN (not FFHQ/StyleGAN)"
+    filters = {row.get("class"): row.get("filter") for row in read_manifest(data_dir)}
+    if filters:
+        return f"{count:,} {split} images, imported (reals by {filters.get('real')}, fakes by {filters.get('fake')})"
+    return f"{count:,} {split} images, FFHQ vs StyleGAN"
 
 
 def radial_profile(spectrum):

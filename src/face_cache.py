@@ -9,7 +9,6 @@ import contextlib
 import math
 import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 import util
-from common import InputError, relative
+from common import InputError, relative, worker_pool
 
 
 def decode_chunk(files):
@@ -47,7 +46,7 @@ def decode_images(files, workers, desc="decoding"):
             # fork: the workers start at once, with this module loaded; spawn and forkserver would
             # import torch again in every worker. They use only PIL and numpy, so forking is safe.
             context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
-            pool = stack.enter_context(ProcessPoolExecutor(min(workers, len(starts)), mp_context=context))
+            pool = stack.enter_context(worker_pool(min(workers, len(starts)), mp_context=context))
             blocks = pool.map(decode_chunk, chunks)
         for start, block in zip(starts, blocks):
             view[start : start + len(block)] = block

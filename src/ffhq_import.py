@@ -24,14 +24,22 @@ import multiprocessing
 import os
 import shutil
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from common import InputError, make_partial_folder, relative, replace_folder, require_free_space
+from common import (
+    InputError,
+    file_problem,
+    make_partial_folder,
+    relative,
+    replace_folder,
+    require_free_space,
+    worker_pool,
+    write_lock,
+)
 from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, fake_name, natural_key, real_name
 
 RESAMPLING = {
@@ -138,7 +146,7 @@ def convert_folder(sources, folder, size, resample, allow_upscale, workers, prog
         else:
             # fork: the workers need only PIL and numpy, and start at once with this module loaded
             context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
-            pool = stack.enter_context(ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context))
+            pool = stack.enter_context(worker_pool(min(workers, len(jobs)), mp_context=context))
             results = pool.map(_convert_one, jobs, chunksize=max(1, min(64, len(jobs) // (4 * workers))))
         done = []
         for result in results:
@@ -229,23 +237,31 @@ def import_faces(
     out_dir/A_ffhq and out_dir/B_stylegan receive `size` x `size` 8-bit RGB PNGs made by
     `face_square` with the filters `real_resample` and `fake_resample`, numbered in natural order
     of the source names; out_dir/MANIFEST.csv lists every file with its source, original format,
-    size and mode, EXIF orientation, crop box and filter. Everything is written into a hidden
-    folder beside `out_dir` and renamed into place when complete, so a failed or interrupted
-    import leaves `out_dir` as it was. Raises ValueError for an unknown filter and InputError for
+    size and mode, EXIF orientation, crop box and filter. Written into a hidden folder beside
+    `out_dir`, renamed into place when complete, under a lock (common.write_lock), so a failed,
+    interrupted or concurrent import leaves `out_dir` as it was. Raises ValueError for an unknown
+    filter and InputError for
     a missing or empty folder, an existing `out_dir` without `force` (hint "force"), an `out_dir`
     that would replace a source folder, unreadable files without `skip_unreadable`, pictures
     smaller than `size` without `allow_upscale` and too little disk space.
     """
     out_dir = Path(out_dir)
-    check_request(real_dir, fake_dir, out_dir, (real_resample, fake_resample), force)
-    count = len(list_sources(real_dir)) + len(list_sources(fake_dir))
-    require_free_space(out_dir.parent, count * size * size * 3, f"writing {count} images of {size}x{size} pixels")
-    settings = {"size": size, "allow_upscale": allow_upscale, "skip_unreadable": skip_unreadable, "workers": workers}
+    with write_lock(out_dir):  # a second import into the same folder stops at once
+        check_request(real_dir, fake_dir, out_dir, (real_resample, fake_resample), force)
+        count = len(list_sources(real_dir)) + len(list_sources(fake_dir))
+        require_free_space(out_dir.parent, count * size * size * 3, f"writing {count} images of {size}x{size} pixels")
+        settings = {"size": size, "allow_upscale": allow_upscale, "skip_unreadable": skip_unreadable}
+        settings["workers"] = workers
+        return write_import(real_dir, fake_dir, out_dir, (real_resample, fake_resample), settings, count)
+
+
+def write_import(real_dir, fake_dir, out_dir, filters, settings, count):
+    """Convert both classes into a partial folder beside `out_dir`, write the manifest, rename it into place."""
     tmp = make_partial_folder(out_dir)
     try:
         with tqdm(total=count, unit="img", desc="importing", disable=None, file=sys.stderr) as progress:
-            rows = import_class(real_dir, tmp / REAL_FOLDER, "real", real_resample, settings, progress)
-            rows += import_class(fake_dir, tmp / FAKE_FOLDER, "fake", fake_resample, settings, progress)
+            rows = import_class(real_dir, tmp / REAL_FOLDER, "real", filters[0], settings, progress)
+            rows += import_class(fake_dir, tmp / FAKE_FOLDER, "fake", filters[1], settings, progress)
         write_manifest(tmp / MANIFEST, rows)
         replace_folder(tmp, out_dir)
     finally:
@@ -265,6 +281,8 @@ def write_manifest(path, rows):
 def read_manifest(data_dir):
     """The rows of data_dir/MANIFEST.csv as dicts, or [] when the folder was not made by `import_faces` or the file is unreadable."""
     path = Path(data_dir) / MANIFEST
+    if file_problem(path) is not None:  # missing, or a pipe that would block the reader
+        return []
     try:
         with open(path, newline="", encoding="utf-8") as file:
             return list(csv.DictReader(file))

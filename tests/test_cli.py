@@ -160,10 +160,10 @@ def test_check_output_folder_refuses_a_file(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
-        (["--epochs", "-2"], "argument --epochs: must be a positive integer, got -2"),
-        (["--batch-size", "0"], "argument --batch-size: must be a positive integer, got 0"),
-        (["--val-size", "-1"], "argument --val-size: must be zero or a positive integer, got -1"),
+        (["--epochs", "0"], "argument --epochs: must be an integer from 1 to 1000, got 0"),
+        (["--epochs", "-2"], "argument --epochs: must be an integer from 1 to 1000, got -2"),
+        (["--batch-size", "0"], "argument --batch-size: must be an integer from 1 to 60000, got 0"),
+        (["--val-size", "-1"], "argument --val-size: must be an integer from 0 to 59999, got -1"),
         (["--lr", "0"], "argument --lr: must be a positive number no larger than 1, got 0"),
         (["--lr", "1e38"], "argument --lr: must be a positive number no larger than 1, got 1e38"),
     ],

@@ -73,8 +73,8 @@ def test_import_needs_both_folders_and_the_output(missing, capsys):
     [
         (["--resample", "antialias"], "argument --resample: invalid choice: 'antialias'"),
         (["--fake-resample", "cubic"], "argument --fake-resample: invalid choice: 'cubic'"),
-        (["--size", "0"], "argument --size: must be a positive integer, got 0"),
-        (["--workers", "0"], "argument --workers: must be a positive integer, got 0"),
+        (["--size", "0"], "argument --size: must be an integer from 8 to 4096, got 0"),
+        (["--workers", "0"], "argument --workers: must be an integer from 1 to 1024, got 0"),
     ],
 )
 def test_import_refuses_bad_options(argv, message, capsys):

@@ -301,7 +301,7 @@ def test_main_fills_the_split_sizes_for_the_task_and_for_the_study(tmp_path, mon
     out = ["--out", str(tmp_path / "figures")]
     args = main_arguments(monkeypatch, out)
     assert (args.train_size, args.val_size, args.test_size) == util.FFHQ_SPLIT
-    study = ["--resampling-study", "--real", str(tmp_path), "--fake", str(tmp_path)]
+    study = ["--resampling-study", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake")]
     args = main_arguments(monkeypatch, [*out, *study])
     assert (args.train_size, args.val_size, args.test_size) == STUDY_SPLIT
     args = main_arguments(monkeypatch, [*out, *study, "--test-size", "40"])
@@ -330,7 +330,15 @@ def test_real_and_fake_belong_to_the_study(tmp_path, monkeypatch):
 def test_the_study_names_a_missing_folder_in_one_line(tmp_path):
     result = run_script(
         "deepfake_interpretation.py",
-        *["--resampling-study", "--real", tmp_path / "none", "--fake", tmp_path, "--out", tmp_path / "figures"],
+        *[
+            "--resampling-study",
+            "--real",
+            tmp_path / "none",
+            "--fake",
+            tmp_path / "fake",
+            "--out",
+            tmp_path / "figures",
+        ],
         *["--device", "cpu"],
     )
     assert_clear_error(result, "none is not a folder; give a folder of face pictures.")

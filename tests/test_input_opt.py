@@ -7,9 +7,17 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FUZZ, argument_lists, assert_clear_error, run_cli, run_script
+from conftest import (
+    FUZZ,
+    argument_lists,
+    cnn_turning_nan,
+    raises_explained,
+    run_cli,
+    run_script,
+)
 from hypothesis import example, given
 
+import cli
 import input_opt
 from common import FIGURES_DIR, WEIGHTS_PATH
 from input_opt import (
@@ -234,10 +242,14 @@ def test_parser_defaults_and_bad_values(capsys):
         ("--neuron", "10"): "must be a digit 0-9, got 10",
         ("--neuron", "-1"): "must be a digit 0-9, got -1",
         ("--neuron", "three"): "'three' is not a digit 0-9",
-        ("--steps", "0"): "must be a positive integer, got 0",
-        ("--steps", "-5"): "must be a positive integer, got -5",
-        ("--lr", "0"): "must be a positive number",
-        ("--tv", "-1"): "must be zero or a positive number",
+        ("--steps", "0"): "must be an integer from 1 to 100000, got 0",
+        ("--steps", "-5"): "must be an integer from 1 to 100000, got -5",
+        ("--lr", "0"): "must be a number above 0 to 100, got 0",
+        ("--lr", "1e38"): "must be a number above 0 to 100, got 1e38",
+        ("--tv", "-1"): "must be a number from 0 to 1000, got -1",
+        ("--jitter", "100000"): "must be an integer from 0 to 14, got 100000",
+        ("--blur", "1e6"): "must be a number from 0 to 10, got 1e6",
+        ("--threads", "10000000000"): "must be an integer from 1 to 1024, got 10000000000",
         ("--init", "zeros"): "invalid choice: 'zeros'",
         # numpy's generator takes seeds 0 to 2**32 - 1; a negative one was a traceback
         ("--seed", "-1"): "must be an integer from 0 to 4294967295, got -1",
@@ -307,11 +319,18 @@ def test_broken_weights_give_one_sentence(tmp_path):
     assert result.stderr == f"error: --out {truncated} is a file, not a folder; give a folder for the figures.\n"
 
 
-def test_nan_during_input_optimisation_stops_and_keeps_old_figures(tmp_path):
+def test_nan_during_input_optimisation_stops_and_keeps_old_figures(tmp_path, monkeypatch, shipped_model):
     old = tmp_path / "input_opt_grid.png"
     old.write_bytes(b"previous figure")
-    result = run_script("input_opt.py", "--lr", "1e38", "--out", tmp_path)
-    assert_clear_error(result, "the objective became NaN or Inf; lower --lr (now 1e+38) and run again.")
+    turns_nan = cnn_turning_nan(after_calls=3)()
+    turns_nan.load_state_dict(shipped_model.state_dict())
+    monkeypatch.setattr(input_opt, "load_cnn", lambda path, device: turns_nan.to(device).eval())
+    monkeypatch.setattr(sys, "argv", ["input_opt.py", "--steps", "20", "--out", str(tmp_path)])
+    with raises_explained(
+        r"^gradient ascent broke down at step \d+: the objective became NaN or Inf; lower --lr \(now 0\.1\) and run again\.$",
+        cli.UserError,
+    ):
+        input_opt.main()
     assert old.read_bytes() == b"previous figure"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["input_opt_grid.png"]
 

@@ -1,18 +1,25 @@
 """src/models.py: the CNN, the shipped weights and the checkpoint format, including damaged,
-foreign and malicious weights files as a user meets them on the command line."""
+foreign, malicious, oversized and non-finite weights files, and weights "files" that are folders,
+pipes or link loops, as a user meets them on the command line. Memory bombs are refused under a
+memory limit in test_hardening_reading.py."""
+
+import os
 
 import pytest
 import torch
 from conftest import RunsCommand, assert_clear_error, run_script
 
 import cli
+import common
 from common import WEIGHTS_PATH
 from models import (
     CHECKPOINT_FORMAT,
     CNN,
+    MAX_PICKLE_BYTES,
     MNIST_MEAN,
     MNIST_STD,
     CheckpointError,
+    checkpoint_problem,
     functional_state,
     load_checkpoint,
     load_cnn,
@@ -141,3 +148,111 @@ def test_weights_that_would_run_a_command_are_refused(tmp_path):
 def test_missing_weights_for_input_optimisation(tmp_path):
     result = run_script("input_opt.py", "--weights", tmp_path / "nothing.pth", "--out", tmp_path)
     assert_clear_error(result, "nothing.pth does not exist; recreate it with `python src/mnist_integrated.py --retrain")
+
+
+# ------------------------------------------------------------------ weights that are no regular file
+
+
+def odd_weights(tmp_path, kind):
+    """A weights path that is not a readable regular file; returns (path, the reason it gets)."""
+    path = tmp_path / "weights.pth"
+    if kind == "folder":
+        path.mkdir()
+        return path, "is a folder, not a file"
+    if kind == "pipe":
+        os.mkfifo(path)
+        return path, "is not a regular file (a pipe, socket or device)"
+    if kind == "link loop":
+        path.symlink_to(path)
+        return path, "cannot be reached (Too many levels of symbolic links)"
+    path.symlink_to(tmp_path / "gone.pth")
+    return path, "is a link to nothing (its target does not exist)"
+
+
+@pytest.mark.parametrize("kind", ["folder", "pipe", "link loop", "dangling link"])
+def test_weights_that_are_no_regular_file_are_named_before_torch_opens_them(tmp_path, kind):
+    path, reason = odd_weights(tmp_path, kind)
+    with pytest.raises(CheckpointError) as info:
+        load_cnn(path)  # a pipe would block here forever if it were opened
+    assert info.value.path == path and info.value.reason == reason
+    if "link" not in kind:  # see the next test
+        assert cli.user_message(info.value) == (
+            f"weights file {path} {reason}; recreate it with `python src/mnist_integrated.py --retrain --weights {path}`."
+        )
+
+
+@pytest.mark.parametrize("kind", ["link loop", "dangling link"])
+def test_weights_that_are_a_broken_link_give_one_line_naming_the_link(tmp_path, kind):
+    path, reason = odd_weights(tmp_path, kind)
+    with pytest.raises(CheckpointError) as info:
+        load_cnn(path)
+    assert cli.user_message(info.value).startswith(f"weights file {path} {reason}; recreate it with")
+
+
+def test_weights_that_are_a_pipe_give_one_line_instead_of_hanging(tmp_path):
+    path, _ = odd_weights(tmp_path, "pipe")
+    result = run_script("input_opt.py", "--weights", path, "--steps", "1", "--out", tmp_path / "figures", timeout=120)
+    assert_clear_error(result, "weights.pth is not a regular file (a pipe, socket or device); recreate it with")
+    assert not (tmp_path / "figures").exists()
+
+
+def test_unreadable_weights_are_called_unreadable_not_truncated(weights_copy, monkeypatch):
+    # root reads a mode-000 file anyway, so the permission check is simulated for this one path
+    real_access = os.access
+    monkeypatch.setattr(common.os, "access", lambda p, mode: real_access(p, mode) and str(p) != str(weights_copy))
+    with pytest.raises(CheckpointError) as info:
+        load_cnn(weights_copy)
+    assert info.value.reason == "is not readable (permission denied)"
+    assert "truncated" not in cli.user_message(info.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may read a file of mode 000, so it cannot be unreadable")
+def test_weights_of_mode_000_are_called_unreadable(weights_copy):
+    weights_copy.chmod(0)
+    result = run_script("input_opt.py", "--weights", weights_copy, "--steps", "1", "--out", weights_copy.parent / "f")
+    line = assert_clear_error(result, "is not readable (permission denied)")
+    assert "truncated" not in line
+
+
+# ------------------------------------------------------------------ oversized and non-finite weights
+
+
+def test_the_shipped_weights_pass_the_checks_made_before_loading():
+    assert checkpoint_problem(WEIGHTS_PATH) is None
+
+
+def test_a_checkpoint_with_an_oversized_pickle_is_refused_before_it_is_unpickled(tmp_path):
+    path = tmp_path / "w.pth"
+    save_checkpoint(path, CNN(), {"note": "x" * (MAX_PICKLE_BYTES + 1)}, 0.5)
+    assert torch.load(path, weights_only=True)["config"]["note"]  # a real checkpoint, loadable by torch
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert info.value.reason.startswith("holds 1.0 MiB of pickle, far more than the 1 KB")
+
+
+@pytest.mark.parametrize(("name", "value"), [("features.0.weight", float("nan")), ("classifier.3.bias", float("inf"))])
+def test_weights_holding_nan_or_inf_are_refused_naming_the_tensor(tmp_path, name, value):
+    model = CNN()
+    with torch.no_grad():
+        model.get_parameter(name).view(-1)[3] = value
+    path = tmp_path / "w.pth"
+    save_checkpoint(path, model, {}, 0.098)
+    assert load_checkpoint(path)["test_accuracy"] == 0.098  # the file itself is a sound checkpoint
+    with pytest.raises(CheckpointError) as info:
+        load_cnn(path)
+    assert cli.user_message(info.value) == (
+        f"weights file {path} holds NaN or Inf in {name}; "
+        f"recreate it with `python src/mnist_integrated.py --retrain --weights {path}`."
+    )
+
+
+def test_weights_holding_nan_stop_input_optimisation_before_it_starts(tmp_path):
+    model = CNN()
+    with torch.no_grad():
+        model.classifier[1].weight[0, 0] = float("nan")
+    path = tmp_path / "nan.pth"
+    save_checkpoint(path, model, {}, 0.098)
+    result = run_script("input_opt.py", "--weights", path, "--steps", "1", "--out", tmp_path / "figures")
+    assert_clear_error(result, "nan.pth holds NaN or Inf in classifier.1.weight; recreate it with", "--retrain")
+    assert "learning rate" not in result.stderr and "--lr" not in result.stderr
+    assert not (tmp_path / "figures").exists()

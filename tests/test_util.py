@@ -1,5 +1,6 @@
 """src/util.py: the MNIST readers, the FFHQ/StyleGAN folder checks and split, and the image reader.
-The data command line (`python src/util.py ...`, src/data_cli.py) is tested in test_data_cli.py."""
+The data command line (`python src/util.py ...`, src/data_cli.py) is tested in test_data_cli.py;
+memory bombs among the MNIST files are refused under a memory limit in test_hardening_reading.py."""
 
 import gzip
 import zlib
@@ -49,9 +50,19 @@ def test_idx_reader_names_a_wrong_magic_number_and_a_wrong_size(tmp_path):
     write_idx(path, np.zeros(10, np.uint8))
     with pytest.raises(InputError, match="has magic number 2049, not 2051"):
         util.read_idx(path, util.IDX_IMAGES_MAGIC, (10, 28, 28))
-    path.write_bytes(path.read_bytes()[:-3])
+    good = path.read_bytes()
+    path.write_bytes(good[:-3])
     with pytest.raises(InputError, match="has 7 data bytes, not 10; it is truncated or corrupt"):
         util.read_idx(path, util.IDX_LABELS_MAGIC, (10,))
+    path.write_bytes(good + b"abc")
+    with pytest.raises(InputError, match="has 13 data bytes, not 10; it is truncated or corrupt"):
+        util.read_idx(path, util.IDX_LABELS_MAGIC, (10,))
+    gz = tmp_path / "labels.gz"
+    gz.write_bytes(gzip.compress(good + b"abc"))  # a gzip file is read only one byte past its size
+    with pytest.raises(InputError, match="has more than 10 data bytes, not 10; it is truncated or corrupt"):
+        util.read_idx(gz, util.IDX_LABELS_MAGIC, (10,))
+    gz.write_bytes(gzip.compress(good))
+    np.testing.assert_array_equal(util.read_idx(gz, util.IDX_LABELS_MAGIC, (10,)), np.zeros(10, np.uint8))
 
 
 def test_gzipped_raw_file_that_is_corrupt_is_named(tmp_path):
@@ -151,7 +162,24 @@ def test_fuzz_mnist_raw_reader_gives_an_array_or_one_input_error(tmp_path, heade
 # ------------------------------------------------------------------ FFHQ/StyleGAN folders
 
 
-def test_load_folder_sorts_naturally_splits_disjointly_and_checks_sizes(tmp_path):
+# The cli.ADVICE entries these hints need; where cli.py already has one, its own is used.
+NEW_ADVICE = {
+    "ffhq-empty": "{message}; put 128x128 RGB PNG images into it, pass another --data, or make a folder from any "
+    "face pictures with `python src/util.py ffhq-import`.",
+    "ffhq-empty-standin": "{message}; write it again with `python src/util.py ffhq-standin --out <that folder> --force`.",
+    "ffhq-empty-import": "{message}; import it again with "
+    "`python src/util.py ffhq-import --real DIR --fake DIR --out <that folder> --force`.",
+    "split-sizes": "{message}; ask for fewer with --train-size, --val-size and --test-size, or use a folder with more images.",
+}
+
+
+@pytest.fixture
+def advice(monkeypatch):
+    for hint, template in NEW_ADVICE.items():
+        monkeypatch.setitem(cli.ADVICE, hint, cli.ADVICE.get(hint, template))
+
+
+def test_load_folder_sorts_naturally_splits_disjointly_and_checks_sizes(tmp_path, advice):
     fakes = tmp_path / "B_stylegan"
     for i in reversed(range(12)):
         write_png(fakes / util.fake_name(i), seed=i)
@@ -167,14 +195,64 @@ def test_load_folder_sorts_naturally_splits_disjointly_and_checks_sizes(tmp_path
     assert util.natural_key("00010.png") > util.natural_key("00009.png")
 
     with raises_explained(
-        r"holds 12 usable images, fewer than the 13 asked for \(train 10 \+ validation 2 \+ test 1\)"
-    ):
+        r"holds 12 usable images, fewer than the 13 asked for \(train 10 \+ validation 2 \+ test 1\); "
+        r"ask for fewer with --train-size, --val-size and --test-size, or use a folder with more images\.$"
+    ) as info:
         util.load_folder(fakes, 10, 2, 1)
+    assert info.value.hint == "split-sizes" and str(info.value).endswith(")")  # the facts alone end cleanly
     with raises_explained(r"A_ffhq does not exist; run `python src/util.py ffhq-download` to fetch"):
         util.load_folder(tmp_path / "A_ffhq", 1, 1, 1)
     (tmp_path / "empty").mkdir()
     with raises_explained("empty holds no image files"):
         util.load_folder(tmp_path / "empty", 1, 1, 1)
+
+
+# (hint, the line after the facts) of an empty folder, by the dataset it belongs to
+EMPTY_ADVICE = {
+    "download": ("ffhq-download", "delete {data}/ffhq_style_gan and run `python src/util.py ffhq-download` again."),
+    "stand-in": (
+        "ffhq-empty-standin",
+        "write it again with `python src/util.py ffhq-standin --out <that folder> --force`.",
+    ),
+    "import": (
+        "ffhq-empty-import",
+        "import it again with `python src/util.py ffhq-import --real DIR --fake DIR --out <that folder> --force`.",
+    ),
+    "any other": (
+        "ffhq-empty",
+        "put 128x128 RGB PNG images into it, pass another --data, or make a folder from any face pictures with "
+        "`python src/util.py ffhq-import`.",
+    ),
+}
+
+
+@pytest.mark.parametrize("origin", list(EMPTY_ADVICE))
+@pytest.mark.parametrize("kind", [util.REAL_FOLDER, util.FAKE_FOLDER])
+def test_an_empty_folder_names_only_itself_and_the_command_that_recreates_its_dataset(
+    tmp_path, monkeypatch, advice, origin, kind
+):
+    data = tmp_path / "data"  # like the repository's data/, which also holds the shipped weights and MNIST
+    monkeypatch.setattr(util, "FFHQ_DIR", data / "ffhq_style_gan")
+    monkeypatch.setattr(util, "FFHQ_SOURCE_DIR", data / "ffhq_style_gan" / "source_data")
+    source, facts = {
+        "download": (util.FFHQ_SOURCE_DIR, f", so the download in {data}/ffhq_style_gan is incomplete; "),
+        "stand-in": (data / "ffhq_standin", f" ({data}/ffhq_standin is a synthetic stand-in); "),
+        "import": (data / "faces", f" ({data}/faces was imported from other pictures: it holds MANIFEST.csv); "),
+        "any other": (tmp_path / "faces" / "set", "; "),  # --data faces/set: faces/ is not at fault
+    }[origin]
+    (source / kind).mkdir(parents=True)
+    if origin == "stand-in":
+        (source / util.STANDIN_MARKER).write_text("STAND-IN DATA")
+    if origin == "import":
+        (source / "MANIFEST.csv").write_text("file,class\n")
+    hint, advice_line = EMPTY_ADVICE[origin]
+    with pytest.raises(InputError) as info:
+        util.load_folder(source / kind, 1, 0, 0)
+    assert info.value.hint == hint
+    line = cli.user_message(info.value)
+    assert line == f"{source / kind} holds no image files{facts}{advice_line.format(data=data)}"
+    # without cli.py's advice the facts ask to delete nothing, or only the download's own folder
+    assert "delete" not in str(info.value) or str(info.value).endswith(f"; delete {data}/ffhq_style_gan")
 
 
 def bad_file(folder, kind):
