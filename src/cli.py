@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import tempfile
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from common import FIGURES_DIR, WEIGHTS_PATH, InputError, get_device, relative
@@ -106,6 +107,13 @@ def run_main(main):
         main()
     except (UserError, InputError, CheckpointError) as error:
         print(f"error: {one_line(user_message(error))}", file=sys.stderr)
+        sys.exit(1)
+    except BrokenProcessPool:
+        print(
+            "error: a worker process stopped unexpectedly (killed, or out of memory); run again, with --workers 1 "
+            "if it happens again.",
+            file=sys.stderr,
+        )
         sys.exit(1)
     except OSError as error:
         where = f" {relative(error.filename)}" if error.filename else ""
@@ -221,7 +229,7 @@ def check_output_folder(path, flag="--out"):
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise UserError(f"{flag} {relative(path)} is a file, not a folder; give a folder for the figures.")
+        raise UserError(f"{flag} {relative(path)} is a file, not a folder; give the name of a folder.")
     existing = next(folder for folder in (path, *path.absolute().parents) if folder.exists())
     if not existing.is_dir():
         raise UserError(

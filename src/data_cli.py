@@ -18,7 +18,7 @@ import numpy as np
 
 import download
 import util
-from cli import STANDIN_COMMAND, int_range, path_argument, random_seed
+from cli import STANDIN_COMMAND, check_output_folder, int_range, path_argument, random_seed
 from common import DATA_DIR, FIGURES_DIR, MNIST_RAW_DIR, default_workers, relative
 from ffhq_import import RESAMPLING, import_faces
 from util import (
@@ -154,6 +154,8 @@ def build_parser():
 
 def main():
     args = build_parser().parse_args()
+    if getattr(args, "out", None) is not None:  # every command that writes a folder: check it before any work
+        check_output_folder(args.out)
     # standin, ffhq_import and deepfake_plots import util, so they are imported where they are used
     if args.command == "mnist":
         train_images, _ = util.get_mnist_train_data()

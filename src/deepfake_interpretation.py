@@ -5,20 +5,18 @@
     python src/deepfake_interpretation.py --representation all    # the same on FFT, DCT and pixels: a table
     sbatch scripts/train.slurm                         # the same on a SLURM GPU node
 
-Without the real data, a synthetic stand-in (clearly labelled as such in every figure and log):
+On other pictures, and what the resizing filter alone teaches the detector (resampling_study.py):
 
-    python src/util.py ffhq-standin --per-class 5500
-    python src/deepfake_interpretation.py --data data/ffhq_standin --train-size 4000 --val-size 500 \\
-        --test-size 1000 --representation all
+    python src/util.py ffhq-import --real DIR --fake DIR --out data/faces
+    python src/deepfake_interpretation.py --data data/faces --train-size 150 --val-size 20 --test-size 30
+    python src/deepfake_interpretation.py --resampling-study --real DIR --fake DIR
 
-GAN generators upsample, and upsampling leaves periodic traces in the spectrum that a linear
-classifier can read (Frank et al. 2020, arXiv:2003.08685; Durall et al. 2020, arXiv:2003.01826).
-`transform` below is the exercise's spectrum; `spectra.log_fft` computes the same on batches in
-torch. Each image is decoded once per run into a uint8 cache (N, 128, 128, 3) by `--workers`
-processes; spectra are computed from that cache in batches, on the GPU when there is one,
-whenever they are needed (statistics, every epoch, evaluation), so memory does not grow beyond
-the cache. Means and standard deviations are accumulated batch by batch (spectra.WelfordEstimator).
-Figures are drawn by src/deepfake_plots.py.
+Without any of them, a synthetic stand-in (labelled as such in every figure and log):
+`python src/util.py ffhq-standin --per-class 5500`, then `--data data/ffhq_standin`.
+
+GAN generators upsample, leaving periodic traces in the spectrum that a linear classifier can read
+(Frank et al. 2020, arXiv:2003.08685; Durall et al. 2020, arXiv:2003.01826). `transform` below is
+the exercise's spectrum; `spectra.log_fft` is its batched torch twin. Figures: deepfake_plots.py.
 """
 
 import argparse
@@ -269,6 +267,7 @@ def fill_split_sizes(args, defaults):
 def run(args):
     """The whole task for parsed `args`; returns the list of result dicts, one per representation."""
     fill_split_sizes(args, util.FFHQ_SPLIT)
+    args.data, args.eval_split = args.data or util.FFHQ_SOURCE_DIR, args.eval_split or "val"
     set_seed(args.seed)
     device = device_from_argument(args.device)
     check_data_folder(args.data)
@@ -308,7 +307,7 @@ def build_parser():
     parser.add_argument(
         "--data",
         type=path_argument,
-        default=util.FFHQ_SOURCE_DIR,
+        default=None,
         help=f"folder holding {util.REAL_FOLDER}/ and {util.FAKE_FOLDER}/ (default: {relative(util.FFHQ_SOURCE_DIR)})",
     )
     for split, what, default, study in zip(
@@ -332,16 +331,23 @@ def build_parser():
         action="store_true",
         help="leave out files that are not 128x128 RGB PNG images and say how many (default: stop and name them)",
     )
-    study = parser.add_argument_group("resampling study (see src/resampling_study.py)")
-    study.add_argument(
+    add_study_arguments(parser.add_argument_group("resampling study (see src/resampling_study.py)"))
+    add_common_arguments(parser, out_default=FIGURES_DIR)
+    return parser
+
+
+def add_study_arguments(group):
+    """--resampling-study and its own options, --real, --fake and --allow-upscale."""
+    group.add_argument(
         "--resampling-study",
         action="store_true",
         help="import --real and --fake once per pair of resizing filters and train and test on each",
     )
-    study.add_argument("--real", type=path_argument, help="folder of real face pictures, any format and size")
-    study.add_argument("--fake", type=path_argument, help="folder of generated face pictures, any format and size")
-    add_common_arguments(parser, out_default=FIGURES_DIR)
-    return parser
+    group.add_argument("--real", type=path_argument, help="folder of real face pictures, any format and size")
+    group.add_argument("--fake", type=path_argument, help="folder of generated face pictures, any format and size")
+    group.add_argument(
+        "--allow-upscale", action="store_true", help="enlarge pictures smaller than 128 px (default: refuse)"
+    )
 
 
 def add_training_arguments(parser):
@@ -368,7 +374,7 @@ def add_training_arguments(parser):
     parser.add_argument(
         "--eval-split",
         choices=["val", "test"],
-        default="val",
+        default=None,
         help="split whose mean spectra are plotted (default: val)",
     )
 
@@ -377,23 +383,17 @@ def main():
     args = build_parser().parse_args()
     check_output_folder(args.out)
     check_output_outside(args.out, {"--data": args.data, "--real": args.real, "--fake": args.fake})
-    fill_split_sizes(args, STUDY_SPLIT if args.resampling_study else util.FFHQ_SPLIT)
-    if not args.resampling_study:
-        if args.real or args.fake:
-            raise UserError(
-                "--real and --fake belong to --resampling-study; to train on other pictures, import them with "
-                f"`{IMPORT_COMMAND} --real DIR --fake DIR --out DIR` and pass --data DIR."
-            )
-        run(args)
-        return
-    if args.real is None or args.fake is None:
-        raise UserError("--resampling-study needs --real DIR and --fake DIR, the folders of real and fake pictures.")
-    import resampling_study
+    if args.resampling_study:
+        import resampling_study  # it imports this module
 
-    try:
-        resampling_study.run_study(args, device_from_argument(args.device))
-    except FloatingPointError as error:
-        raise UserError(f"{error}; lower --lr and run again.") from None
+        resampling_study.main(args)
+        return
+    if args.real or args.fake or args.allow_upscale:
+        raise UserError(
+            "--real, --fake and --allow-upscale belong to --resampling-study; to train on other pictures, import "
+            f"them with `{IMPORT_COMMAND} --real DIR --fake DIR --out DIR` and pass --data DIR."
+        )
+    run(args)
 
 
 if __name__ == "__main__":

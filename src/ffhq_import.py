@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ RESAMPLING = {
 MANIFEST = "MANIFEST.csv"
 MANIFEST_COLUMNS = ("file", "class", "source", "format", "width", "height", "mode", "orientation", "crop_box", "filter")
 ORIENTATION_TAG = 0x0112  # EXIF: how the camera was held; 1 is upright
-SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # and 32-bit integer grey
 
 
 class ImageProblem(ValueError):
@@ -74,13 +75,19 @@ def centre_square(width, height):
 def to_rgb(image):
     """An 8-bit RGB copy of a Pillow image of any mode.
 
-    Pillow's convert("RGB") clips 16-bit grey values at 255, which would turn almost every pixel
-    white, so 16-bit (and 32-bit integer) grey is scaled by 255/65535 first. Alpha is dropped, as
-    convert("RGB") does: the colours under it are kept.
+    Pillow's convert("RGB") clips values above 255, which would turn a 16-bit picture white, and
+    keeps floats in [0, 1] as 0 or 1, which turns them black. So 16-bit grey (I;16) is scaled by
+    255/65535; 32-bit integer (I) and float (F) grey by the range their values show: [0, 1] ->
+    x 255, up to 255 -> as they are, up to 65535 -> x 255/65535. Alpha is dropped, as
+    convert("RGB") does: the colours under it are kept. Raises ValueError for other ranges.
     """
-    if image.mode in SIXTEEN_BIT_MODES:
-        grey = np.asarray(image, dtype=np.float64).clip(0, 65535) * (255 / 65535)
-        image = Image.fromarray(np.rint(grey).astype(np.uint8), mode="L")
+    if image.mode in SIXTEEN_BIT_MODES or image.mode == "F":
+        grey = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else grey.max(initial=0.0)
+        scale = next((full for limit, full in ((1.0, 1.0), (255.0, 255.0), (65535.0, 65535.0)) if top <= limit), None)
+        if scale is None or grey.min(initial=0.0) < 0 or not np.isfinite(grey).all():
+            raise ValueError(f"{image.mode} values from {grey.min():g} to {grey.max():g} have no known 8-bit meaning")
+        image = Image.fromarray(np.rint(grey.clip(0, scale) * (255 / scale)).astype(np.uint8), mode="L")
     return image.convert("RGB")
 
 
@@ -92,14 +99,21 @@ def face_square(path, size=IMAGE_SIZE, resample="lanczos", allow_upscale=False):
     when Pillow cannot decode the whole file, and ImageProblem("small", why) when the square is
     smaller than `size` and not `allow_upscale`.
     """
+    if (problem := file_problem(path)) is not None:
+        raise ImageProblem("unreadable", problem)
     try:
-        with Image.open(path) as image:
-            facts = {"format": image.format, "width": image.width, "height": image.height, "mode": image.mode}
-            facts["orientation"] = image.getexif().get(ORIENTATION_TAG, 1)
-            upright = ImageOps.exif_transpose(image)  # a decoded copy: a truncated file fails here
-            rgb = to_rgb(upright)
+        with warnings.catch_warnings():
+            # above Pillow's limit for untrusted files (89 million pixels) a picture is refused, not decoded
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                facts = {"format": image.format, "width": image.width, "height": image.height, "mode": image.mode}
+                facts["orientation"] = image.getexif().get(ORIENTATION_TAG, 1)
+                upright = ImageOps.exif_transpose(image)  # a decoded copy: a truncated file fails here
+                rgb = to_rgb(upright)
     except Image.UnidentifiedImageError:
         raise ImageProblem("unreadable", "not an image Pillow can read") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageProblem("unreadable", "too large: more pixels than Pillow decodes from untrusted files") from None
     except Exception as error:  # a damaged file can fail anywhere in Pillow (struct.error, IndexError, ...)
         raise ImageProblem("unreadable", f"damaged: {error or type(error).__name__}") from None
     box = centre_square(*rgb.size)
@@ -119,7 +133,10 @@ def list_sources(folder):
     with os.scandir(folder) as entries:
         names = [entry.name for entry in entries if entry.is_file() and not entry.name.startswith(".")]
     if not names:
-        raise InputError(f"{relative(folder)} holds no files; give a folder of face pictures.")
+        raise InputError(
+            f"{relative(folder)} holds no files (hidden files, subfolders and broken links are not read); "
+            "give a folder of face pictures."
+        )
     return [folder / name for name in sorted(names, key=natural_key)]
 
 
@@ -146,7 +163,8 @@ def convert_folder(sources, folder, size, resample, allow_upscale, workers, prog
         else:
             # fork: the workers need only PIL and numpy, and start at once with this module loaded
             context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
-            pool = stack.enter_context(worker_pool(min(workers, len(jobs)), mp_context=context))
+            # more processes than cores only compete for them
+            pool = stack.enter_context(worker_pool(min(workers, len(jobs), os.cpu_count() or 1), mp_context=context))
             results = pool.map(_convert_one, jobs, chunksize=max(1, min(64, len(jobs) // (4 * workers))))
         done = []
         for result in results:
@@ -208,6 +226,8 @@ def check_request(real_dir, fake_dir, out_dir, filters, force):
     for resample in filters:
         if resample not in RESAMPLING:
             raise ValueError(f"unknown resampling filter {resample!r}; choose one of {', '.join(RESAMPLING)}")
+    if Path(real_dir).resolve() == Path(fake_dir).resolve():
+        raise InputError(f"the real and the fake pictures are the same folder, {relative(real_dir)}; give two folders.")
     for source in (real_dir, fake_dir):
         if out_dir.resolve() in (Path(source).resolve(), *Path(source).resolve().parents):
             raise InputError(

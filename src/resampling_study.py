@@ -17,9 +17,17 @@ from pathlib import Path
 import torch
 
 import ffhq_import
-from cli import UserError
+from cli import UserError, device_from_argument
 from common import relative
-from deepfake_interpretation import class_means, evaluate, fit_detector, mean_difference, wilson_interval
+from deepfake_interpretation import (
+    STUDY_SPLIT,
+    class_means,
+    evaluate,
+    fill_split_sizes,
+    fit_detector,
+    mean_difference,
+    wilson_interval,
+)
 from deepfake_plots import format_study, plot_resampling_study
 from face_cache import load_splits, place_cache
 
@@ -42,15 +50,17 @@ def study_combination(args, folder, real_resample, fake_resample, device):
     accuracy, the test accuracy's 95 % Wilson interval and the mean log-spectrum difference,
     fake - real, over all imported images (C, H, W).
     """
-    ffhq_import.import_faces(
+    rows = ffhq_import.import_faces(
         args.real,
         args.fake,
         folder,
         real_resample=real_resample,
         fake_resample=fake_resample,
+        allow_upscale=args.allow_upscale,
         skip_unreadable=args.skip_unreadable,
         workers=args.workers,
     )
+    check_enough(args, rows)
     splits = load_splits(folder, args.train_size, args.val_size, args.test_size, args.workers)
     splits = {name: (place_cache(x, device), y.to(device)) for name, (x, y) in splits.items()}
     model, val_accuracy = fit_detector(args, splits, "fft", device, log=lambda line: None)
@@ -69,6 +79,18 @@ def study_combination(args, folder, real_resample, fake_resample, device):
         "test_interval": wilson_interval(confusion.trace().item(), confusion.sum().item()),
         "difference": mean_difference(class_means(images, labels, "fft", device, args.batch_size)).cpu(),
     }
+
+
+def check_enough(args, rows):
+    """Raise UserError when, after unreadable pictures were left out, a class has fewer than the split needs."""
+    needed = args.train_size + args.val_size + args.test_size
+    for label, source in (("real", args.real), ("fake", args.fake)):
+        if (kept := sum(row["class"] == label for row in rows)) < needed:
+            raise UserError(
+                f"{relative(source)} holds {kept} readable pictures, fewer than the {needed} per class of the "
+                f"study's split (--train-size {args.train_size} + --val-size {args.val_size} + --test-size "
+                f"{args.test_size}); ask for fewer."
+            )
 
 
 def resampling_study(args, device, combinations=COMBINATIONS):
@@ -93,6 +115,11 @@ def resampling_study(args, device, combinations=COMBINATIONS):
     return rows
 
 
+def as_typed(path):
+    """A folder as the user typed it, for titles that do not depend on the machine; quoted if unprintable."""
+    return str(path) if str(path).isprintable() else repr(str(path))
+
+
 def run_study(args, device):
     """The study for parsed command-line `args`: the table on stdout and the figure in args.out; returns the rows.
 
@@ -107,14 +134,30 @@ def run_study(args, device):
                 "ask for fewer."
             )
     print(
-        f"resampling study: {args.real} (real) and {args.fake} (fake), "
+        f"resampling study: {as_typed(args.real)} (real) and {as_typed(args.fake)} (fake), "
         f"{args.train_size} / {args.val_size} / {args.test_size} images per class for training / validation / test, "
         f"log |FFT2| and one linear layer, seed {args.seed}"
     )
     start = time.perf_counter()
     rows = resampling_study(args, device)
     print("\n" + format_study(rows))
-    data_label = f"{needed} pictures per class from {args.real} (real) and {args.fake} (fake)"
+    data_label = f"{needed} pictures per class from {as_typed(args.real)} (real) and {as_typed(args.fake)} (fake)"
     path = plot_resampling_study(rows, data_label, args.out / STUDY_FIGURE)
     print(f"wrote {relative(path)}\ntotal {time.perf_counter() - start:.1f} s")
     return rows
+
+
+def main(args):
+    """`deepfake_interpretation.py --resampling-study`: check the options that belong to it, then `run_study`."""
+    if args.real is None or args.fake is None:
+        raise UserError("--resampling-study needs --real DIR and --fake DIR, the folders of real and fake pictures.")
+    if args.representation != "fft" or args.data is not None or args.eval_split is not None:
+        raise UserError(
+            "--resampling-study imports --real and --fake and trains on log |FFT2|; leave out "
+            "--data, --representation and --eval-split."
+        )
+    fill_split_sizes(args, STUDY_SPLIT)
+    try:
+        run_study(args, device_from_argument(args.device))
+    except FloatingPointError as error:
+        raise UserError(f"{error}; lower --lr and run again.") from None

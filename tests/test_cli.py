@@ -150,7 +150,7 @@ def test_check_output_folder_refuses_a_file(tmp_path):
     cli.check_output_folder(tmp_path)
     cli.check_output_folder(tmp_path / "new")
     (tmp_path / "file.png").write_bytes(b"")
-    with pytest.raises(cli.UserError, match=r"is a file, not a folder; give a folder for the figures\.$"):
+    with pytest.raises(cli.UserError, match=r"is a file, not a folder; give the name of a folder\.$"):
         cli.check_output_folder(tmp_path / "file.png")
 
 

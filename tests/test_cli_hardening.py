@@ -233,3 +233,15 @@ def test_ctrl_c_still_exits_130(capsys):
         cli.run_main(main)
     assert info.value.code == 130
     assert capsys.readouterr().err == "interrupted; no partial output was written.\n"
+
+
+@pytest.mark.parametrize(
+    "command", [["ffhq-examples"], ["ffhq-standin", "--per-class", "2"], ["ffhq-import", "--real", "r", "--fake", "f"]]
+)
+def test_the_data_commands_check_their_output_before_any_work(tmp_path, command):
+    (tmp_path / "file").write_text("x")
+    result = run_script("util.py", *command, "--out", tmp_path / "file", timeout=120)
+    assert_clear_error(result, "is a file, not a folder; give the name of a folder.")
+    result = run_script("util.py", *command, "--out", tmp_path / "file" / "below", timeout=120)
+    assert_clear_error(result, "lies below", "which is a file; give another folder.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -300,6 +300,8 @@ def main_arguments(monkeypatch, argv):
 def test_main_fills_the_split_sizes_for_the_task_and_for_the_study(tmp_path, monkeypatch):
     out = ["--out", str(tmp_path / "figures")]
     args = main_arguments(monkeypatch, out)
+    assert (args.train_size, args.val_size, args.test_size, args.data) == (None, None, None, None)  # run fills them
+    deepfake_interpretation.fill_split_sizes(args, util.FFHQ_SPLIT)
     assert (args.train_size, args.val_size, args.test_size) == util.FFHQ_SPLIT
     study = ["--resampling-study", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake")]
     args = main_arguments(monkeypatch, [*out, *study])
@@ -312,7 +314,7 @@ def test_real_and_fake_belong_to_the_study(tmp_path, monkeypatch):
     argv = ["deepfake_interpretation.py", "--out", str(tmp_path / "figures")]
     monkeypatch.setattr(sys, "argv", [*argv, "--real", "x"])
     with raises_explained(
-        r"^--real and --fake belong to --resampling-study; to train on other pictures, import them with "
+        r"^--real, --fake and --allow-upscale belong to --resampling-study; to train on other pictures, import them with "
         r"`python src/util.py ffhq-import --real DIR --fake DIR --out DIR` and pass --data DIR\.$",
         cli.UserError,
     ):

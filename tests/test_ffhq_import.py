@@ -319,7 +319,7 @@ def test_empty_files_and_decompression_bombs_are_unreadable_not_a_traceback(tmp_
     (fake / "empty.png").write_bytes(b"")
     (fake / "bomb.png").write_bytes(minimal_png(30_000, 30_000))
     with raises_explained(
-        r"2 of 5 files in \S*fake are not readable images: bomb.png \(.*decompression bomb.*\), empty.png"
+        r"2 of 5 files in \S*fake are not readable images: bomb.png \(too large: more pixels than Pillow decodes from untrusted files\), empty.png"
     ):
         import_faces(real, fake, tmp_path / "out", workers=1)
     assert not (tmp_path / "out").exists() and not leftovers(tmp_path, "out")
@@ -367,7 +367,9 @@ def test_missing_or_empty_folders_and_unknown_filters_are_refused(tmp_path):
         import_faces(tmp_path / "nowhere", fake, tmp_path / "out")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / ".hidden.png").write_bytes(fake.joinpath("f0.png").read_bytes())
-    with raises_explained(r"empty holds no files; give a folder of face pictures\.$"):
+    with raises_explained(
+        r"empty holds no files \(hidden files, subfolders and broken links are not read\); give a folder"
+    ):
         import_faces(real, tmp_path / "empty", tmp_path / "out")
     with pytest.raises(ValueError, match=r"unknown resampling filter 'antialias'; choose one of nearest, box, "):
         import_faces(real, fake, tmp_path / "out", fake_resample="antialias")
@@ -521,3 +523,51 @@ def test_task3_runs_end_to_end_on_imported_photographs(shared_import, tmp_path):
     for name in ["deepfake_mean_fft.png", "deepfake_radial_profile.png", "deepfake_weights_fft.png"]:
         with Image.open(figures / name) as image:
             assert image.format == "PNG" and image.size[0] > 500
+
+
+# ------------------------------------------------------------------ found by trying it as a newcomer
+
+
+@pytest.mark.parametrize(
+    ("array", "expected_max"),
+    [
+        (np.linspace(0, 1, 200 * 200, dtype=np.float32).reshape(200, 200), 255),  # float in [0, 1]
+        (np.linspace(0, 255, 200 * 200, dtype=np.float32).reshape(200, 200), 255),  # float in [0, 255]
+        (np.linspace(0, 255, 200 * 200).astype(np.int32).reshape(200, 200), 255),  # 32-bit integer, 8-bit range
+        (np.linspace(0, 65535, 200 * 200).astype(np.int32).reshape(200, 200), 255),  # 32-bit integer, 16-bit range
+    ],
+)
+def test_float_and_32_bit_grey_keep_their_brightness(tmp_path, array, expected_max):
+    real, fake = folders(tmp_path)
+    Image.fromarray(array).save(real / "grey.tif")
+    import_faces(real, fake, tmp_path / "out", workers=1)
+    (row,) = [r for r in read_manifest(tmp_path / "out") if r["source"].endswith("grey.tif")]
+    pixels = png_pixels(tmp_path / "out" / row["file"])
+    # the full range survives (the resize may round the brightest pixel down by one or two)
+    assert pixels.max() >= expected_max - 2 and pixels.min() <= 1, (row["mode"], pixels.min(), pixels.max())
+
+
+def test_a_decompression_bomb_is_refused_not_decoded(tmp_path):
+    real, fake = folders(tmp_path)
+    Image.new("L", (10_000, 10_000)).save(real / "bomb.png")  # 100 million pixels in a few hundred kB
+    with raises_explained(r"bomb\.png \(too large: more pixels than Pillow decodes from untrusted files\)"):
+        import_faces(real, fake, tmp_path / "out", workers=1)
+    rows = import_faces(real, fake, tmp_path / "out", skip_unreadable=True, workers=1)
+    assert len(rows) == 6
+
+
+def test_the_same_folder_for_reals_and_fakes_is_refused(tmp_path):
+    real, _ = folders(tmp_path)
+    with raises_explained(r"the real and the fake pictures are the same folder, .*real; give two folders\.$"):
+        import_faces(real, real / ".." / "real", tmp_path / "out", workers=1)
+
+
+def test_a_folder_of_nothing_readable_says_what_is_not_read(tmp_path):
+    real, fake = folders(tmp_path)
+    empty = tmp_path / "links"
+    empty.mkdir()
+    (empty / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (empty / ".hidden.png").write_bytes(b"")
+    (empty / "sub").mkdir()
+    with raises_explained(r"links holds no files \(hidden files, subfolders and broken links are not read\)"):
+        import_faces(empty, fake, tmp_path / "out", workers=1)

@@ -316,7 +316,7 @@ def test_broken_weights_give_one_sentence(tmp_path):
 
     result = run_script("input_opt.py", "--out", truncated, "--steps", "1")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr == f"error: --out {truncated} is a file, not a folder; give a folder for the figures.\n"
+    assert result.stderr == f"error: --out {truncated} is a file, not a folder; give the name of a folder.\n"
 
 
 def test_nan_during_input_optimisation_stops_and_keeps_old_figures(tmp_path, monkeypatch, shipped_model):

@@ -165,3 +165,55 @@ def test_nearest_neighbour_leaves_a_far_larger_spectral_difference(study):
     aliased_signed = rows[("lanczos", "nearest")]["difference"]
     correlation = np.corrcoef(control.flatten().numpy(), aliased_signed.flatten().numpy())[0, 1]
     assert correlation < -0.5, correlation  # measured: -0.93
+
+
+@pytest.mark.parametrize("extra", [["--representation", "dct"], ["--data", "somewhere"], ["--eval-split", "test"]])
+def test_options_the_study_would_ignore_are_refused(tmp_path, monkeypatch, extra):
+    real = noise_pictures(tmp_path / "real", 2)
+    fake = noise_pictures(tmp_path / "fake", 2, seed=1)
+    argv = ["deepfake_interpretation.py", "--resampling-study", "--real", str(real), "--fake", str(fake)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(tmp_path / "figures"), *extra])
+    with raises_explained(
+        r"^--resampling-study imports --real and --fake and trains on log \|FFT2\|; leave out --data, "
+        r"--representation and --eval-split\.$",
+        cli.UserError,
+    ):
+        deepfake_interpretation.main()
+
+
+def test_the_study_refuses_to_write_its_figure_among_the_pictures(tmp_path, monkeypatch):
+    real = noise_pictures(tmp_path / "real", 2)
+    fake = noise_pictures(tmp_path / "fake", 2, seed=1)
+    argv = ["deepfake_interpretation.py", "--resampling-study", "--real", str(real), "--fake", str(fake)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(real)])
+    with raises_explained(r"lies inside --real .*real, where its files would be read as data", cli.UserError):
+        deepfake_interpretation.main()
+    assert sorted(p.name for p in real.iterdir()) == ["0.png", "1.png"]
+
+
+def test_skipped_pictures_are_counted_against_the_split_without_naming_a_temporary_folder(tmp_path):
+    real = noise_pictures(tmp_path / "real", 11, seed=1)
+    fake = noise_pictures(tmp_path / "fake", 12, seed=2)
+    (real / "notes.txt").write_text("not a picture")
+    args = study_args(real, fake, tmp_path / "figures", "--train-size", "6", "--val-size", "2", "--test-size", "4")
+    args.skip_unreadable = True
+    with raises_explained(
+        r"^\S*real holds 11 readable pictures, fewer than the 12 per class of the study's split \(--train-size 6 "
+        r"\+ --val-size 2 \+ --test-size 4\); ask for fewer\.$",
+        cli.UserError,
+    ):
+        resampling_study.resampling_study(args, deepfake_interpretation.device_from_argument("cpu"), COMBINATIONS[:1])
+
+
+def test_small_pictures_need_allow_upscale_which_the_study_passes_on(tmp_path):
+    real = noise_pictures(tmp_path / "real", 8, size=100, seed=1)
+    fake = noise_pictures(tmp_path / "fake", 8, size=100, seed=2)
+    args = study_args(real, fake, tmp_path / "figures", "--train-size", "4", "--val-size", "2", "--test-size", "2")
+    args.epochs = 1
+    device = deepfake_interpretation.device_from_argument("cpu")
+    with raises_explained(r"smaller than 128x128 .*\(--allow-upscale on the command line\)"):
+        resampling_study.resampling_study(args, device, COMBINATIONS[:1])
+    args.allow_upscale = True
+    with contextlib.redirect_stdout(io.StringIO()):
+        (row,) = resampling_study.resampling_study(args, device, COMBINATIONS[:1])
+    assert row["test_per_class"] == 2
