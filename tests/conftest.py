@@ -7,6 +7,7 @@ import copy
 import io
 import os
 import re
+import resource
 import subprocess
 import sys
 
@@ -127,8 +128,19 @@ def cnn_turning_nan(after_calls):
     return TurnsNaN
 
 
+# Every script a test runs gets at most this much address space (torch alone maps about 3 GiB), so
+# an input that makes a script allocate without bound fails its test instead of the machine.
+SCRIPT_MEMORY_LIMIT = 8 * 2**30
+
+
+def limit_memory():
+    """preexec_fn of a test's child process: cap its address space at SCRIPT_MEMORY_LIMIT."""
+    resource.setrlimit(resource.RLIMIT_AS, (SCRIPT_MEMORY_LIMIT, SCRIPT_MEMORY_LIMIT))
+
+
 def run_script(script, *args, timeout=300, cwd=ROOT):
-    """Run `python src/<script> args` as a user would, without a terminal; returns the CompletedProcess."""
+    """Run `python src/<script> args` as a user would, without a terminal and under a memory limit;
+    returns the CompletedProcess."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     return subprocess.run(
         [sys.executable, str(ROOT / "src" / script), *map(str, args)],
@@ -138,6 +150,7 @@ def run_script(script, *args, timeout=300, cwd=ROOT):
         env=env,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
+        preexec_fn=limit_memory,
     )
 
 
