@@ -3,12 +3,23 @@ and drawn: completeness against the number of steps for every rule, the model-pa
 randomisation test, pixel deletion, and the deviation of reduced precision from float32.
 """
 
+import copy
+import time
+
 import torch
 
 from attribution import area_under_curve, deletion_curve, randomisation_test, saliency, target_outputs
 from common import save_figure
+from exact_ig import exact_integrated_gradients, rule_errors
 from integrated_fast import integrate_gradients_fast, precision_deviation
-from integrated_plots import plot_completeness, plot_deletion, plot_randomisation, plot_randomisation_maps, stage_label
+from integrated_plots import (
+    plot_completeness,
+    plot_deletion,
+    plot_exact_errors,
+    plot_randomisation,
+    plot_randomisation_maps,
+    stage_label,
+)
 from quadrature import RULES
 
 SWEEP_STEPS = (2, 4, 8, 16, 32, 64, 128, 256)
@@ -64,9 +75,11 @@ def report_precision(model, images, digits, baselines, options, reduced=None, co
 
 
 def run_checks(args, model, images, digits, attributions, described):
-    """Completeness against m, the randomisation test and the deletion curve; returns figure paths."""
+    """Completeness against m, the true error of every rule, the randomisation test and the deletion
+    curve; returns figure paths."""
     return [
         completeness_check(args, model, images[:SWEEP_IMAGES], digits[:SWEEP_IMAGES]),
+        exact_check(args, model, images[:SWEEP_IMAGES], digits[:SWEEP_IMAGES]),
         *randomisation_check(args, model, images[:RANDOMISATION_IMAGES], digits[:RANDOMISATION_IMAGES]),
         deletion_check(args, model, images, digits, attributions, described),
     ]
@@ -80,6 +93,31 @@ def completeness_check(args, model, images, digits):
         print(f"  {rule:>13}: " + " ".join(f"{g:.1e}" for g in gaps))
     title = f"Completeness gap of IG against the number of steps\n({len(images)} MNIST test digits, black baseline)"
     return save_figure(plot_completeness(SWEEP_STEPS, sweep, title), args.out / "ig_completeness.png")
+
+
+def exact_check(args, model, images, digits):
+    """Print and draw each rule's true error (against exact IG, exact_ig.py) beside its completeness
+    gap, against m, in float64 on the CPU; returns the figure's path."""
+    net = copy.deepcopy(model).double().cpu()
+    images = images.double().cpu()
+    start = time.perf_counter()
+    exact, pieces = exact_integrated_gradients(net, images, digits.cpu())
+    seconds = time.perf_counter() - start
+    print(
+        f"exact IG of {len(images)} digits (float64): {', '.join(map(str, pieces.tolist()))} linear pieces, "
+        f"{seconds / len(images):.1f} s per digit"
+    )
+    table = rule_errors(net, images, digits.cpu(), exact, SWEEP_STEPS, RULES)
+    print(
+        "true error ||IG - IG_exact|| / ||IG_exact|| (median) / completeness gap (median) at m = "
+        + ", ".join(map(str, SWEEP_STEPS))
+        + ":"
+    )
+    for rule, (errors, gaps) in table.items():
+        cells = " ".join(f"{e:.1e}/{g:.1e}" for e, g in zip(errors.median(1).values, gaps.median(1).values))
+        print(f"  {rule:>13}: {cells}")
+    title = f"True error of IG and completeness gap against m ({len(images)} MNIST test digits, black baseline)"
+    return save_figure(plot_exact_errors(SWEEP_STEPS, table, pieces, title), args.out / "ig_exact_error.png")
 
 
 def randomisation_check(args, model, x, digits):

@@ -106,6 +106,36 @@ def plot_completeness(steps, relative_gaps, title):
     return fig
 
 
+def plot_exact_errors(steps, table, pieces, title):
+    """One panel per rule: the true error of IG against exact IG and the completeness gap, against m.
+
+    table: {rule: (errors (S, N), gaps (S, N))} for the S values of `steps` and N digits; the lines
+    are medians over the digits, the bands their range. pieces (N,): linear pieces of each path.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(table), figsize=(3.6 * len(table), 4.2), sharey=True, squeeze=False)
+    for ax, (rule, (errors, gaps)) in zip(axes[0], table.items()):
+        for values, label, style in ((errors, "true error", "-"), (gaps, "completeness gap", "--")):
+            values = values.clamp_min(1e-17)  # an exact zero has no place on a log scale
+            line = ax.loglog(steps, values.median(1).values, style, marker="o", ms=3, label=label)[0]
+            ax.fill_between(steps, values.min(1).values, values.max(1).values, color=line.get_color(), alpha=0.15)
+        ax.axhline(0.01, color="grey", lw=0.8, ls=":", label="1 %")
+        ax.set_xticks(steps, [str(m) for m in steps], fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel("steps m")
+        ax.set_title(rule, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("relative error (median; band: range over digits)")
+    axes[0][0].legend(fontsize=8)
+    pieces = ", ".join(map(str, pieces.tolist()))
+    fig.suptitle(
+        f"{title}\ntrue error = ||IG - IG_exact|| / ||IG_exact||; exact IG from {pieces} linear pieces per path"
+    )
+    fig.tight_layout()
+    return fig
+
+
 def plot_randomisation_maps(stages, maps, images, title):
     """Attribution maps (rows: images) of the trained model and its cascading randomisations."""
     import matplotlib.pyplot as plt

@@ -95,7 +95,7 @@ def test_randomisation_summary_leaves_constant_maps_out_and_says_how_many(shippe
     assert all(p.stat().st_size > 0 for p in paths)
 
 
-def test_run_checks_prints_every_check_and_writes_four_figures(shipped_model, digits, tmp_path, capsys, monkeypatch):
+def test_run_checks_prints_every_check_and_writes_five_figures(shipped_model, digits, tmp_path, capsys, monkeypatch):
     # a short sweep (the full one takes most of the time)
     sweep = integrated_checks.completeness_sweep
     monkeypatch.setattr(integrated_checks, "SWEEP_STEPS", (2, 4))
@@ -104,11 +104,14 @@ def test_run_checks_prints_every_check_and_writes_four_figures(shipped_model, di
     attributions = integrate_gradients_fast(shipped_model, x, labels, steps_m=4)
     paths = run_checks(check_args(tmp_path), shipped_model, x, labels, attributions, "black baseline, m = 4")
     assert sorted(p.name for p in paths) == sorted(
-        ["ig_completeness.png", "ig_randomisation.png", "ig_randomisation_maps.png", "ig_deletion.png"]
+        ["ig_completeness.png", "ig_exact_error.png", "ig_randomisation.png", "ig_randomisation_maps.png"]
+        + ["ig_deletion.png"]
     )
     assert sorted(tmp_path.iterdir()) == sorted(paths)
     out = capsys.readouterr().out
     assert "completeness gap (median relative, black baseline) at m = 2, 4:" in out
+    assert re.search(r"exact IG of 2 digits \(float64\): \d+, \d+ linear pieces, [\d.]+ s per digit", out)
+    assert "true error ||IG - IG_exact|| / ||IG_exact|| (median) / completeness gap (median) at m = 2, 4:" in out
     assert all(f"  {rule:>13}: " in out for rule in RULES)
     assert "randomisation test, mean Spearman correlation" in out
     assert re.search(
