@@ -166,10 +166,6 @@ non_negative_float = _argument_type(
 learning_rate = _argument_type(
     float, "a number", lambda v: math.isfinite(v) and 0 < v <= 1, "a positive number no larger than 1", "learning_rate"
 )
-# beyond about 1000 Adam's coupled penalty only shrinks every weight to nothing, or overflows
-weight_decay = _argument_type(
-    float, "a number", lambda v: math.isfinite(v) and 0 <= v <= 1000, "a number from 0 to 1000", "weight_decay"
-)
 digit = _argument_type(int, "a digit 0-9", lambda v: 0 <= v <= 9, "a digit 0-9", "digit")
 # numpy's global generator (common.set_seed) takes seeds 0 to 2**32 - 1 only; others were a traceback
 random_seed = _argument_type(
@@ -195,6 +191,10 @@ def float_range(low, high, low_open=False):
         f"a number {word} {low:g} to {high:g}",
         "float_range",
     )
+
+
+# beyond about 1000 Adam's coupled penalty only shrinks every weight to nothing, or overflows
+weight_decay = float_range(0, 1000)
 
 
 def path_argument(text):

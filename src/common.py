@@ -1,11 +1,10 @@
 """Helpers every script shares, with no command line in them: repository paths, seeding, devices,
 waiting for the GPU, writing files and folders atomically (with a lock against a second writer),
-worker pools that leave Ctrl-C to the parent, and the project's error type.
+and the project's error type. Worker processes are in processes.py.
 
 Paths are built from the repository root, so a script works from any folder, a SLURM job included.
 """
 
-import concurrent.futures
 import contextlib
 import errno
 import glob
@@ -13,7 +12,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import stat
 import tempfile
@@ -54,13 +52,19 @@ class InputError(ValueError):
 def relative(path):
     """`path` relative to the repository root where possible, for short messages.
 
-    Only the folders are resolved, so a symbolic link is named as the link the user gave. A name with a newline or another unprintable character is quoted (Python's repr), so that it
-    cannot forge a second line of a one-line message.
+    Only the folders are resolved, so a symbolic link is named as the link the user gave; the
+    name is `printable`.
     """
     path = Path(os.path.abspath(path))
     with contextlib.suppress(RuntimeError, OSError):  # only the folders: a link is named as the link
         path = path.parent.resolve() / path.name  # (a link loop raises RuntimeError before Python 3.13)
-    text = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    return printable(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
+def printable(name):
+    """`name` as text, quoted (Python's repr) when it holds a newline or another unprintable
+    character, so that it cannot forge a second line of a one-line message."""
+    text = str(name)
     return text if text.isprintable() else repr(text)
 
 
@@ -254,6 +258,18 @@ def make_partial_folder(target_dir):
     return tmp
 
 
+@contextlib.contextmanager
+def folder_in_place(target_dir):
+    """Yield a fresh partial folder beside `target_dir` (`make_partial_folder`) to fill; when the
+    block succeeds it replaces `target_dir` (`replace_folder`), and whatever is left is removed."""
+    tmp = make_partial_folder(target_dir)
+    try:
+        yield tmp
+        replace_folder(tmp, target_dir)
+    finally:
+        remove_path(tmp)
+
+
 def replace_folder(complete, target_dir):
     """Rename the folder `complete` onto `target_dir`, replacing an existing one only at the last moment.
 
@@ -341,33 +357,3 @@ def _take_lock(lock, target):
                 os.write(fd, f"{owner_tag()}\n".encode())
                 return fd
         os.close(fd)  # the holder finished and removed this file between our open and flock: try again
-
-
-def ignore_interrupts():
-    """Initializer for worker processes (ProcessPoolExecutor(initializer=ignore_interrupts)).
-
-    Ctrl-C reaches the whole process group; the workers ignore it, so that only the parent handles
-    it, once, and stops them (`worker_pool`). SIGTERM (SLURM's scancel signals every process of a
-    job) ends a worker silently, instead of raising the exception the parent's handler raises.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-@contextlib.contextmanager
-def worker_pool(workers, mp_context=None):
-    """A ProcessPoolExecutor of `workers` processes that leave Ctrl-C to the parent (`ignore_interrupts`).
-
-    When the block raises (Ctrl-C, SIGTERM or an error), the jobs not yet started are cancelled
-    and the workers are killed at once, their results no longer wanted; so the caller's cleanup
-    runs after they stopped writing, and without waiting for their current jobs.
-    """
-    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=mp_context, initializer=ignore_interrupts)
-    try:
-        yield pool
-    except BaseException:
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.kill()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)

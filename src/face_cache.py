@@ -5,9 +5,7 @@ three splits with `decode_images` in worker processes and returns slices of one 
 `place_cache` moves the cache to the GPU when it fits there.
 """
 
-import contextlib
 import math
-import multiprocessing
 import sys
 from pathlib import Path
 
@@ -16,7 +14,8 @@ import torch
 from tqdm import tqdm
 
 import util
-from common import InputError, relative, worker_pool
+from common import InputError, relative
+from processes import parallel_map
 
 
 def decode_chunk(files):
@@ -36,19 +35,8 @@ def decode_images(files, workers, desc="decoding"):
     chunk = max(16, min(256, math.ceil(len(files) / (4 * max(1, workers)))))
     starts = range(0, len(files), chunk)
     chunks = [files[start : start + chunk] for start in starts]
-    with (
-        contextlib.ExitStack() as stack,
-        tqdm(total=len(files), desc=desc, unit="img", leave=False, file=sys.stderr) as progress,
-    ):
-        if workers <= 1 or len(starts) <= 1:
-            blocks = map(decode_chunk, chunks)
-        else:
-            # fork: the workers start at once, with this module loaded; spawn and forkserver would
-            # import torch again in every worker. They use only PIL and numpy, so forking is safe.
-            context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
-            pool = stack.enter_context(worker_pool(min(workers, len(starts)), mp_context=context))
-            blocks = pool.map(decode_chunk, chunks)
-        for start, block in zip(starts, blocks):
+    with tqdm(total=len(files), desc=desc, unit="img", leave=False, file=sys.stderr) as progress:
+        for block, start in zip(parallel_map(decode_chunk, chunks, workers), starts):
             view[start : start + len(block)] = block
             progress.update(len(block))
     return images

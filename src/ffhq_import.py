@@ -18,11 +18,8 @@ difference at once, whatever the pictures show: `python src/deepfake_interpretat
 --resampling-study` measures how much.
 """
 
-import contextlib
 import csv
-import multiprocessing
 import os
-import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -31,17 +28,10 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from common import (
-    InputError,
-    file_problem,
-    make_partial_folder,
-    relative,
-    replace_folder,
-    require_free_space,
-    worker_pool,
-    write_lock,
-)
-from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, fake_name, natural_key, real_name
+from common import InputError, file_problem, folder_in_place, relative, require_free_space, write_lock
+from processes import parallel_map
+from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, fake_name, name_listing, real_name, visible_files
+from util import IMPORT_MANIFEST as MANIFEST
 
 RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,
@@ -51,7 +41,6 @@ RESAMPLING = {
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
-MANIFEST = "MANIFEST.csv"
 MANIFEST_COLUMNS = ("file", "class", "source", "format", "width", "height", "mode", "orientation", "crop_box", "filter")
 ORIENTATION_TAG = 0x0112  # EXIF: how the camera was held; 1 is upright
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # and 32-bit integer grey
@@ -130,14 +119,13 @@ def list_sources(folder):
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{relative(folder)} is not a folder; give a folder of face pictures.")
-    with os.scandir(folder) as entries:
-        names = [entry.name for entry in entries if entry.is_file() and not entry.name.startswith(".")]
+    names = visible_files(folder)
     if not names:
         raise InputError(
             f"{relative(folder)} holds no files (hidden files, subfolders and broken links are not read); "
             "give a folder of face pictures."
         )
-    return [folder / name for name in sorted(names, key=natural_key)]
+    return [folder / name for name in names]
 
 
 def _convert_one(job):
@@ -157,19 +145,11 @@ def convert_folder(sources, folder, size, resample, allow_upscale, workers, prog
     Returns one (facts, None) or (None, (kind, why)) per source, in order (see `face_square`).
     """
     jobs = [(source, folder / f".{index}.png", size, resample, allow_upscale) for index, source in enumerate(sources)]
-    with contextlib.ExitStack() as stack:
-        if workers <= 1 or len(jobs) <= 1:
-            results = map(_convert_one, jobs)
-        else:
-            # fork: the workers need only PIL and numpy, and start at once with this module loaded
-            context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
-            # more processes than cores only compete for them
-            pool = stack.enter_context(worker_pool(min(workers, len(jobs), os.cpu_count() or 1), mp_context=context))
-            results = pool.map(_convert_one, jobs, chunksize=max(1, min(64, len(jobs) // (4 * workers))))
-        done = []
-        for result in results:
-            done.append(result)
-            progress.update(1)
+    chunksize = max(1, min(64, len(jobs) // (4 * workers)))
+    done = []
+    for result in parallel_map(_convert_one, jobs, workers, chunksize):
+        done.append(result)
+        progress.update(1)
     return done
 
 
@@ -181,8 +161,7 @@ def check_problems(folder, sources, results, size, skip_unreadable):
         ]
         if not bad:
             continue
-        listing = ", ".join(f"{name} ({why})" for name, why in bad[:5])
-        listing += f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        listing = name_listing(bad)
         where = f"{len(bad)} of {len(sources)} files in {relative(folder)}"
         if kind == "small":
             raise InputError(
@@ -200,12 +179,12 @@ def check_problems(folder, sources, results, size, skip_unreadable):
         raise InputError(f"{relative(folder)} holds no readable images; give a folder of face pictures.")
 
 
-def import_class(source_dir, target_dir, label, resample, settings, progress):
-    """Convert one class's folder (`label` "real" or "fake") into `target_dir` under the exercise's names.
+def import_class(source_dir, sources, target_dir, label, resample, settings, progress):
+    """Convert one class's pictures `sources` (`list_sources(source_dir)`; `label` "real" or "fake")
+    into `target_dir` under the exercise's names.
 
     settings: {"size", "allow_upscale", "skip_unreadable", "workers"}. Returns the manifest rows.
     """
-    sources = list_sources(source_dir)
     target_dir.mkdir()
     size, allow_upscale, workers = settings["size"], settings["allow_upscale"], settings["workers"]
     results = convert_folder(sources, target_dir, size, resample, allow_upscale, workers, progress)
@@ -255,37 +234,30 @@ def import_faces(
     """Import the pictures of `real_dir` and `fake_dir` into `out_dir`; returns the manifest rows (dicts).
 
     out_dir/A_ffhq and out_dir/B_stylegan receive `size` x `size` 8-bit RGB PNGs made by
-    `face_square` with the filters `real_resample` and `fake_resample`, numbered in natural order
-    of the source names; out_dir/MANIFEST.csv lists every file with its source, original format,
-    size and mode, EXIF orientation, crop box and filter. Written into a hidden folder beside
-    `out_dir`, renamed into place when complete, under a lock (common.write_lock), so a failed,
-    interrupted or concurrent import leaves `out_dir` as it was. Raises ValueError for an unknown
-    filter and InputError for
-    a missing or empty folder, an existing `out_dir` without `force` (hint "force"), an `out_dir`
-    that would replace a source folder, unreadable files without `skip_unreadable`, pictures
-    smaller than `size` without `allow_upscale` and too little disk space.
+    `face_square`, numbered in natural order of the source names; out_dir/MANIFEST.csv gives each
+    file's source, original format, size and mode, EXIF orientation, crop box and filter. Written
+    into a hidden folder renamed into place when complete (common.folder_in_place), under a lock,
+    so a failed, interrupted or concurrent import leaves `out_dir` as it was. Raises ValueError
+    for an unknown filter, InputError as `check_request` and `check_problems` say and for a full disk.
     """
     out_dir = Path(out_dir)
     with write_lock(out_dir):  # a second import into the same folder stops at once
         check_request(real_dir, fake_dir, out_dir, (real_resample, fake_resample), force)
-        count = len(list_sources(real_dir)) + len(list_sources(fake_dir))
+        classes = [
+            (real_dir, list_sources(real_dir), REAL_FOLDER, "real", real_resample),
+            (fake_dir, list_sources(fake_dir), FAKE_FOLDER, "fake", fake_resample),
+        ]
+        count = sum(len(sources) for _, sources, *_ in classes)
         require_free_space(out_dir.parent, count * size * size * 3, f"writing {count} images of {size}x{size} pixels")
-        settings = {"size": size, "allow_upscale": allow_upscale, "skip_unreadable": skip_unreadable}
-        settings["workers"] = workers
-        return write_import(real_dir, fake_dir, out_dir, (real_resample, fake_resample), settings, count)
-
-
-def write_import(real_dir, fake_dir, out_dir, filters, settings, count):
-    """Convert both classes into a partial folder beside `out_dir`, write the manifest, rename it into place."""
-    tmp = make_partial_folder(out_dir)
-    try:
-        with tqdm(total=count, unit="img", desc="importing", disable=None, file=sys.stderr) as progress:
-            rows = import_class(real_dir, tmp / REAL_FOLDER, "real", filters[0], settings, progress)
-            rows += import_class(fake_dir, tmp / FAKE_FOLDER, "fake", filters[1], settings, progress)
-        write_manifest(tmp / MANIFEST, rows)
-        replace_folder(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        settings = dict(size=size, allow_upscale=allow_upscale, skip_unreadable=skip_unreadable, workers=workers)
+        rows = []
+        with (
+            folder_in_place(out_dir) as tmp,
+            tqdm(total=count, unit="img", desc="importing", disable=None, file=sys.stderr) as progress,
+        ):
+            for source_dir, sources, name, label, resample in classes:
+                rows += import_class(source_dir, sources, tmp / name, label, resample, settings, progress)
+            write_manifest(tmp / MANIFEST, rows)
     return rows
 
 

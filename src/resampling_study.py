@@ -18,7 +18,7 @@ import torch
 
 import ffhq_import
 from cli import UserError, device_from_argument
-from common import relative
+from common import printable, relative
 from deepfake_interpretation import (
     STUDY_SPLIT,
     class_means,
@@ -60,7 +60,8 @@ def study_combination(args, folder, real_resample, fake_resample, device):
         skip_unreadable=args.skip_unreadable,
         workers=args.workers,
     )
-    check_enough(args, rows)
+    for label, source in (("real", args.real), ("fake", args.fake)):  # after unreadable ones were left out
+        check_enough(args, relative(source), sum(row["class"] == label for row in rows), "readable pictures")
     splits = load_splits(folder, args.train_size, args.val_size, args.test_size, args.workers)
     splits = {name: (place_cache(x, device), y.to(device)) for name, (x, y) in splits.items()}
     model, val_accuracy = fit_detector(args, splits, "fft", device, log=lambda line: None)
@@ -81,16 +82,16 @@ def study_combination(args, folder, real_resample, fake_resample, device):
     }
 
 
-def check_enough(args, rows):
-    """Raise UserError when, after unreadable pictures were left out, a class has fewer than the split needs."""
+def check_enough(args, shown, count, what):
+    """Raise UserError when a folder (named `shown`) holds `count` `what` ("files", "readable pictures"),
+    fewer than the study's split needs per class."""
     needed = args.train_size + args.val_size + args.test_size
-    for label, source in (("real", args.real), ("fake", args.fake)):
-        if (kept := sum(row["class"] == label for row in rows)) < needed:
-            raise UserError(
-                f"{relative(source)} holds {kept} readable pictures, fewer than the {needed} per class of the "
-                f"study's split (--train-size {args.train_size} + --val-size {args.val_size} + --test-size "
-                f"{args.test_size}); ask for fewer."
-            )
+    if count < needed:
+        raise UserError(
+            f"{shown} holds {count} {what}, fewer than the {needed} per class of the study's split "
+            f"(--train-size {args.train_size} + --val-size {args.val_size} + --test-size {args.test_size}); "
+            "ask for fewer."
+        )
 
 
 def resampling_study(args, device, combinations=COMBINATIONS):
@@ -115,33 +116,23 @@ def resampling_study(args, device, combinations=COMBINATIONS):
     return rows
 
 
-def as_typed(path):
-    """A folder as the user typed it, for titles that do not depend on the machine; quoted if unprintable."""
-    return str(path) if str(path).isprintable() else repr(str(path))
-
-
 def run_study(args, device):
     """The study for parsed command-line `args`: the table on stdout and the figure in args.out; returns the rows.
 
     Raises cli.UserError when a folder holds fewer files than the split needs.
     """
-    needed = args.train_size + args.val_size + args.test_size
     for folder in (args.real, args.fake):
-        if (count := len(ffhq_import.list_sources(folder))) < needed:
-            raise UserError(
-                f"{folder} holds {count} files, fewer than the {needed} per class of the study's split "
-                f"(--train-size {args.train_size} + --val-size {args.val_size} + --test-size {args.test_size}); "
-                "ask for fewer."
-            )
+        check_enough(args, folder, len(ffhq_import.list_sources(folder)), "files")
     print(
-        f"resampling study: {as_typed(args.real)} (real) and {as_typed(args.fake)} (fake), "
+        f"resampling study: {printable(args.real)} (real) and {printable(args.fake)} (fake), "
         f"{args.train_size} / {args.val_size} / {args.test_size} images per class for training / validation / test, "
         f"log |FFT2| and one linear layer, seed {args.seed}"
     )
     start = time.perf_counter()
     rows = resampling_study(args, device)
     print("\n" + format_study(rows))
-    data_label = f"{needed} pictures per class from {as_typed(args.real)} (real) and {as_typed(args.fake)} (fake)"
+    needed = args.train_size + args.val_size + args.test_size
+    data_label = f"{needed} pictures per class from {printable(args.real)} (real) and {printable(args.fake)} (fake)"
     path = plot_resampling_study(rows, data_label, args.out / STUDY_FIGURE)
     print(f"wrote {relative(path)}\ntotal {time.perf_counter() - start:.1f} s")
     return rows

@@ -9,20 +9,12 @@ shows stand-in data. `python src/util.py ffhq-standin` writes it.
 """
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from common import (
-    InputError,
-    make_partial_folder,
-    relative,
-    replace_folder,
-    require_free_space,
-    worker_pool,
-    write_lock,
-)
+from common import InputError, folder_in_place, relative, require_free_space, write_lock
+from processes import parallel_map
 from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, STANDIN_MARKER, fake_name, real_name
 
 
@@ -200,15 +192,11 @@ def make_standin(out_dir, per_class, seed=0, workers=None, force=False, provenan
         if out_dir.exists() and not force:
             raise InputError(f"{relative(out_dir)} already exists", hint="force")
         require_free_space(out_dir.parent, 2 * per_class * 60_000, f"writing {2 * per_class} stand-in images")
-        tmp = make_partial_folder(out_dir)
-        try:
+        with folder_in_place(out_dir) as tmp:
             for folder in (REAL_FOLDER, FAKE_FOLDER):
                 (tmp / folder).mkdir()
             write_standin_images(tmp, per_class, seed, workers)
             (tmp / STANDIN_MARKER).write_text(standin_description(per_class, seed, provenance))
-            replace_folder(tmp, out_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
@@ -223,13 +211,8 @@ def write_standin_images(folder, per_class, seed, workers):
         for start in range(0, per_class, chunk)
     ]
     with tqdm(total=2 * per_class, unit="img", desc="stand-in", disable=None) as progress:
-        if workers == 1:
-            for job in jobs:
-                progress.update(_write_standin_chunk(job))
-        else:
-            with worker_pool(workers) as pool:  # Ctrl-C: the workers ignore it, the parent cleans up
-                for done in pool.map(_write_standin_chunk, jobs):
-                    progress.update(done)
+        for done in parallel_map(_write_standin_chunk, jobs, workers):  # Ctrl-C: the parent cleans up
+            progress.update(done)
 
 
 def standin_description(per_class, seed, provenance=None):

@@ -70,29 +70,27 @@ def read_idx(path, expected_magic, expected_shape):
     try:
         with gzip.open(path, "rb") if gz else open(path, "rb") as file:
             if gz:  # decompressed only to one byte past the size the header must give: a gzip bomb stops there
-                data = file.read(header + size + 1)
-                head, offset = data[:header], header
-            else:  # the file's size is compared with the header's before the data is read
-                head, offset = file.read(header), 0
+                head, data = (raw := file.read(header + size + 1))[:header], raw[header:]
+                stored = len(data)
+            else:  # the file's size is compared with the header's before its data is read
+                head = file.read(header)
                 check_idx_header(path, head, expected_magic, expected_shape)
-                if (stored := os.fstat(file.fileno()).st_size - header) != size:
-                    raise InputError(
-                        f"{relative(path)} has {stored} data bytes, not {size}; it is truncated or corrupt, delete it and run again."
-                    )
-                data = file.read(size + 1)
+                stored = os.fstat(file.fileno()).st_size - header
+                data = file.read(size) if stored == size else b""
     except (OSError, EOFError, zlib.error) as error:
         if gz:
             raise InputError(f"{relative(path)} is not a valid gzip file ({error}); delete it and run again.") from None
         raise InputError(
             f"{relative(path)} could not be read ({error.strerror or error}); delete it and run again."
         ) from None
-    check_idx_header(path, head, expected_magic, expected_shape)
-    if (stored := len(data) - offset) != size:
-        count = f"more than {size}" if stored > size else str(stored)
+    if gz:
+        check_idx_header(path, head, expected_magic, expected_shape)
+    if stored != size:
+        count = f"more than {size}" if gz and stored > size else str(stored)
         raise InputError(
             f"{relative(path)} has {count} data bytes, not {size}; it is truncated or corrupt, delete it and run again."
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(expected_shape)
+    return np.frombuffer(data, dtype=np.uint8).reshape(expected_shape)
 
 
 def check_idx_header(path, head, expected_magic, expected_shape):
@@ -252,6 +250,19 @@ def png_problem(path, size=IMAGE_SIZE):
     return None
 
 
+def visible_files(folder):
+    """The names of the files in `folder` (not hidden ones, not subfolders, not broken links), in natural order."""
+    with os.scandir(folder) as entries:
+        names = [entry.name for entry in entries if entry.is_file() and not entry.name.startswith(".")]
+    return sorted(names, key=natural_key)
+
+
+def name_listing(problems, shown=5):
+    """ "a.png (why), b.png (why) and 3 more" for a list of (name, why) pairs, for one-line messages."""
+    listing = ", ".join(f"{name} ({why})" for name, why in problems[:shown])
+    return listing + (f" and {len(problems) - shown} more" if len(problems) > shown else "")
+
+
 def list_images(folder, skip_unreadable=False):
     """All images of one source folder, checked and sorted in natural order of their names.
 
@@ -264,16 +275,12 @@ def list_images(folder, skip_unreadable=False):
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{relative(folder)} does not exist", hint="ffhq-missing")
-    with os.scandir(folder) as entries:
-        names = [entry.name for entry in entries if entry.is_file() and not entry.name.startswith(".")]
+    names = visible_files(folder)
     if not names:
         raise empty_folder_error(folder)
-    names.sort(key=natural_key)
     bad = [(name, why) for name in names if (why := png_problem(folder / name)) is not None]
     if bad:
-        listing = ", ".join(f"{name} ({why})" for name, why in bad[:5])
-        if len(bad) > 5:
-            listing += f" and {len(bad) - 5} more"
+        listing = name_listing(bad)
         what = (
             f"{len(bad)} of {len(names)} files in {relative(folder)} are not {IMAGE_SIZE}x{IMAGE_SIZE} RGB PNG images"
         )

@@ -154,6 +154,14 @@ def run_script(script, *args, timeout=300, cwd=ROOT):
     )
 
 
+def argparse_error(parser, argv, capsys):
+    """What `parser` printed on stderr when it refused `argv`, which it must do with exit status 2."""
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(list(argv))
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
 def assert_clear_error(result, *fragments):
     """A non-zero exit with one `error: ...` sentence on stderr that holds every fragment, no traceback."""
     assert result.returncode != 0, result.stdout + result.stderr

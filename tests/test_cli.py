@@ -5,7 +5,7 @@ import argparse
 
 import pytest
 import torch
-from conftest import assert_clear_error, run_script
+from conftest import argparse_error, assert_clear_error, run_script
 
 import cli
 from common import DATA_DIR, WEIGHTS_PATH, InputError
@@ -105,10 +105,7 @@ def test_argument_types_accept_good_values():
 def test_argparse_reports_the_type_error_with_the_flag(capsys):
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=cli.positive_int)
-    with pytest.raises(SystemExit) as info:
-        parser.parse_args(["--epochs", "0"])
-    assert info.value.code == 2
-    assert "argument --epochs: must be a positive integer, got 0" in capsys.readouterr().err
+    assert "argument --epochs: must be a positive integer, got 0" in argparse_error(parser, ["--epochs", "0"], capsys)
 
 
 def test_run_main_prints_one_line_and_exits_1(capsys):

@@ -2,7 +2,6 @@
 lock, worker pools, free-space checks."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +25,6 @@ from common import (
     replace_folder,
     require_free_space,
     set_seed,
-    worker_pool,
     write_lock,
 )
 
@@ -178,16 +176,3 @@ def test_write_lock_records_its_owner_is_reentrant_and_leaves_no_file(tmp_path):
     with write_lock(target):
         assert lock.read_text() == f"{os.getpid()}@{HOST}\n"
     assert not lock.exists()
-
-
-def test_worker_pool_workers_leave_interrupts_to_the_parent_and_stop_when_it_fails():
-    with worker_pool(2) as pool:
-        handlers = [pool.submit(signal.getsignal, number).result() for number in (signal.SIGINT, signal.SIGTERM)]
-    assert handlers == [signal.SIG_IGN, signal.SIG_DFL]
-    start = time.monotonic()
-    with pytest.raises(KeyboardInterrupt), worker_pool(2) as pool:
-        futures = [pool.submit(time.sleep, 30) for _ in range(4)]
-        time.sleep(0.5)
-        raise KeyboardInterrupt
-    assert time.monotonic() - start < 15  # the running jobs were stopped, the others never started
-    assert all(future.done() for future in futures)

@@ -165,7 +165,7 @@ def test_ctrl_c_or_sigterm_to_idle_workers_is_reported_once_by_the_parent(number
         import sys, time
         sys.path.insert(0, {str(ROOT / "src")!r})
         from cli import run_main
-        from common import worker_pool
+        from processes import worker_pool
 
         def main():
             with worker_pool(2) as pool:

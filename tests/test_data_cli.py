@@ -4,7 +4,7 @@ errors, and generated argument lists that end in a result, an argparse error or 
 import re
 
 import pytest
-from conftest import FUZZ, argument_lists, assert_clear_error, run_cli, run_script, write_png
+from conftest import FUZZ, argparse_error, argument_lists, assert_clear_error, run_cli, run_script, write_png
 from hypothesis import example, given
 
 import data_cli
@@ -35,10 +35,8 @@ def test_standin_seed_must_be_one_numpy_accepts(capsys):
     parser = data_cli.build_parser()
     assert parser.parse_args(["ffhq-standin", "--seed", "4294967295"]).seed == 4294967295
     for bad in ("-1", "4294967296"):
-        with pytest.raises(SystemExit) as info:
-            parser.parse_args(["ffhq-standin", "--seed", bad])
-        assert info.value.code == 2
-        assert f"argument --seed: must be an integer from 0 to 4294967295, got {bad}" in capsys.readouterr().err
+        error = argparse_error(parser, ["ffhq-standin", "--seed", bad], capsys)
+        assert f"argument --seed: must be an integer from 0 to 4294967295, got {bad}" in error
 
 
 # ------------------------------------------------------------------ ffhq-import
@@ -62,10 +60,10 @@ def test_import_help_lists_every_filter(capsys):
 def test_import_needs_both_folders_and_the_output(missing, capsys):
     argv = {"--real": "r", "--fake": "f", "--out": "o"}
     del argv[missing]
-    with pytest.raises(SystemExit) as info:
-        data_cli.build_parser().parse_args(["ffhq-import", *[a for pair in argv.items() for a in pair]])
-    assert info.value.code == 2
-    assert f"the following arguments are required: {missing}" in capsys.readouterr().err
+    error = argparse_error(
+        data_cli.build_parser(), ["ffhq-import", *[a for pair in argv.items() for a in pair]], capsys
+    )
+    assert f"the following arguments are required: {missing}" in error
 
 
 @pytest.mark.parametrize(
@@ -78,10 +76,8 @@ def test_import_needs_both_folders_and_the_output(missing, capsys):
     ],
 )
 def test_import_refuses_bad_options(argv, message, capsys):
-    with pytest.raises(SystemExit) as info:
-        data_cli.build_parser().parse_args(["ffhq-import", "--real", "r", "--fake", "f", "--out", "o", *argv])
-    assert info.value.code == 2
-    assert message in capsys.readouterr().err
+    argv = ["ffhq-import", "--real", "r", "--fake", "f", "--out", "o", *argv]
+    assert message in argparse_error(data_cli.build_parser(), argv, capsys)
 
 
 def test_import_filters_default_to_resample():
