@@ -34,9 +34,9 @@ import common_bench as bench
 import numpy as np
 from deepfake_reference import reference
 
-from cli import UserError, positive_int, run_main
-from common import DATA_DIR, default_workers, get_device, relative, synchronise
-from standin import make_standin
+from iml.cli import UserError, positive_int, run_main
+from iml.common import DATA_DIR, default_workers, get_device, relative, synchronize
+from iml.standin import make_standin
 from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, is_standin, list_images, load_folder
 
 TARGET_SECONDS = 60
@@ -123,15 +123,15 @@ def spectra_rates(data, device_name, repeats, count=1000):
     import torch
 
     from deepfake_interpretation import transform
-    from face_cache import decode_images
-    from spectra import log_fft
+    from iml.face_cache import decode_images
+    from iml.spectra import log_fft
 
     files = load_folder(Path(data) / REAL_FOLDER, min(count, 100), 0, 0)[0]
     images = decode_images((files * -(-count // len(files)))[:count], workers=1).numpy()
     device = get_device(device_name)
     cached = torch.from_numpy(images).to(device)
     log_fft(cached[:10])  # warm-up (cuFFT plans)
-    synchronise(device)
+    synchronize(device)
     contenders = {
         "numpy": lambda: [transform(batch) for batch in np.array_split(images, max(1, count // 500))],
         "torch": lambda: [log_fft(batch) for batch in cached.split(500)],

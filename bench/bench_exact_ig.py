@@ -16,12 +16,12 @@ import common_bench as bench
 import torch
 
 import util
-from cli import int_range, run_main
-from common import WEIGHTS_PATH
-from exact_ig import exact_integrated_gradients
-from integrated_fast import integrate_gradients_fast
+from iml.cli import int_range, run_main
+from iml.common import WEIGHTS_PATH
+from iml.exact_ig import exact_integrated_gradients
+from iml.integrated_fast import integrate_gradients_fast
+from iml.training import to_float_images
 from models import load_cnn
-from training import to_float_images
 
 
 def main():

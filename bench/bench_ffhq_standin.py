@@ -18,9 +18,9 @@ from pathlib import Path
 
 import common_bench as bench
 
-from cli import positive_int, run_main
-from common import DATA_DIR, default_workers
-from standin import make_standin, standin_generator_weights, standin_image
+from iml.cli import positive_int, run_main
+from iml.common import DATA_DIR, default_workers
+from iml.standin import make_standin, standin_generator_weights, standin_image
 from util import FAKE_FOLDER, list_images
 
 

@@ -24,9 +24,9 @@ import tempfile
 import common_bench as bench
 import torch
 
-from cli import UserError, device_from_argument, positive_int, run_main
-from common import ROOT, WEIGHTS_PATH
-from input_opt import DIGITS, LR, STARTS, STEPS, make_starts, optimise_inputs
+from iml.cli import UserError, device_from_argument, positive_int, run_main
+from iml.common import ROOT, WEIGHTS_PATH
+from input_opt import DIGITS, LR, STARTS, STEPS, make_starts, optimize_inputs
 from models import load_cnn
 
 PEER = "per-neuron loop"
@@ -53,11 +53,11 @@ def per_neuron_autograd(model, neurons, starts, steps, lr):
     for s, start in enumerate(starts):
         for k, neuron in enumerate(neurons):
             x = start.clone().unsqueeze(0).requires_grad_(True)  # (1, 1, 28, 28)
-            optimiser = torch.optim.Adam([x], lr=lr, maximize=True)
+            optimizer = torch.optim.Adam([x], lr=lr, maximize=True)
             for _ in range(steps):
-                optimiser.zero_grad(set_to_none=True)
+                optimizer.zero_grad(set_to_none=True)
                 model(x)[0, neuron].backward()
-                optimiser.step()
+                optimizer.step()
             images[s, k] = x.detach()[0].cpu()
     return images
 
@@ -91,7 +91,7 @@ def compare(args, device):
 
     def contenders(steps):
         return {
-            "batched": lambda: optimise_inputs(model, DIGITS, starts, steps, LR).images,
+            "batched": lambda: optimize_inputs(model, DIGITS, starts, steps, LR).images,
             PEER: lambda: per_neuron_autograd(model, DIGITS, starts, steps, LR),
         }
 

@@ -21,10 +21,10 @@ import common_bench as bench
 import torch
 from captum.attr import IntegratedGradients
 
-from attribution import spearman
-from cli import UserError, device_from_argument, positive_int, run_main
-from common import WEIGHTS_PATH, set_seed
-from integrated_fast import (
+from iml.attribution import spearman
+from iml.cli import UserError, device_from_argument, positive_int, run_main
+from iml.common import WEIGHTS_PATH, set_seed
+from iml.integrated_fast import (
     CPU_BATCH_POINTS,
     GPU_BATCH_POINTS,
     CompileError,
@@ -32,9 +32,9 @@ from integrated_fast import (
     integrate_gradients_fast,
     precision_deviation,
 )
+from iml.quadrature import CAPTUM_METHODS, RULES
+from iml.training import to_float_images
 from models import load_cnn
-from quadrature import CAPTUM_METHODS, RULES
-from training import to_float_images
 from util import get_mnist_test_data
 
 PEER = "captum"

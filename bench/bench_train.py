@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from cli import device_from_argument, learning_rate, non_negative_int, positive_int, run_main
-from common import set_seed
+from iml.cli import device_from_argument, learning_rate, non_negative_int, positive_int, run_main
+from iml.common import set_seed
+from iml.training import batches, evaluate, make_optimizer, mnist_splits, train
 from models import CNN
-from training import batches, evaluate, make_optimiser, mnist_splits, train
 
 PEER = "dataloader"
 
@@ -50,15 +50,15 @@ def build_parser():
     return parser
 
 
-def run_steps(model, optimiser, make_loader, steps, device):
+def run_steps(model, optimizer, make_loader, steps, device):
     """`steps` optimiser steps on batches from `make_loader()` (restarted when it runs out); returns images seen."""
     seen = 0
     loader = itertools.chain.from_iterable(make_loader() for _ in itertools.count())
     for x, y in itertools.islice(loader, steps):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        optimiser.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
-        optimiser.step()
+        optimizer.step()
         seen += len(x)
     return seen
 
@@ -67,15 +67,15 @@ def throughput(args, x_train, y_train, device):
     """Images/s of our loop and the DataLoader loop, alternating; prints and returns them for JSON."""
     set_seed(args.seed)
     model = CNN().to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     dataset = TensorDataset(x_train.cpu(), y_train.cpu())
     loaders = {
         "ours": lambda: batches(x_train, y_train, args.batch_size, shuffle=True),
         PEER: lambda: DataLoader(dataset, batch_size=args.batch_size, shuffle=True, pin_memory=device.type == "cuda"),
     }
-    contenders = {name: (lambda m=m, n=2: run_steps(model, optimiser, m, n, device)) for name, m in loaders.items()}
+    contenders = {name: (lambda m=m, n=2: run_steps(model, optimizer, m, n, device)) for name, m in loaders.items()}
     bench.alternate(contenders, 1, device)  # warm-up: two steps of each
-    contenders = {name: (lambda m=m: run_steps(model, optimiser, m, args.steps, device)) for name, m in loaders.items()}
+    contenders = {name: (lambda m=m: run_steps(model, optimizer, m, args.steps, device)) for name, m in loaders.items()}
     series, seen = bench.alternate(contenders, args.repeats, device)
     print(
         f"training throughput, {args.steps} steps of {args.batch_size} per loop ({bench.repeats_note(args.repeats)}):"
@@ -98,12 +98,12 @@ def to_accuracy(args, splits, device):
     (x_train, y_train), _, (x_test, y_test) = splits
     set_seed(args.seed)
     model = CNN().to(device)
-    optimiser, scheduler = make_optimiser(args, model, len(x_train))
+    optimizer, scheduler = make_optimizer(args, model, len(x_train))
     generator = torch.Generator().manual_seed(args.seed)
     wall = cpu = accuracy = 0.0
     for epoch in range(1, args.epochs + 1):
         _, timing = bench.measure(
-            lambda e=epoch: train(args, model, x_train, y_train, optimiser, scheduler, e, generator), device
+            lambda e=epoch: train(args, model, x_train, y_train, optimizer, scheduler, e, generator), device
         )
         wall, cpu = wall + timing.wall, cpu + timing.cpu
         accuracy = evaluate(model, x_test, y_test)

@@ -23,7 +23,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from common import atomic_path, default_workers, relative, synchronise  # noqa: E402
+from iml.common import atomic_path, default_workers, relative, synchronize  # noqa: E402
 
 
 def cpu_seconds():
@@ -43,11 +43,11 @@ class Timing:
 def measure(function, device=None):
     """(value of `function()`, its Timing); with a `device`, its queued GPU work is waited for on both sides."""
     if device is not None:
-        synchronise(device)
+        synchronize(device)
     wall, cpu = time.perf_counter(), cpu_seconds()
     value = function()
     if device is not None:
-        synchronise(device)
+        synchronize(device)
     return value, Timing(time.perf_counter() - wall, cpu_seconds() - cpu)
 
 

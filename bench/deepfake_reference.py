@@ -10,7 +10,7 @@ from pathlib import Path
 import common_bench as bench
 import numpy as np
 
-from common import get_device
+from iml.common import get_device
 from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, load_folder
 
 
@@ -37,7 +37,7 @@ class ReferenceWelford:
         self.mean += np.sum(delta / self.count, self.collapsed_axis)
         self.m2 += np.sum(delta * (batch - self.mean), self.collapsed_axis)
 
-    def finalise(self):
+    def finalize(self):
         return self.mean, np.sqrt(self.m2 / self.count)
 
 
@@ -69,7 +69,7 @@ def reference_load(batches, val, workers):
             image_batches.append(stack)
             label_batches.append(np.array([reference_label(p) for p in paths]))
             estimator.update(transform(stack))
-    mean, std = (a.astype(np.float32) for a in estimator.finalise())
+    mean, std = (a.astype(np.float32) for a in estimator.finalize())
     val_images = (transform(np.stack(list(map(reference_load_image, val)))) - mean) / std
     return image_batches, label_batches, mean, std, (val_images, [reference_label(p) for p in val])
 
@@ -85,7 +85,7 @@ def reference_train(image_batches, label_batches, mean, std, val_set, epochs, de
     val_y = torch.tensor(val_set[1]).to(device)
     torch.manual_seed(42)
     net = torch.nn.Linear(3 * IMAGE_SIZE * IMAGE_SIZE, 2).to(device)
-    optimiser = torch.optim.Adam(net.parameters())
+    optimizer = torch.optim.Adam(net.parameters())
     for _ in range(epochs):
         with torch.no_grad():
             (net(val_x.flatten(1)).argmax(1) == val_y).float().mean().item()
@@ -94,8 +94,8 @@ def reference_train(image_batches, label_batches, mean, std, val_set, epochs, de
             x = torch.tensor(x, dtype=torch.float32).to(device)
             loss = F.cross_entropy(net(x.flatten(1)), torch.tensor(labels).to(device))
             loss.backward()
-            optimiser.step()
-            optimiser.zero_grad()
+            optimizer.step()
+            optimizer.zero_grad()
     with torch.no_grad():
         return (net(val_x.flatten(1)).argmax(1) == val_y).float().mean().item()
 

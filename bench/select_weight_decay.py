@@ -22,10 +22,10 @@ import common_bench as bench  # noqa: F401  (puts src/ on the import path)
 import torch
 
 import deepfake_interpretation as detector
-import ffhq_import
-from common import ROOT, atomic_path
-from face_cache import load_splits
-from resampling_study import COMBINATIONS
+from iml import ffhq_import
+from iml.common import ROOT, atomic_path
+from iml.face_cache import load_splits
+from iml.resampling_study import COMBINATIONS
 
 FACES = ROOT.parent / "shared" / "data" / "faces"
 SEEDS = (0, 1, 2)  # 40 validation images per pair are few: average over three initialisations

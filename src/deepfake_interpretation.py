@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import util
-from cli import (
+from iml.cli import (
     IMPORT_COMMAND,
     STANDIN_COMMAND,
     UserError,
@@ -45,8 +45,8 @@ from cli import (
     run_main,
     weight_decay,
 )
-from common import FIGURES_DIR, default_workers, relative, set_seed, synchronise
-from deepfake_plots import (
+from iml.common import FIGURES_DIR, default_workers, relative, set_seed, synchronize
+from iml.deepfake_plots import (
     describe_data,
     format_confusion,
     format_table,
@@ -54,8 +54,8 @@ from deepfake_plots import (
     plot_radial_profile,
     plot_weights,
 )
-from face_cache import check_data_folder, load_splits, place_cache
-from spectra import EPS, REPRESENTATIONS, feature_batches, standardisation
+from iml.face_cache import check_data_folder, load_splits, place_cache
+from iml.spectra import EPS, REPRESENTATIONS, feature_batches, standardization
 
 STUDY_SPLIT = (150, 20, 30)  # training, validation, test images per class in the resampling study
 WEIGHT_DECAY = 30.0  # chosen on the shared faces: bench/select_weight_decay.py
@@ -118,7 +118,7 @@ def class_means(images, labels, representation, device, batch_size):
     return sums / counts.clamp_min(1)[:, None, None, None]
 
 
-def train_epoch(model, images, labels, representation, optimiser, device, batch_size, generator, desc):
+def train_epoch(model, images, labels, representation, optimizer, device, batch_size, generator, desc):
     """One shuffled pass of cross-entropy training; returns the mean training loss.
 
     Raises FloatingPointError when the loss stops being finite.
@@ -138,9 +138,9 @@ def train_epoch(model, images, labels, representation, optimiser, device, batch_
         loss = F.cross_entropy(model(features), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training diverged: the loss became {loss.item()}")
-        optimiser.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimiser.step()
+        optimizer.step()
         total += loss.detach() * len(y)
         count += len(y)
         if step % 20 == 0:
@@ -170,9 +170,9 @@ def wilson_interval(correct, total, z=1.959964):
     if total < 1 or not 0 <= correct <= total:
         raise ValueError(f"need 0 <= correct <= total and total >= 1, got {correct} of {total}")
     p, z2 = correct / total, z * z
-    centre = (p + z2 / (2 * total)) / (1 + z2 / total)
+    center = (p + z2 / (2 * total)) / (1 + z2 / total)
     half = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total)) / (1 + z2 / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return max(0.0, center - half), min(1.0, center + half)
 
 
 def format_accuracy(confusion, interval=True):
@@ -196,13 +196,13 @@ def fit_detector(args, splits, representation, device, log=print):
     """
     (x_train, y_train), (x_val, y_val) = splits["train"], splits["val"]
     torch.manual_seed(args.seed)
-    mean, std = standardisation(x_train, representation, device, args.batch_size)
+    mean, std = standardization(x_train, representation, device, args.batch_size)
     model = LinearDetector(mean, std).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     generator = torch.Generator().manual_seed(args.seed)
     for epoch in range(1, args.epochs + 1):
         desc = f"{representation}: epoch {epoch}/{args.epochs}"
-        loss = train_epoch(model, x_train, y_train, representation, optimiser, device, args.batch_size, generator, desc)
+        loss = train_epoch(model, x_train, y_train, representation, optimizer, device, args.batch_size, generator, desc)
         val_accuracy, _ = evaluate(model, x_val, y_val, representation, device, args.batch_size)
         log(f"{representation}: epoch {epoch}: training loss {loss:.4f}, validation accuracy {val_accuracy:.2%}")
     return model, val_accuracy
@@ -212,7 +212,7 @@ def run_representation(args, splits, representation, device):
     """Statistics, training, test and figures for one representation; returns a result dict."""
     start = time.perf_counter()
     model, val_accuracy = fit_detector(args, splits, representation, device)
-    synchronise(device)
+    synchronize(device)
     train_seconds = time.perf_counter() - start
     train_accuracy, train_confusion = evaluate(model, *splits["train"], representation, device, args.batch_size)
     test_accuracy, confusion = evaluate(model, *splits["test"], representation, device, args.batch_size)
@@ -331,7 +331,7 @@ def build_parser():
         action="store_true",
         help="leave out files that are not 128x128 RGB PNG images and say how many (default: stop and name them)",
     )
-    add_study_arguments(parser.add_argument_group("resampling study (see src/resampling_study.py)"))
+    add_study_arguments(parser.add_argument_group("resampling study (see src/iml/resampling_study.py)"))
     add_common_arguments(parser, out_default=FIGURES_DIR)
     return parser
 
@@ -384,7 +384,7 @@ def main():
     check_output_folder(args.out)
     check_output_outside(args.out, {"--data": args.data, "--real": args.real, "--fake": args.fake})
     if args.resampling_study:
-        import resampling_study  # it imports this module
+        from iml import resampling_study  # it imports this module
 
         resampling_study.main(args)
         return

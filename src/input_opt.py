@@ -20,7 +20,7 @@ regularised, which pushes the result towards something that looks like a digit. 
 regulariser to zero and pass --no-clip to run the exercise alone.
 
 Writes figures/input_opt_grid.png, input_opt_curves.png and input_opt_regularised.png (drawn by
-src/input_opt_plots.py) and prints the final logit and probability per digit.
+src/iml/input_opt_plots.py) and prints the final logit and probability per digit.
 """
 
 import argparse
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 from torchvision.transforms.functional import gaussian_blur
 
-from cli import (
+from iml.cli import (
     UserError,
     add_common_arguments,
     check_output_folder,
@@ -44,8 +44,8 @@ from cli import (
     path_argument,
     run_main,
 )
-from common import WEIGHTS_PATH, relative, set_seed
-from input_opt_plots import classify, describe, format_table, write_figures
+from iml.common import WEIGHTS_PATH, relative, set_seed
+from iml.input_opt_plots import classify, describe, format_table, write_figures
 from models import functional_state, load_cnn
 
 STARTS = ("random", "ones")
@@ -68,7 +68,7 @@ class Penalties:
 
 
 @dataclass(frozen=True)
-class Parametrisation:
+class Parametrization:
     """How the optimised image is moved between gradient steps; the defaults are free pixels.
 
     jitter: shift the image by up to this many pixels (zero fill) before every gradient (Lucid)
@@ -95,9 +95,9 @@ class Parametrisation:
         return x.clamp(0, 1) if self.clip else x
 
 
-FREE_PIXELS = Parametrisation()
+FREE_PIXELS = Parametrization()
 NO_PENALTIES = Penalties()
-PROTOTYPE = (Penalties(l2=0.05, tv=0.05), Parametrisation(jitter=1, blur=0.0, clip=True))
+PROTOTYPE = (Penalties(l2=0.05, tv=0.05), Parametrization(jitter=1, blur=0.0, clip=True))
 
 
 def make_starts(kinds, generator=None, device="cpu"):
@@ -188,7 +188,7 @@ class Result:
     probability: torch.Tensor
     confident_step: torch.Tensor
     confident_images: torch.Tensor
-    parametrisation: Parametrisation
+    parametrization: Parametrization
 
 
 def adam_ascent_step(x, gradient, state, lr, betas=(0.9, 0.999), eps=1e-8):
@@ -207,8 +207,8 @@ def adam_ascent_step(x, gradient, state, lr, betas=(0.9, 0.999), eps=1e-8):
     return x + lr * m_hat / (v_hat.sqrt() + eps)
 
 
-def optimise_inputs(
-    model, neurons, starts, steps, lr, penalties=NO_PENALTIES, parametrisation=FREE_PIXELS, generator=None
+def optimize_inputs(
+    model, neurons, starts, steps, lr, penalties=NO_PENALTIES, parametrization=FREE_PIXELS, generator=None
 ):
     """Gradient ascent on logit `neurons[k]` of `model` from every start image (S, 1, 28, 28); returns a `Result`.
 
@@ -226,12 +226,12 @@ def optimise_inputs(
     adam = {"m": torch.zeros_like(x), "v": torch.zeros_like(x), "t": 0}
     history = History(x)
     for step in range(steps):
-        gradient, *values = gradients(x, targets, *parametrisation.offsets(generator))
+        gradient, *values = gradients(x, targets, *parametrization.offsets(generator))
         history.record(step, x, *values)
         x = adam_ascent_step(x, gradient, adam, lr)
-        x = parametrisation.after_step(x)
+        x = parametrization.after_step(x)
     history.record(steps, x, *gradients(x, targets)[1:])
-    return history.result(x, starts, neurons, parametrisation)
+    return history.result(x, starts, neurons, parametrization)
 
 
 class History:
@@ -253,7 +253,7 @@ class History:
         self.confident_step[first] = step
         self.confident_images[first] = x[first]
 
-    def result(self, x, starts, neurons, parametrisation):
+    def result(self, x, starts, neurons, parametrization):
         """The `Result` of the run that ended at images x (S*K, 1, 28, 28)."""
         S, K = len(starts), len(neurons)
         never = self.confident_step < 0
@@ -265,7 +265,7 @@ class History:
             neurons=neurons,
             confident_step=self.confident_step.view(S, K).cpu(),
             confident_images=self.confident_images.view(S, K, 1, 28, 28).cpu(),
-            parametrisation=parametrisation,
+            parametrization=parametrization,
             **stacked,
         )
 
@@ -303,7 +303,7 @@ def build_parser():
         ("--lr", float_range(0, 100, low_open=True), LR, "Adam step size in pixel units, above 0 to 100"),
     ):
         parser.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default:g})")
-    add_regulariser_arguments(
+    add_regularizer_arguments(
         parser.add_argument_group("regularisers of the second, regularised run (all 0 with --no-clip skips that run)")
     )
     parser.add_argument(
@@ -316,37 +316,37 @@ def build_parser():
     return parser
 
 
-def add_regulariser_arguments(group):
-    penalties, parametrisation = PROTOTYPE
+def add_regularizer_arguments(group):
+    penalties, parametrization = PROTOTYPE
     for flag, kind, default, text in (
         ("--l2", float_range(0, 1000), penalties.l2, "L2 decay weight, 0-1000"),
         ("--tv", float_range(0, 1000), penalties.tv, "total variation weight, 0-1000"),
-        ("--jitter", int_range(0, 14), parametrisation.jitter, "random shift in pixels before each gradient, 0-14"),
-        ("--blur", float_range(0, 10), parametrisation.blur, "Gaussian blur sigma in pixels after each step, 0-10"),
+        ("--jitter", int_range(0, 14), parametrization.jitter, "random shift in pixels before each gradient, 0-14"),
+        ("--blur", float_range(0, 10), parametrization.blur, "Gaussian blur sigma in pixels after each step, 0-10"),
     ):
         group.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default:g})")
     group.add_argument(
         "--clip",
         action=argparse.BooleanOptionalAction,
-        default=parametrisation.clip,
+        default=parametrization.clip,
         help="clip pixels to [0, 1] after each step (default: --clip)",
     )
 
 
-def optimise_both(args, model, starts, generator):
+def optimize_both(args, model, starts, generator):
     """(plain result, regularised result or None when every regulariser is off), timed."""
     penalties = Penalties(l2=args.l2, tv=args.tv)
-    parametrisation = Parametrisation(jitter=args.jitter, blur=args.blur, clip=args.clip)
+    parametrization = Parametrization(jitter=args.jitter, blur=args.blur, clip=args.clip)
     try:
-        plain = optimise_inputs(model, args.neuron, starts, args.steps, args.lr)
+        plain = optimize_inputs(model, args.neuron, starts, args.steps, args.lr)
         regular = None
-        if penalties != NO_PENALTIES or parametrisation != FREE_PIXELS:
-            regular = optimise_inputs(
-                model, args.neuron, starts, args.steps, args.lr, penalties, parametrisation, generator
+        if penalties != NO_PENALTIES or parametrization != FREE_PIXELS:
+            regular = optimize_inputs(
+                model, args.neuron, starts, args.steps, args.lr, penalties, parametrization, generator
             )
     except FloatingPointError as error:
         raise UserError(f"{error}; lower --lr (now {args.lr:g}) and run again.") from None
-    return plain, regular, describe(penalties, parametrisation)
+    return plain, regular, describe(penalties, parametrization)
 
 
 def main():
@@ -359,13 +359,13 @@ def main():
     generator = torch.Generator().manual_seed(args.seed)
     start_names = STARTS if args.init == "both" else (args.init,)
     began = time.perf_counter()
-    plain, regular, regularisers = optimise_both(args, model, make_starts(start_names, generator, device), generator)
-    optimised = time.perf_counter()
+    plain, regular, regularizers = optimize_both(args, model, make_starts(start_names, generator, device), generator)
+    optimized = time.perf_counter()
     where = f"{len(args.neuron)} digit(s) x {len(start_names)} start(s), {args.steps} steps, lr {args.lr:g}"
     network = f"the MNIST CNN ({relative(args.weights)})"
     print(f"plain gradient ascent on logit y_i of {network}: {where}, device {device}")
     print(format_table(plain, start_names, classify(model, plain.images)[0], CONFIDENT))
-    written = write_figures(args, network, start_names, plain, regular, regularisers, CONFIDENT)
+    written = write_figures(args, network, start_names, plain, regular, regularizers, CONFIDENT)
     if regular is not None:
         print(f"\nregularised ({regularisers}):")
         print(format_table(regular, start_names, classify(model, regular.images)[0], CONFIDENT))

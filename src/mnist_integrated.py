@@ -19,7 +19,7 @@ digit neuron to the pixels x_i of an input x, relative to a baseline x' (a black
 `integrate_gradients` below is that formula; the script runs `integrated_fast.integrate_gradients_fast`,
 which gives the same numbers faster. The attributions add up to F(x) - F(x') (completeness) as m
 grows; the script reports how close they come, compares integration rules and baselines, and
-checks the maps with two sanity tests (src/attribution.py). Figures go to figures/.
+checks the maps with two sanity tests (src/iml/attribution.py). Figures go to figures/.
 """
 
 import argparse
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch.func import functional_call, grad, vmap
 
-from attribution import (
+from iml.attribution import (
     BASELINES,
     BLUR_SIGMA,
     as_baseline,
@@ -41,7 +41,7 @@ from attribution import (
     require_eval_mode,
     smooth_grad,
 )
-from cli import (
+from iml.cli import (
     UserError,
     add_common_arguments,
     check_output_folder,
@@ -54,13 +54,13 @@ from cli import (
     run_main,
     similar_file,
 )
-from common import WEIGHTS_PATH, atomic_path, relative, save_figure, set_seed, synchronise
-from integrated_checks import integrated_gradients_averaged, report_precision, run_checks
-from integrated_fast import CPU_BATCH_POINTS, GPU_BATCH_POINTS, CompileError
-from integrated_plots import plot_attributions, plot_class_means
+from iml.common import WEIGHTS_PATH, atomic_path, relative, save_figure, set_seed, synchronize
+from iml.integrated_checks import integrated_gradients_averaged, report_precision, run_checks
+from iml.integrated_fast import CPU_BATCH_POINTS, GPU_BATCH_POINTS, CompileError
+from iml.integrated_plots import plot_attributions, plot_class_means
+from iml.quadrature import RULES, quadrature
+from iml.training import batches, evaluate, mnist_splits, to_float_images, train_model
 from models import functional_state, load_cnn, save_checkpoint
-from quadrature import RULES, quadrature
-from training import batches, evaluate, mnist_splits, to_float_images, train_model
 from util import get_mnist_test_data
 
 
@@ -170,7 +170,7 @@ def explain_test_digits(args, model, device):
         return integrated_gradients_averaged(model, x, digits, baselines, **options)
 
     points = len(images) * args.steps * (args.noise_draws if args.baseline == "noise" else 1) * max(1, args.smoothgrad)
-    synchronise(device)
+    synchronize(device)
     start = time.perf_counter()
     try:
         attributions = (
@@ -180,7 +180,7 @@ def explain_test_digits(args, model, device):
         )
     except CompileError as error:
         raise UserError(f"{error}: install one, or run without --compile.") from None
-    synchronise(device)
+    synchronize(device)
     seconds = time.perf_counter() - start
     print(
         f"Integrated Gradients ({describe(args)}) for {len(images)} test digits: {points:,} path points "

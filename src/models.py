@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common import file_problem
+from iml.common import file_problem
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081

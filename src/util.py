@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import download
-from cli import run_main
-from common import DATA_DIR, MNIST_RAW_DIR, InputError, file_problem, relative
-from download import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, MNIST_FILES
+from iml import download
+from iml.cli import run_main
+from iml.common import DATA_DIR, MNIST_RAW_DIR, InputError, file_problem, relative
+from iml.download import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, MNIST_FILES
 
 FFHQ_DIR = DATA_DIR / download.FFHQ_NAME
 FFHQ_SOURCE_DIR = FFHQ_DIR / "source_data"
@@ -45,7 +45,7 @@ IMPORT_MANIFEST = "MANIFEST.csv"  # ffhq_import.MANIFEST, which imports this mod
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IHDR_START = b"\x00\x00\x00\x0dIHDR"
 PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-PNG_COLOUR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
+PNG_COLOR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
 
 
 def raw_file_error(path, problem):
@@ -238,8 +238,8 @@ def png_problem(path, size=IMAGE_SIZE):
         return "not a PNG file"
     if len(head) < 33 or head[8:16] != PNG_IHDR_START or zlib.crc32(head[12:29]) != int.from_bytes(head[29:33], "big"):
         return "corrupt PNG header"
-    width, height, depth, colour = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), *head[24:26]
-    if colour != 2:
+    width, height, depth, color = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), *head[24:26]
+    if color != 2:
         return f"{PNG_COLOUR_TYPES.get(colour, f'colour type {colour}')} instead of RGB"
     if depth != 8:
         return f"{depth}-bit instead of 8-bit"
@@ -388,6 +388,6 @@ def verify_ffhq(source_dir, per_folder=FFHQ_IMAGES_PER_FOLDER):
 
 
 if __name__ == "__main__":
-    from data_cli import main  # the command line lives there, the loading here
+    from iml.data_cli import main  # the command line lives there, the loading here
 
     run_main(main)

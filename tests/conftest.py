@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from PIL import Image
 from torch import nn
 
-import cli
 import util
-from common import ROOT, WEIGHTS_PATH, InputError
+from iml import cli
+from iml.common import ROOT, WEIGHTS_PATH, InputError
+from iml.training import to_float_images
 from models import CheckpointError
-from training import to_float_images
 
 # Real FFHQ photographs and StyleGAN fakes, beside the repository (not in it): see its README.md.
 SHARED_FACES = ROOT.parent / "shared" / "data" / "faces"

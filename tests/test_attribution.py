@@ -1,4 +1,4 @@
-"""src/attribution.py: baselines, the eval-mode check, completeness, the plain gradient, rank
+"""src/iml/attribution.py: baselines, the eval-mode check, completeness, the plain gradient, rank
 correlation, and the two sanity checks (model randomisation and pixel deletion)."""
 
 import copy
@@ -12,22 +12,22 @@ from captum.attr import Saliency
 from conftest import linear_model, smooth_model
 from torch import nn
 
-from attribution import (
+from iml.attribution import (
     area_under_curve,
     as_baseline,
     average_ranks,
-    cascading_randomisations,
+    cascading_randomizations,
     completeness_gap,
     deletion_curve,
     make_baselines,
     output_digits,
-    randomisation_test,
+    randomization_test,
     saliency,
     smooth_grad,
     spearman,
     target_outputs,
 )
-from integrated_fast import integrate_gradients_fast
+from iml.integrated_fast import integrate_gradients_fast
 from mnist_integrated import integrate_gradients
 
 # ------------------------------------------------------------------ baselines and outputs
@@ -193,9 +193,9 @@ def test_average_ranks_equal_scipy_rankdata_minus_one():
 # ------------------------------------------------------------------ model-parameter randomisation
 
 
-def test_cascading_randomisation_leaves_the_model_alone(shipped_model):
+def test_cascading_randomization_leaves_the_model_alone(shipped_model):
     before = {k: v.clone() for k, v in shipped_model.state_dict().items()}
-    stages = list(cascading_randomisations(shipped_model, seed=0))
+    stages = list(cascading_randomizations(shipped_model, seed=0))
     assert [name for name, _ in stages] == ["classifier.3", "classifier.1", "features.6", "features.3", "features.0"]
     for k, v in shipped_model.state_dict().items():
         assert torch.equal(v, before[k])
@@ -203,13 +203,13 @@ def test_cascading_randomisation_leaves_the_model_alone(shipped_model):
     assert all(not torch.equal(last[k], before[k]) for k in before)
 
 
-def test_randomisation_test_tells_the_trained_model_from_random_ones(shipped_model, digits):
+def test_randomization_test_tells_the_trained_model_from_random_ones(shipped_model, digits):
     x, labels = digits
 
     def explain(net, images, targets):
         return integrate_gradients_fast(net, images, targets, steps_m=16)
 
-    stages, correlations, maps = randomisation_test(shipped_model, explain, x, labels, mask=x != 0)
+    stages, correlations, maps = randomization_test(shipped_model, explain, x, labels, mask=x != 0)
     assert stages[0] == "trained" and len(stages) == 6
     assert correlations.shape == (6, len(x)) and maps.shape == (6, *x.shape)
     torch.testing.assert_close(correlations[0], torch.ones(len(x), dtype=torch.float64))

@@ -1,4 +1,4 @@
-"""src/cli.py: the one line a user reads for an error, the --device option, the argparse types, and
+"""src/iml/cli.py: the one line a user reads for an error, the --device option, the argparse types, and
 the same as a user meets them on the command line of a script."""
 
 import argparse
@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import argparse_error, assert_clear_error, run_script
 
-import cli
-from common import DATA_DIR, WEIGHTS_PATH, InputError
+from iml import cli
+from iml.common import DATA_DIR, WEIGHTS_PATH, InputError
 from models import CheckpointError
 
 

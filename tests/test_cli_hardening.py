@@ -1,4 +1,4 @@
-"""src/cli.py, second round: numeric options with ranges that --help states, outputs checked before
+"""src/iml/cli.py, second round: numeric options with ranges that --help states, outputs checked before
 any work, the empty path, names that cannot forge a second line, SIGTERM, OSError while writing, and
 a mistyped --weights. Each case is also run as a user meets it, in a subprocess, where the message matters."""
 
@@ -13,12 +13,11 @@ import time
 import pytest
 from conftest import assert_clear_error, run_script
 
-import cli
-import data_cli
 import deepfake_interpretation
 import input_opt
 import mnist_integrated
-from common import ROOT, WEIGHTS_PATH, relative
+from iml import cli, data_cli
+from iml.common import ROOT, WEIGHTS_PATH, relative
 from models import CheckpointError
 
 PARSERS = {

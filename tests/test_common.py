@@ -1,4 +1,4 @@
-"""src/common.py: devices, seeding, atomic files and folders, leftovers of killed runs, the write
+"""src/iml/common.py: devices, seeding, atomic files and folders, leftovers of killed runs, the write
 lock, worker pools, free-space checks."""
 
 import os
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-import cli
-from common import (
+from iml import cli
+from iml.common import (
     HOST,
     ROOT,
     WEIGHTS_PATH,

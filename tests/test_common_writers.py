@@ -14,11 +14,10 @@ import pytest
 from conftest import assert_clear_error, raises_explained, run_script
 from test_download import dataset_zip
 
-import common
-import download
 import util
-from common import ROOT, atomic_path, make_partial_folder, relative
-from standin import make_standin
+from iml import common, download
+from iml.common import ROOT, atomic_path, make_partial_folder, relative
+from iml.standin import make_standin
 
 # Runs `body` with src/ importable; `wait()` prints "blocked" and waits until the file GO exists.
 PRELUDE = """
@@ -62,7 +61,7 @@ def hidden(folder):
 def test_a_second_standin_run_fails_fast_and_the_first_one_finishes(tmp_path):
     out = tmp_path / "standin"
     body = f"""
-        import standin
+        from iml import standin
         write = standin.write_standin_images
         standin.write_standin_images = lambda *args: (write(*args), wait())
         standin.make_standin(pathlib.Path({str(out)!r}), per_class=3, seed=0, workers=1)
@@ -85,7 +84,7 @@ def test_a_second_extraction_fails_fast_and_the_first_one_finishes(tmp_path, mon
     zip_path = dataset_zip(tmp_path / "in.zip", per_folder=3)
     target = tmp_path / "data" / "ffhq_style_gan"
     body = f"""
-        import download
+        from iml import download
         write = download.write_member
         download.write_member = lambda *args: (wait(), write(*args))
         download.extract_zip({str(zip_path)!r}, pathlib.Path({str(target)!r}))
@@ -106,7 +105,7 @@ def test_a_second_extraction_fails_fast_and_the_first_one_finishes(tmp_path, mon
 def test_what_a_killed_run_left_is_removed_by_the_next_but_a_live_runs_is_kept(tmp_path):
     out, weights = tmp_path / "standin", tmp_path / "weights.pth"
     body = f"""
-        import common
+        from iml import common
         out = pathlib.Path({str(out)!r})
         with common.write_lock(out), common.atomic_path(out.parent / "weights.pth") as tmp:
             common.make_partial_folder(out)
@@ -164,8 +163,8 @@ def test_ctrl_c_or_sigterm_to_idle_workers_is_reported_once_by_the_parent(number
     code = f"""
         import sys, time
         sys.path.insert(0, {str(ROOT / "src")!r})
-        from cli import run_main
-        from processes import worker_pool
+        from iml.cli import run_main
+        from iml.processes import worker_pool
 
         def main():
             with worker_pool(2) as pool:

@@ -1,4 +1,4 @@
-"""src/data_cli.py, the data command line `python src/util.py COMMAND`: its options, its one-line
+"""src/iml/data_cli.py, the data command line `python src/util.py COMMAND`: its options, its one-line
 errors, and generated argument lists that end in a result, an argparse error or one sentence."""
 
 import re
@@ -7,9 +7,9 @@ import pytest
 from conftest import FUZZ, argparse_error, argument_lists, assert_clear_error, run_cli, run_script, write_png
 from hypothesis import example, given
 
-import data_cli
 import util
-from ffhq_import import RESAMPLING, read_manifest
+from iml import data_cli
+from iml.ffhq_import import RESAMPLING, read_manifest
 
 
 def subparser(name):
@@ -129,7 +129,7 @@ def test_import_refuses_an_existing_output_in_one_line(pictures, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_standin(tmp_path_factory):
-    from standin import make_standin
+    from iml.standin import make_standin
 
     return make_standin(tmp_path_factory.mktemp("standin") / "data", per_class=2, seed=0, workers=1)
 

@@ -25,7 +25,6 @@ from conftest import (
 from hypothesis import example, given
 from PIL import Image
 
-import cli
 import deepfake_interpretation
 import util
 from deepfake_interpretation import (
@@ -42,10 +41,11 @@ from deepfake_interpretation import (
     transform,
     wilson_interval,
 )
-from face_cache import load_splits
-from ffhq_import import import_faces
-from spectra import EPS, standardisation
-from standin import make_standin
+from iml import cli
+from iml.face_cache import load_splits
+from iml.ffhq_import import import_faces
+from iml.spectra import EPS, standardization
+from iml.standin import make_standin
 
 PER_CLASS = 120  # 80 train, 10 validation, 30 test per source
 SIZES = ["--train-size", "80", "--val-size", "10", "--test-size", "30"]
@@ -104,7 +104,7 @@ def test_mean_difference_is_the_fakes_mean_minus_the_reals():
     assert torch.equal(difference, means[1] - means[0])
 
 
-def test_linear_detector_standardises_then_applies_one_linear_layer():
+def test_linear_detector_standardizes_then_applies_one_linear_layer():
     mean, std = torch.randn(3, 128, 128), torch.rand(3, 128, 128) + 0.5
     model = LinearDetector(mean, std)
     assert [type(m).__name__ for m in model.children()] == ["Linear"]
@@ -135,7 +135,7 @@ def test_streamed_statistics_equal_numpy_over_a_split():
     images = torch.from_numpy(random_images((37, 16, 16, 3), seed=5))
     labels = torch.tensor([0, 1] * 18 + [1])
     spectra = transform(images.numpy()).transpose(0, 3, 1, 2)  # (N, C, H, W)
-    mean, std = standardisation(images, "fft", torch.device("cpu"), batch_size=8)
+    mean, std = standardization(images, "fft", torch.device("cpu"), batch_size=8)
     np.testing.assert_allclose(mean.numpy(), spectra.mean(axis=0), atol=1e-5)
     np.testing.assert_allclose(std.numpy(), spectra.std(axis=0), atol=1e-4)
     means = class_means(images, labels, "fft", torch.device("cpu"), batch_size=8)
@@ -284,7 +284,7 @@ def test_imported_data_is_described_by_its_filters(tmp_path):
 
 def main_arguments(monkeypatch, argv):
     """The args main() hands on for `argv`, with run and the study replaced by a recorder."""
-    import resampling_study
+    from iml import resampling_study
 
     seen = []
     monkeypatch.setattr(deepfake_interpretation, "run", seen.append)

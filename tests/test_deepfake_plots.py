@@ -1,4 +1,4 @@
-"""src/deepfake_plots.py: the figures and tables of Task 3, drawn from small made-up maps.
+"""src/iml/deepfake_plots.py: the figures and tables of Task 3, drawn from small made-up maps.
 
 Every figure has a title; signed maps (differences, weights) use a colour scale symmetric about
 zero, so that white means 0.
@@ -11,8 +11,8 @@ import torch
 from conftest import raises_explained
 from PIL import Image
 
-import deepfake_plots
-from deepfake_plots import (
+from iml import deepfake_plots
+from iml.deepfake_plots import (
     display_map,
     format_confusion,
     format_study,
@@ -27,7 +27,7 @@ from deepfake_plots import (
     radial_profile,
     show_map,
 )
-from standin import make_standin
+from iml.standin import make_standin
 
 pytestmark = pytest.mark.usefixtures("close_figures")
 
@@ -78,7 +78,7 @@ def test_radial_profile_of_a_known_spectrum():
     np.testing.assert_allclose(profile, freq, atol=0.5 / 32)  # each ring's mean radius is its own
 
 
-def test_fft_maps_are_shown_with_frequency_zero_in_the_centre_and_others_as_they_are():
+def test_fft_maps_are_shown_with_frequency_zero_in_the_center_and_others_as_they_are():
     values = np.zeros((8, 6))
     values[0, 0] = 1
     assert display_map(values, "fft")[4, 3] == 1

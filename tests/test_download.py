@@ -1,4 +1,4 @@
-"""src/download.py: MNIST from the PyPI wheel through a numpy-only unpickler, safe zip extraction,
+"""src/iml/download.py: MNIST from the PyPI wheel through a numpy-only unpickler, safe zip extraction,
 and the resumable FFHQ/StyleGAN download."""
 
 import functools
@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 from conftest import RunsCommand, png_bytes, raises_explained
 
-import common
-import download
 import util
-from common import InputError
+from iml import common, download
+from iml.common import InputError
 
 # ------------------------------------------------------------------ MNIST from PyPI
 

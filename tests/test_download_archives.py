@@ -1,4 +1,4 @@
-"""src/download.py: archives zipfile cannot read (encryption, Deflate64 and other methods), Windows
+"""src/iml/download.py: archives zipfile cannot read (encryption, Deflate64 and other methods), Windows
 backslash paths and unexpected top-level folders: each refused or handled before anything is
 written, with a message that names the member or the layout found and no folder that is gone."""
 
@@ -13,9 +13,8 @@ import pytest
 from conftest import png_bytes, raises_explained
 from test_download import dataset_zip, make_zip, tree, verify3
 
-import common
-import download
 import util
+from iml import common, download
 
 ADVICE = r"or delete .*ffhq_style_gan\.zip and run `python src/util.py ffhq-download` again\.$"
 WHERE = r"so that .*ffhq_style_gan holds source_data/A_ffhq/ and source_data/B_stylegan/, "

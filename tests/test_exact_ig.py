@@ -1,4 +1,4 @@
-"""src/exact_ig.py: Integrated Gradients with no approximation for piecewise-linear networks. It must
+"""src/iml/exact_ig.py: Integrated Gradients with no approximation for piecewise-linear networks. It must
 close the completeness gap to rounding, agree with the midpoint rule at very large m, equal every
 rule on a linear network, find the same pieces however the path is chunked, and refuse other layers."""
 
@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-import exact_ig
-from attribution import completeness_gap, target_outputs
-from exact_ig import exact_integrated_gradients, linear_layers, path_breakpoints, rule_errors
-from integrated_fast import integrate_gradients_fast
-from quadrature import RULES
+from iml import exact_ig
+from iml.attribution import completeness_gap, target_outputs
+from iml.exact_ig import exact_integrated_gradients, linear_layers, path_breakpoints, rule_errors
+from iml.integrated_fast import integrate_gradients_fast
+from iml.quadrature import RULES
 
 
 def small_relu_net(seed=0, linear=False):

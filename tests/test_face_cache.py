@@ -1,4 +1,4 @@
-"""src/face_cache.py: the face folders of Task 3 decoded once into a uint8 cache, exactly and
+"""src/iml/face_cache.py: the face folders of Task 3 decoded once into a uint8 cache, exactly and
 independently of the number of workers, split as the exercise splits them."""
 
 import numpy as np
@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import raises_explained, random_images, save_pngs
 
-import cli
 import util
-from common import InputError
-from face_cache import check_data_folder, decode_chunk, decode_images, load_splits, place_cache
-from standin import make_standin
+from iml import cli
+from iml.common import InputError
+from iml.face_cache import check_data_folder, decode_chunk, decode_images, load_splits, place_cache
+from iml.standin import make_standin
 
 PER_CLASS = 12
 

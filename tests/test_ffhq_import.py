@@ -1,4 +1,4 @@
-"""src/ffhq_import.py: any face pictures into the exercise's layout. Every written pixel is what
+"""src/iml/ffhq_import.py: any face pictures into the exercise's layout. Every written pixel is what
 Pillow's own steps give (upright by EXIF, RGB, centred square, resize), the manifest says what was
 done, unusable inputs are named, and nothing half-written is left behind."""
 
@@ -15,10 +15,9 @@ import pytest
 from conftest import SHARED_FACES, assert_clear_error, needs_shared_faces, raises_explained, run_cli, run_script
 from PIL import Image, ImageOps
 
-import data_cli
-import ffhq_import
 import util
-from ffhq_import import MANIFEST, MANIFEST_COLUMNS, RESAMPLING, import_faces, read_manifest
+from iml import data_cli, ffhq_import
+from iml.ffhq_import import MANIFEST, MANIFEST_COLUMNS, RESAMPLING, import_faces, read_manifest
 
 SIZE = util.IMAGE_SIZE
 
@@ -107,7 +106,7 @@ def mix(tmp_path_factory):
     return real, fake
 
 
-def centred_square(width, height):
+def centerd_square(width, height):
     """The largest centred square, computed here on its own: half the excess on each side, rounded down."""
     side = min(width, height)
     left = (width - side) // 2
@@ -123,7 +122,7 @@ def pillow_steps(path, resample, size=SIZE):
         grey = np.asarray(upright).astype(np.float64) * (255 / 65535)
         upright = Image.fromarray(np.rint(grey).astype(np.uint8))
     rgb = upright.convert("RGB")
-    box = centred_square(*rgb.size)
+    box = centerd_square(*rgb.size)
     return np.asarray(rgb.crop(box).resize((size, size), resample)), box
 
 
@@ -230,7 +229,7 @@ def test_an_exif_rotated_picture_is_turned_upright_before_cropping(mix, tmp_path
     np.testing.assert_array_equal(
         got, np.asarray(turned.crop((0, 50, 200, 250)).resize((SIZE, SIZE), RESAMPLING["lanczos"]))
     )
-    unturned = np.asarray(stored.crop(centred_square(300, 200)).resize((SIZE, SIZE), RESAMPLING["lanczos"]))
+    unturned = np.asarray(stored.crop(centerd_square(300, 200)).resize((SIZE, SIZE), RESAMPLING["lanczos"]))
     assert np.abs(got.astype(int) - unturned).mean() > 20  # the stored, sideways picture is something else
     # orientation 8 (90 degrees the other way): 331x157 stored, 157x331 upright
     row = rows[os.path.abspath(real / "face12.jpg")]
@@ -250,10 +249,10 @@ def test_sixteen_bit_grey_is_scaled_not_clipped_to_white(mix, tmp_path):
     assert clipped.mean() > 250  # what a plain convert("RGB") would have written
 
 
-def test_centre_square_takes_the_largest_centred_square():
+def test_center_square_takes_the_largest_centerd_square():
     for width, height in [(300, 200), (200, 300), (157, 331), (300, 199), (128, 128), (129, 128), (1, 7)]:
-        box = ffhq_import.centre_square(width, height)
-        assert box == centred_square(width, height)
+        box = ffhq_import.center_square(width, height)
+        assert box == centerd_square(width, height)
         left, upper, right, lower = box
         assert right - left == lower - upper == min(width, height)
         assert min(left, upper) >= 0 and right <= width and lower <= height
@@ -424,7 +423,7 @@ def test_an_output_that_is_a_file_is_refused_even_with_force(tmp_path):
 
 
 def test_replacing_a_folder_removes_files_and_folders_left_aside(tmp_path):
-    from common import replace_folder
+    from iml.common import replace_folder
 
     (tmp_path / "new").mkdir()
     (tmp_path / "target").write_text("a file")

@@ -23,12 +23,10 @@ import pytest
 import torch
 from conftest import raises_explained
 
-import cli
-import common
-import download
 import util
-from common import ROOT
-from download import IDX_LABELS_MAGIC, write_idx
+from iml import cli, common, download
+from iml.common import ROOT
+from iml.download import IDX_LABELS_MAGIC, write_idx
 
 GIB = 2**30
 BUDGET = 300 * 2**20  # what refusing a bomb may cost beyond the interpreter and torch
@@ -174,7 +172,7 @@ CHILD = r"""
 import json, resource, sys
 sys.path.insert(0, {src!r})
 import torch, gzip, models, util  # the interpreter and torch: the baseline
-from download import IDX_LABELS_MAGIC
+from iml.download import IDX_LABELS_MAGIC
 
 def status(key):
     with open("/proc/self/status") as file:

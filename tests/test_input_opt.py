@@ -18,26 +18,26 @@ from conftest import (
 )
 from hypothesis import example, given
 
-import cli
 import input_opt
-from common import FIGURES_DIR, WEIGHTS_PATH
+from iml import cli
+from iml.common import FIGURES_DIR, WEIGHTS_PATH
+from iml.input_opt_plots import classify
 from input_opt import (
     DIGITS,
     FREE_PIXELS,
     NO_PENALTIES,
     PROTOTYPE,
     STARTS,
-    Parametrisation,
+    Parametrization,
     Penalties,
     adam_ascent_step,
     build_parser,
     make_gradients,
     make_starts,
-    optimise_inputs,
+    optimize_inputs,
     shift,
     total_variation,
 )
-from input_opt_plots import classify
 from models import CNN, save_checkpoint
 
 
@@ -49,7 +49,7 @@ def starts():
 @pytest.fixture(scope="module")
 def plain(shipped_model, starts):
     """The exercise: every digit from both starts, no regularisers, 30 steps."""
-    return optimise_inputs(shipped_model, DIGITS, starts, steps=30, lr=0.1)
+    return optimize_inputs(shipped_model, DIGITS, starts, steps=30, lr=0.1)
 
 
 def test_starts_are_uniform_random_and_all_ones(starts):
@@ -63,7 +63,7 @@ def test_starts_are_uniform_random_and_all_ones(starts):
 def test_every_digit_from_both_starts_is_reached(shipped_model, plain):
     assert plain.images.shape == (2, 10, 1, 28, 28)
     assert plain.logit.shape == plain.probability.shape == plain.objective.shape == (31, 2, 10)
-    assert plain.parametrisation == FREE_PIXELS
+    assert plain.parametrization == FREE_PIXELS
     # without regularisers the objective is the logit itself
     torch.testing.assert_close(plain.objective, plain.logit)
     rise = plain.logit[-1] - plain.logit[0]
@@ -92,7 +92,7 @@ def test_no_nan_with_zero_gradient_and_huge_steps(starts):
     dead = CNN().eval()
     for p in dead.parameters():
         torch.nn.init.zeros_(p)
-    result = optimise_inputs(dead, DIGITS, starts, steps=3, lr=1e3, penalties=Penalties(tv=1.0, l2=1.0))
+    result = optimize_inputs(dead, DIGITS, starts, steps=3, lr=1e3, penalties=Penalties(tv=1.0, l2=1.0))
     assert torch.isfinite(result.images).all() and torch.isfinite(result.objective).all()
     # with only the zero logit gradient the random start would not move; the penalties pull it
     assert (result.images[0, 0] - starts[0]).abs().max() > 0
@@ -143,19 +143,19 @@ def test_func_grad_equals_autograd(shipped_model, penalties, jitter_shift):
     assert gradient.abs().sum() > 0
 
 
-def test_regularised_run_gives_valid_confident_digits(shipped_model, starts, plain):
-    penalties, parametrisation = PROTOTYPE
-    result = optimise_inputs(
+def test_regularized_run_gives_valid_confident_digits(shipped_model, starts, plain):
+    penalties, parametrization = PROTOTYPE
+    result = optimize_inputs(
         shipped_model,
         DIGITS,
         starts,
         steps=50,  # 30 are enough on the shipped weights; 50 leave a margin
         lr=0.1,
         penalties=penalties,
-        parametrisation=parametrisation,
+        parametrization=parametrization,
         generator=torch.Generator().manual_seed(0),
     )
-    assert result.parametrisation == parametrisation
+    assert result.parametrization == parametrization
     assert torch.isfinite(result.images).all()
     assert result.images.min() >= 0 and result.images.max() <= 1  # clipped to the MNIST range
     predicted, confidence = classify(shipped_model, result.images)
@@ -172,14 +172,14 @@ def test_adam_step_equals_torch_optim_adam():
     generator = torch.Generator().manual_seed(2)
     x = torch.rand(3, 1, 28, 28, generator=generator)
     reference = x.clone().requires_grad_(True)
-    optimiser = torch.optim.Adam([reference], lr=0.05, maximize=True)
+    optimizer = torch.optim.Adam([reference], lr=0.05, maximize=True)
     state = {"m": torch.zeros_like(x), "v": torch.zeros_like(x), "t": 0}
     for step in range(6):
         gradient = torch.randn(x.shape, generator=generator) * 10.0**step  # scales from 1 to 1e5
         gradient[0] = 0  # a zero gradient must give a zero step, not 0/0
         x = adam_ascent_step(x, gradient, state, lr=0.05)
         reference.grad = gradient.clone()
-        optimiser.step()
+        optimizer.step()
         torch.testing.assert_close(x, reference.detach())
     assert torch.isfinite(x).all()
     assert torch.equal(x[0], reference.detach()[0])
@@ -199,7 +199,7 @@ def test_shift_moves_images_with_black_fill_and_total_variation_counts_edges():
 
 
 def test_blur_after_a_step_keeps_a_constant_image_and_spreads_a_dot_keeping_its_sum():
-    blur = Parametrisation(blur=1.0)
+    blur = Parametrization(blur=1.0)
     constant = torch.full((2, 1, 28, 28), 0.7)
     torch.testing.assert_close(blur.after_step(constant), constant)
     dot = torch.zeros(1, 1, 28, 28)
@@ -207,20 +207,20 @@ def test_blur_after_a_step_keeps_a_constant_image_and_spreads_a_dot_keeping_its_
     blurred = blur.after_step(dot)
     torch.testing.assert_close(blurred.sum(), torch.tensor(1.0))
     assert blurred[..., 14, 14] < 0.2 and blurred[..., 14, 15] > 0.05
-    assert torch.equal(Parametrisation(blur=0).after_step(dot), dot)
+    assert torch.equal(Parametrization(blur=0).after_step(dot), dot)
     assert torch.equal(FREE_PIXELS.after_step(dot * 5 - 2), dot * 5 - 2)  # free pixels: nothing changes
 
 
 def test_clip_after_a_step_projects_onto_the_mnist_range():
     x = torch.linspace(-2, 3, 28 * 28).view(1, 1, 28, 28)
-    clipped = Parametrisation(clip=True).after_step(x)
+    clipped = Parametrization(clip=True).after_step(x)
     assert clipped.min() == 0 and clipped.max() == 1
     torch.testing.assert_close(clipped, x.clamp(0, 1))
 
 
 def test_jitter_offsets_stay_within_the_jitter_and_repeat_with_the_generator():
     assert FREE_PIXELS.offsets(torch.Generator().manual_seed(0)) == (0, 0)
-    jitter = Parametrisation(jitter=2)
+    jitter = Parametrization(jitter=2)
     offsets = [jitter.offsets(torch.Generator().manual_seed(seed)) for seed in range(40)]
     assert {value for pair in offsets for value in pair} == {-2, -1, 0, 1, 2}
     assert jitter.offsets(torch.Generator().manual_seed(7)) == offsets[7]
@@ -317,7 +317,7 @@ def test_broken_weights_give_one_sentence(tmp_path):
     assert result.stderr == f"error: --out {truncated} is a file, not a folder; give the name of a folder.\n"
 
 
-def test_nan_during_input_optimisation_stops_and_keeps_old_figures(tmp_path, monkeypatch, shipped_model):
+def test_nan_during_input_optimization_stops_and_keeps_old_figures(tmp_path, monkeypatch, shipped_model):
     old = tmp_path / "input_opt_grid.png"
     old.write_bytes(b"previous figure")
     turns_nan = cnn_turning_nan(after_calls=3)()
@@ -333,9 +333,9 @@ def test_nan_during_input_optimisation_stops_and_keeps_old_figures(tmp_path, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["input_opt_grid.png"]
 
 
-def test_optimise_inputs_raises_floating_point_error_when_the_objective_overflows(shipped_model, starts):
+def test_optimize_inputs_raises_floating_point_error_when_the_objective_overflows(shipped_model, starts):
     with pytest.raises(FloatingPointError, match=r"^gradient ascent broke down at step \d+: the objective became NaN"):
-        optimise_inputs(shipped_model, (3,), starts, steps=5, lr=1e38)
+        optimize_inputs(shipped_model, (3,), starts, steps=5, lr=1e38)
 
 
 @pytest.fixture(scope="module")

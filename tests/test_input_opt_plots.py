@@ -1,4 +1,4 @@
-"""src/input_opt_plots.py: the figures and table of Task 1, drawn from small made-up results.
+"""src/iml/input_opt_plots.py: the figures and table of Task 1, drawn from small made-up results.
 
 Signed (unbounded) images must use a colour scale symmetric about zero, so that white means 0;
 clipped images a grey scale from 0 (black) to 1 (white).
@@ -9,9 +9,8 @@ import argparse
 import pytest
 import torch
 
-import input_opt_plots
-from input_opt import FREE_PIXELS, NO_PENALTIES, PROTOTYPE, Parametrisation, Penalties, Result
-from input_opt_plots import (
+from iml import input_opt_plots
+from iml.input_opt_plots import (
     classify,
     describe,
     format_table,
@@ -20,6 +19,7 @@ from input_opt_plots import (
     plot_grid,
     write_figures,
 )
+from input_opt import FREE_PIXELS, NO_PENALTIES, PROTOTYPE, Parametrization, Penalties, Result
 
 pytestmark = pytest.mark.usefixtures("close_figures")
 
@@ -45,7 +45,7 @@ def made_up_result(clip=False, steps=4, seed=0):
         probability=probability,
         confident_step=torch.tensor([[2, -1, 0], [1, 3, -1]]),
         confident_images=images.clamp(0, 1),
-        parametrisation=Parametrisation(clip=clip),
+        parametrization=Parametrization(clip=clip),
     )
 
 
@@ -66,10 +66,10 @@ def assert_grey_0_to_1(ax):
     assert ax.images[0].get_cmap().name.startswith("gray")
 
 
-def test_describe_names_every_regulariser_or_its_absence():
+def test_describe_names_every_regularizer_or_its_absence():
     assert describe(NO_PENALTIES, FREE_PIXELS) == "no L2, no TV, no jitter, no blur, no clipping"
     assert describe(*PROTOTYPE) == "L2 0.05, TV 0.05, jitter 1 px, no blur, clip to [0, 1]"
-    assert describe(Penalties(tv=0.2), Parametrisation(blur=0.5)) == (
+    assert describe(Penalties(tv=0.2), Parametrization(blur=0.5)) == (
         "no L2, TV 0.2, no jitter, blur sigma 0.5 px, no clipping"
     )
 
@@ -129,13 +129,13 @@ def test_comparison_shows_first_sure_inputs_in_grey_and_plain_optima_symmetric_a
     rows = image_axes(fig)
     assert len(rows) == 3 * len(START_NAMES)
     for s in range(len(START_NAMES)):
-        first_sure, plain_final, regularised = rows[3 * s : 3 * s + 3]
+        first_sure, plain_final, regularized = rows[3 * s : 3 * s + 3]
         assert_grey_0_to_1(first_sure)  # the inputs when first sure are clamped copies here, in [0, 1]
         assert_symmetric(plain_final, plain.images[s].abs().max().item())
         if clip:
-            assert_grey_0_to_1(regularised)
+            assert_grey_0_to_1(regularized)
         else:
-            assert_symmetric(regularised, regular.images[s].abs().max().item())
+            assert_symmetric(regularized, regular.images[s].abs().max().item())
     # a digit the network never became sure of says so
     assert [label.get_text() for label in rows[0].get_xticklabels()] == ["step 2", "never", "step 0"]
 
@@ -161,9 +161,9 @@ def test_table_has_a_row_per_digit_with_logit_probability_class_and_first_sure_s
     assert lines[-1] == "sure at: the first step at which the target's probability reached 0.99"
 
 
-@pytest.mark.parametrize("regularised", [False, True])
-def test_write_figures_writes_titled_pngs_and_the_comparison_only_with_a_regularised_run(
-    tmp_path, monkeypatch, regularised
+@pytest.mark.parametrize("regularized", [False, True])
+def test_write_figures_writes_titled_pngs_and_the_comparison_only_with_a_regularized_run(
+    tmp_path, monkeypatch, regularized
 ):
     titles = []
     save = input_opt_plots.save_figure
@@ -174,12 +174,12 @@ def test_write_figures_writes_titled_pngs_and_the_comparison_only_with_a_regular
 
     monkeypatch.setattr(input_opt_plots, "save_figure", recording)
     args = argparse.Namespace(steps=4, lr=0.1, out=tmp_path)
-    regular = made_up_result(clip=True, seed=1) if regularised else None
+    regular = made_up_result(clip=True, seed=1) if regularized else None
     written = write_figures(args, "the test CNN", START_NAMES, made_up_result(), regular, "L2 0.05", 0.99)
-    names = ["input_opt_grid.png", "input_opt_curves.png"] + (["input_opt_regularised.png"] if regularised else [])
+    names = ["input_opt_grid.png", "input_opt_curves.png"] + (["input_opt_regularised.png"] if regularized else [])
     assert [p.name for p in written] == names
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
     assert len(titles) == len(names) and all("the test CNN" in title for title in titles)
-    if regularised:
+    if regularized:
         assert "regularisers: L2 0.05" in titles[-1]

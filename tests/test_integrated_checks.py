@@ -1,4 +1,4 @@
-"""src/integrated_checks.py: IG averaged over baselines, the completeness sweep, and the checks the
+"""src/iml/integrated_checks.py: IG averaged over baselines, the completeness sweep, and the checks the
 Task 2 script prints and draws."""
 
 import re
@@ -7,17 +7,17 @@ from types import SimpleNamespace
 import torch
 from conftest import linear_model, smooth_model
 
-import integrated_checks
-from attribution import completeness_gap, make_baselines
-from integrated_checks import (
+from iml import integrated_checks
+from iml.attribution import completeness_gap, make_baselines
+from iml.integrated_checks import (
     completeness_sweep,
     integrated_gradients_averaged,
-    randomisation_check,
+    randomization_check,
     report_precision,
     run_checks,
 )
-from integrated_fast import integrate_gradients_fast
-from quadrature import RULES
+from iml.integrated_fast import integrate_gradients_fast
+from iml.quadrature import RULES
 
 
 def check_args(tmp_path, steps=4):
@@ -74,15 +74,15 @@ def test_report_precision_prints_the_bfloat16_deviation(shipped_model, digits, c
     assert "largest difference 0.0e+00 of the largest |attribution|" in capsys.readouterr().out
 
 
-def test_randomisation_summary_leaves_constant_maps_out_and_says_how_many(shipped_model, digits, tmp_path, capsys):
+def test_randomization_summary_leaves_constant_maps_out_and_says_how_many(shipped_model, digits, tmp_path, capsys):
     x, labels = digits[0][:1], digits[1][:1]
-    randomisation_check(check_args(tmp_path), shipped_model, x, labels)
+    randomization_check(check_args(tmp_path), shipped_model, x, labels)
     clean = capsys.readouterr().out.strip()
     assert clean.startswith("randomisation test, mean Spearman correlation of |IG| with the trained model's: trained")
     assert "constant maps" not in clean
     # a black image has no pixel that differs from the black baseline: no rank order at any of the 6 stages
     black = torch.zeros_like(x)
-    paths = randomisation_check(
+    paths = randomization_check(
         check_args(tmp_path),
         shipped_model,
         torch.cat([x, black]),

@@ -1,4 +1,4 @@
-"""src/integrated_fast.py: the fast path gives the reference's attributions, chunked, compiled or not.
+"""src/iml/integrated_fast.py: the fast path gives the reference's attributions, chunked, compiled or not.
 
 Captum agreement and completeness of the fast path are checked beside the reference's, in
 tests/test_mnist_integrated.py (parametrised over both implementations).
@@ -11,9 +11,9 @@ import sys
 import pytest
 import torch
 
-from attribution import blurred
-from common import ROOT
-from integrated_fast import (
+from iml.attribution import blurred
+from iml.common import ROOT
+from iml.integrated_fast import (
     CPU_BATCH_POINTS,
     GPU_BATCH_POINTS,
     ChannelsLast,
@@ -23,8 +23,8 @@ from integrated_fast import (
     precision_deviation,
     split_affine_head,
 )
+from iml.quadrature import RULES
 from mnist_integrated import integrate_gradients
-from quadrature import RULES
 
 BASELINES = {
     "black": lambda x: None,

@@ -1,4 +1,4 @@
-"""src/integrated_plots.py: every figure of Task 2 has its title, and signed maps a colour scale
+"""src/iml/integrated_plots.py: every figure of Task 2 has its title, and signed maps a colour scale
 centred at zero."""
 
 import matplotlib
@@ -9,13 +9,13 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from integrated_plots import (  # noqa: E402
+from iml.integrated_plots import (  # noqa: E402
     plot_attributions,
     plot_class_means,
     plot_completeness,
     plot_deletion,
-    plot_randomisation,
-    plot_randomisation_maps,
+    plot_randomization,
+    plot_randomization_maps,
     stage_label,
     symmetric_norm,
 )
@@ -33,7 +33,7 @@ def assert_titled(fig, title):
     assert title in fig.get_suptitle() or any(title in ax.get_title() for ax in fig.axes), title
 
 
-def assert_centred_at_zero(image):
+def assert_centerd_at_zero(image):
     norm = image.norm
     assert norm.vmax > 0 and norm.vmin == -norm.vmax, (norm.vmin, norm.vmax)
 
@@ -43,7 +43,7 @@ def random_maps(*shape, seed=0):
 
 
 @pytest.mark.usefixtures("close_figures")
-def test_plot_attributions_centres_each_rows_scale_at_zero():
+def test_plot_attributions_centers_each_rows_scale_at_zero():
     labels = torch.tensor([3, 3, 7, 1, 3])
     images = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     attributions = random_maps(5, 1, 28, 28)
@@ -53,14 +53,14 @@ def test_plot_attributions_centres_each_rows_scale_at_zero():
     shown = signed_maps(fig)
     assert len(shown) == 2 * 4  # the attribution and its overlay for each digit shown, two of the three 3s
     for image in shown:
-        assert_centred_at_zero(image)
+        assert_centerd_at_zero(image)
     limits = sorted({round(image.norm.vmax, 6) for image in shown})
     expected = [float(attributions[torch.nonzero(labels == c).flatten()[:2]].abs().max()) for c in (1, 3, 7)]
     assert limits == sorted(round(v, 6) for v in expected)
 
 
 @pytest.mark.usefixtures("close_figures")
-def test_plot_class_means_uses_one_scale_centred_at_zero():
+def test_plot_class_means_uses_one_scale_centerd_at_zero():
     digits = torch.tensor([0, 0, 5, 9])
     attributions = random_maps(4, 1, 28, 28)
     fig = plot_class_means(attributions, digits, "Mean IG per digit")
@@ -69,20 +69,20 @@ def test_plot_class_means_uses_one_scale_centred_at_zero():
     assert len(shown) == 3
     means = torch.stack([attributions[digits == c].mean(0) for c in (0, 5, 9)])
     for image in shown:
-        assert_centred_at_zero(image)
+        assert_centerd_at_zero(image)
         assert image.norm.vmax == pytest.approx(float(means.abs().max()))
 
 
 @pytest.mark.usefixtures("close_figures")
-def test_plot_randomisation_maps_scales_each_map_to_minus_one_one():
+def test_plot_randomization_maps_scales_each_map_to_minus_one_one():
     maps = random_maps(len(STAGES), 2, 1, 28, 28)
     maps[0, 1] = 0  # an all-zero map is drawn, not an error
-    fig = plot_randomisation_maps(STAGES, maps, torch.rand(2, 1, 28, 28), "IG maps as the layers are re-initialised")
+    fig = plot_randomization_maps(STAGES, maps, torch.rand(2, 1, 28, 28), "IG maps as the layers are re-initialised")
     assert_titled(fig, "IG maps as the layers are re-initialised")
     shown = signed_maps(fig)
     assert len(shown) == 2 * len(STAGES)
     for image in shown:
-        assert_centred_at_zero(image)
+        assert_centerd_at_zero(image)
         assert image.norm.vmax == 1
     assert [ax.get_title() for ax in fig.axes[: len(STAGES) + 1]] == ["input"] + [stage_label(s) for s in STAGES]
 
@@ -98,10 +98,10 @@ def test_plot_completeness_draws_one_line_per_rule_and_the_reference():
 
 
 @pytest.mark.usefixtures("close_figures")
-def test_plot_randomisation_draws_each_image_and_the_mean_without_nan():
+def test_plot_randomization_draws_each_image_and_the_mean_without_nan():
     correlations = torch.rand(len(STAGES), 3, generator=torch.Generator().manual_seed(0)).double()
     correlations[:, 2] = float("nan")  # an image without a rank order
-    fig = plot_randomisation(STAGES, correlations, "Model-parameter randomisation test")
+    fig = plot_randomization(STAGES, correlations, "Model-parameter randomisation test")
     assert_titled(fig, "Model-parameter randomisation test")
     (ax,) = fig.axes
     mean = next(line for line in ax.get_lines() if line.get_label() == "mean over the images")

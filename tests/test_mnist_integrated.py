@@ -30,15 +30,14 @@ from conftest import (
 )
 from hypothesis import example, given
 
-import cli
 import mnist_integrated
-import training
-from attribution import blurred, completeness_gap
-from common import ROOT, WEIGHTS_PATH, InputError
-from integrated_fast import integrate_gradients_fast
+from iml import cli, training
+from iml.attribution import blurred, completeness_gap
+from iml.common import ROOT, WEIGHTS_PATH, InputError
+from iml.integrated_fast import integrate_gradients_fast
+from iml.quadrature import CAPTUM_METHODS, RULES
 from mnist_integrated import build_parser, get_model, integrate_gradients
 from models import load_cnn
-from quadrature import CAPTUM_METHODS, RULES
 
 IMPLEMENTATIONS = {"reference": integrate_gradients, "fast": integrate_gradients_fast}
 each_implementation = pytest.mark.parametrize("implementation", IMPLEMENTATIONS.values(), ids=IMPLEMENTATIONS.keys())

@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import RunsCommand, assert_clear_error, run_script
 
-import cli
-import common
-from common import WEIGHTS_PATH
+from iml import cli, common
+from iml.common import WEIGHTS_PATH
+from iml.training import evaluate, to_float_images
 from models import (
     CHECKPOINT_FORMAT,
     CNN,
@@ -25,7 +25,6 @@ from models import (
     load_cnn,
     save_checkpoint,
 )
-from training import evaluate, to_float_images
 
 
 def test_cnn_shapes():
@@ -53,8 +52,8 @@ def test_model_takes_pixels_in_zero_one(shipped_model, mnist_test):
     # the standardisation lives inside the model: a black image (all zeros) reaches the first
     # convolution as -mean/std, so callers never normalise and zeros really mean black
     black = torch.zeros(1, 1, 28, 28)
-    standardised = torch.full_like(black, -MNIST_MEAN / MNIST_STD)
-    inner = shipped_model.classifier(shipped_model.features(standardised))
+    standardized = torch.full_like(black, -MNIST_MEAN / MNIST_STD)
+    inner = shipped_model.classifier(shipped_model.features(standardized))
     torch.testing.assert_close(shipped_model(black), inner)
     assert not torch.allclose(shipped_model(black), shipped_model.classifier(shipped_model.features(black)))
 
@@ -145,7 +144,7 @@ def test_weights_that_would_run_a_command_are_refused(tmp_path):
     assert marker.exists()
 
 
-def test_missing_weights_for_input_optimisation(tmp_path):
+def test_missing_weights_for_input_optimization(tmp_path):
     result = run_script("input_opt.py", "--weights", tmp_path / "nothing.pth", "--out", tmp_path)
     assert_clear_error(result, "nothing.pth does not exist; recreate it with `python src/mnist_integrated.py --retrain")
 
@@ -246,7 +245,7 @@ def test_weights_holding_nan_or_inf_are_refused_naming_the_tensor(tmp_path, name
     )
 
 
-def test_weights_holding_nan_stop_input_optimisation_before_it_starts(tmp_path):
+def test_weights_holding_nan_stop_input_optimization_before_it_starts(tmp_path):
     model = CNN()
     with torch.no_grad():
         model.classifier[1].weight[0, 0] = float("nan")

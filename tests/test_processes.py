@@ -1,4 +1,4 @@
-"""src/processes.py: worker pools that leave Ctrl-C to the parent and stop when it fails, and
+"""src/iml/processes.py: worker pools that leave Ctrl-C to the parent and stop when it fails, and
 parallel_map, which gives the same results in the same order with any number of workers."""
 
 import signal
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from processes import parallel_map, worker_pool
+from iml.processes import parallel_map, worker_pool
 
 
 def test_worker_pool_workers_leave_interrupts_to_the_parent_and_stop_when_it_fails():

@@ -1,12 +1,12 @@
-"""src/quadrature.py: the nodes and weights of every integration rule."""
+"""src/iml/quadrature.py: the nodes and weights of every integration rule."""
 
 import numpy as np
 import pytest
 import torch
 
-import cli
-from common import InputError
-from quadrature import CAPTUM_METHODS, RULES, quadrature
+from iml import cli
+from iml.common import InputError
+from iml.quadrature import CAPTUM_METHODS, RULES, quadrature
 
 
 @pytest.mark.parametrize("rule", RULES)

@@ -1,4 +1,4 @@
-"""src/resampling_study.py: the same photographs, resized with different filters, and what the
+"""src/iml/resampling_study.py: the same photographs, resized with different filters, and what the
 exercise's linear detector makes of them. On the shared real faces, one run of the whole study
 (five imports, five trainings, about half a minute on two cores) is shared by the tests; a small
 study on made-up pictures and the refusals need no data."""
@@ -13,11 +13,10 @@ import pytest
 from conftest import SHARED_FACES, needs_shared_faces, raises_explained
 from PIL import Image
 
-import cli
 import deepfake_interpretation
-import resampling_study
-from common import relative
-from resampling_study import COMBINATIONS, STUDY_FIGURE
+from iml import cli, resampling_study
+from iml.common import relative
+from iml.resampling_study import COMBINATIONS, STUDY_FIGURE
 
 
 def noise_pictures(folder, count, size=256, seed=0):

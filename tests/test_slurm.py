@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from slurm.cluster import Cluster, unavailable_reason
 
-import common
+from iml import common
 
 SCRIPTS = {
     "input_opt": "src/input_opt.py",

@@ -1,4 +1,4 @@
-"""src/spectra.py: the torch batch path of Task 3 (log FFT, DCT, pixels) and the streamed statistics."""
+"""src/iml/spectra.py: the torch batch path of Task 3 (log FFT, DCT, pixels) and the streamed statistics."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import torch
 from conftest import random_images
 
 from deepfake_interpretation import transform
-from spectra import EPS, REPRESENTATIONS, WelfordEstimator, dct2, dct_matrix, feature_batches, log_dct, log_fft
+from iml.spectra import EPS, REPRESENTATIONS, WelfordEstimator, dct2, dct_matrix, feature_batches, log_dct, log_fft
 
 
 # heights and widths odd and even, one and three channels
@@ -81,7 +81,7 @@ def test_welford_equals_numpy_mean_and_std():
     estimator = WelfordEstimator()
     for part in np.split(data, [1, 2, 50, 51, 200]):  # uneven batches, including single samples
         estimator.update(torch.from_numpy(part))
-    mean, std = estimator.finalise()
+    mean, std = estimator.finalize()
     assert estimator.count == 257 and mean.shape == (3, 5, 4)
     np.testing.assert_allclose(mean.numpy(), data.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(std.numpy(), data.std(axis=0), rtol=1e-9)
@@ -90,11 +90,11 @@ def test_welford_equals_numpy_mean_and_std():
     estimator = WelfordEstimator()
     for part in np.split(spectra, [100, 237]):
         estimator.update(torch.from_numpy(part))
-    mean, std = estimator.finalise()
+    mean, std = estimator.finalize()
     np.testing.assert_allclose(mean.numpy(), spectra.astype(np.float64).mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(std.numpy(), spectra.astype(np.float64).std(axis=0), rtol=1e-5)
     with pytest.raises(ValueError, match="no data"):
-        WelfordEstimator().finalise()
+        WelfordEstimator().finalize()
 
 
 def test_welford_empty_batch_before_any_data_changes_nothing():
@@ -102,10 +102,10 @@ def test_welford_empty_batch_before_any_data_changes_nothing():
     estimator.update(torch.empty(0, 3, 4, dtype=torch.float32))
     assert estimator.count == 0
     with pytest.raises(ValueError, match="no data"):
-        estimator.finalise()
+        estimator.finalize()
     data = 5 + np.random.default_rng(5).standard_normal((7, 3, 4))
     estimator.update(torch.from_numpy(data))
-    mean, std = estimator.finalise()
+    mean, std = estimator.finalize()
     assert estimator.count == 7
     np.testing.assert_allclose(mean.numpy(), data.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(std.numpy(), data.std(axis=0), rtol=1e-9)
@@ -115,9 +115,9 @@ def test_welford_empty_batch_after_data_changes_nothing():
     data = torch.from_numpy(np.random.default_rng(6).standard_normal((9, 2, 5)))
     estimator = WelfordEstimator()
     estimator.update(data)
-    before = [t.clone() for t in estimator.finalise()]
+    before = [t.clone() for t in estimator.finalize()]
     estimator.update(data[:0])
-    mean, std = estimator.finalise()
+    mean, std = estimator.finalize()
     assert estimator.count == 9
     assert torch.isfinite(mean).all() and torch.isfinite(std).all()
     assert torch.equal(mean, before[0]) and torch.equal(std, before[1])

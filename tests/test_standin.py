@@ -1,4 +1,4 @@
-"""src/standin.py: the synthetic stand-in for FFHQ/StyleGAN, its images' statistics and its folder."""
+"""src/iml/standin.py: the synthetic stand-in for FFHQ/StyleGAN, its images' statistics and its folder."""
 
 import os
 
@@ -7,7 +7,7 @@ from conftest import raises_explained
 from PIL import Image
 
 import util
-from standin import front_disks, make_standin, ragged_arange, standin_generator_weights, standin_image
+from iml.standin import front_disks, make_standin, ragged_arange, standin_generator_weights, standin_image
 
 
 def test_ragged_arange_counts_up_within_each_length():
@@ -16,7 +16,7 @@ def test_ragged_arange_counts_up_within_each_length():
     assert ragged_arange(np.array([3])).dtype == np.int32
 
 
-def test_front_disks_finds_the_first_disk_over_each_pixel_centre():
+def test_front_disks_finds_the_first_disk_over_each_pixel_center():
     rng = np.random.default_rng(0)
     size, count = 16, 25
     cx, cy = (rng.random(count, dtype=np.float32) * 20 - 2 for _ in range(2))  # some partly outside

@@ -1,4 +1,4 @@
-"""src/training.py: images as float tensors, mini-batches, one epoch, evaluation, a whole run."""
+"""src/iml/training.py: images as float tensors, mini-batches, one epoch, evaluation, a whole run."""
 
 from types import SimpleNamespace
 
@@ -6,10 +6,10 @@ import pytest
 import torch
 from conftest import cnn_turning_nan
 
-from common import set_seed
+from iml.common import set_seed
+from iml.training import batches, evaluate, mnist_splits, to_float_images, train, train_model
 from mnist_integrated import build_parser
 from models import CNN
-from training import batches, evaluate, mnist_splits, to_float_images, train, train_model
 
 
 def test_to_float_images_gives_pixels_in_zero_one_with_a_channel(mnist_test):
@@ -45,11 +45,11 @@ def test_evaluate_counts_correct_predictions_and_sets_eval_mode():
 def test_train_stops_with_a_floating_point_error_when_the_loss_is_nan(mnist_test):
     images, labels = to_float_images(mnist_test[0][:64], "cpu"), mnist_test[1][:64]
     model = cnn_turning_nan(after_calls=2)()
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _: 1.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     args = SimpleNamespace(batch_size=16, epochs=3)
     with pytest.raises(FloatingPointError, match=r"^training diverged: the loss became nan in epoch 2, batch 2$"):
-        train(args, model, images, labels, optimiser, scheduler, 2, torch.Generator().manual_seed(0))
+        train(args, model, images, labels, optimizer, scheduler, 2, torch.Generator().manual_seed(0))
 
 
 def test_mnist_splits_holds_out_validation_digits_and_caps_the_training_set():

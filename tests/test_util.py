@@ -1,5 +1,5 @@
 """src/util.py: the MNIST readers, the FFHQ/StyleGAN folder checks and split, and the image reader.
-The data command line (`python src/util.py ...`, src/data_cli.py) is tested in test_data_cli.py;
+The data command line (`python src/util.py ...`, src/iml/data_cli.py) is tested in test_data_cli.py;
 memory bombs among the MNIST files are refused under a memory limit in test_hardening_reading.py."""
 
 import gzip
@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import cli
 import util
-from common import InputError
-from download import MNIST_TEST_LABEL_COUNTS, write_idx, write_mnist_raw
+from iml import cli
+from iml.common import InputError
+from iml.download import MNIST_TEST_LABEL_COUNTS, write_idx, write_mnist_raw
 
 # ------------------------------------------------------------------ MNIST
 

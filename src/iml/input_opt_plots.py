@@ -4,12 +4,12 @@ against regularised optima. Unbounded (signed) images use a diverging map centre
 
 import torch
 
-from common import save_figure
+from iml.common import save_figure
 
 
-def describe(penalties, parametrisation):
+def describe(penalties, parametrization):
     """The regularisers in words, for titles and log lines."""
-    p, q = penalties, parametrisation
+    p, q = penalties, parametrization
     parts = [
         f"L2 {p.l2:g}" if p.l2 else "no L2",
         f"TV {p.tv:g}" if p.tv else "no TV",
@@ -57,14 +57,14 @@ def _show_row(fig, ax, images, signed, label, captions, titles=None):
         ax.add_patch(
             Rectangle((x - 0.5, -0.5), size, size, fill=False, linewidth=0.6, edgecolor="black", clip_on=False)
         )
-    centres = [x + (size - 1) / 2 for x in left]
-    ax.set_xticks(centres, captions, fontsize=8)
+    centers = [x + (size - 1) / 2 for x in left]
+    ax.set_xticks(centers, captions, fontsize=8)
     ax.tick_params(length=0)
     ax.set_yticks([])
     ax.set_ylabel(label, fontsize=9)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    for x, text in zip(centres, titles or ()):
+    for x, text in zip(centers, titles or ()):
         ax.text(x, -2, text, ha="center", va="bottom", fontsize=10)
     bar = fig.colorbar(shown, ax=ax, fraction=0.015, pad=0.01)
     bar.set_label("pixel value\n(MNIST: 0 black, 1 white)", fontsize=7)
@@ -84,7 +84,7 @@ def plot_grid(result, start_names, title):
             fig,
             axes[s, 0],
             result.images[s],
-            not result.parametrisation.clip,
+            not result.parametrization.clip,
             f"{start_names[s]}\nstart",
             captions,
             titles,
@@ -99,13 +99,13 @@ def plot_curves(result, start_names, title, confident):
 
     S = len(start_names)
     steps = torch.arange(result.logit.shape[0])
-    colours = plt.get_cmap("tab10")
+    colors = plt.get_cmap("tab10")
     fig, axes = plt.subplots(S, 2, figsize=(11, 3.2 * S + 0.6), squeeze=False)
     for s in range(S):
         for k, neuron in enumerate(result.neurons):
-            colour = colours(neuron)
-            axes[s, 0].plot(steps, result.objective[:, s, k], color=colour, label=f"digit {neuron}")
-            axes[s, 1].plot(steps, result.probability[:, s, k], color=colour, label=f"digit {neuron}")
+            color = colors(neuron)
+            axes[s, 0].plot(steps, result.objective[:, s, k], color=color, label=f"digit {neuron}")
+            axes[s, 1].plot(steps, result.probability[:, s, k], color=color, label=f"digit {neuron}")
         axes[s, 1].axhline(confident, color="black", linestyle=":", linewidth=1, label=f"p = {confident}")
         axes[s, 0].set_ylabel(f"{start_names[s]} start\nobjective: logit $y_i$")
         axes[s, 1].set_ylabel("softmax probability $p_i$")
@@ -128,7 +128,7 @@ def plot_curves(result, start_names, title, confident):
     return fig
 
 
-def plot_comparison(plain, regularised, start_names, title, confident):
+def plot_comparison(plain, regularized, start_names, title, confident):
     """Per start three rows: plain input when first sure, plain optimum, regularised optimum."""
     import matplotlib.pyplot as plt
 
@@ -157,8 +157,8 @@ def plot_comparison(plain, regularised, start_names, title, confident):
         _show_row(
             fig,
             axes[3 * s + 2, 0],
-            regularised.images[s],
-            not regularised.parametrisation.clip,
+            regularized.images[s],
+            not regularized.parametrization.clip,
             f"{name}\nregularised",
             [f"p={regularised.probability[-1, s, k]:.4f}" for k in range(K)],
         )
@@ -185,7 +185,7 @@ def format_table(result, start_names, predicted, confident):
     return "\n".join(lines)
 
 
-def write_figures(args, network, start_names, plain, regular, regularisers, confident):
+def write_figures(args, network, start_names, plain, regular, regularizers, confident):
     """The grid, the curves and (with a regularised run) the comparison; returns their paths."""
     steps = f"{args.steps} Adam steps"
     grid_title = (

@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - Windows: no lock, the owner check belo
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = ROOT / "data"
 FIGURES_DIR = ROOT / "figures"
 LOGS_DIR = ROOT / "logs"
@@ -41,7 +41,7 @@ class InputError(ValueError):
     """An input the user supplied (a file, a folder, a setting) is missing, damaged or unusable.
 
     The message states the facts. `hint` names the situation (e.g. "ffhq-missing") for which the
-    command-line layer (src/cli.py) adds the flag or command that helps; library code knows none.
+    command-line layer (src/iml/cli.py) adds the flag or command that helps; library code knows none.
     """
 
     def __init__(self, message, hint=None):
@@ -127,7 +127,7 @@ def get_device(name="auto"):
     return device
 
 
-def synchronise(device):
+def synchronize(device):
     """Wait until the GPU has finished its queued work, so that a timer measures it (no-op elsewhere)."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)

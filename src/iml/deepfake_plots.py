@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import FIGURES_DIR, InputError, relative, save_figure
-from ffhq_import import read_manifest
-from spectra import REPRESENTATION_NAMES
+from iml.common import FIGURES_DIR, InputError, relative, save_figure
+from iml.ffhq_import import read_manifest
+from iml.spectra import REPRESENTATION_NAMES
 from util import FAKE_FOLDER, REAL_FOLDER, is_standin, list_images, read_rgb
 
 
@@ -177,8 +177,8 @@ def plot_weights(weights, difference, std, representation, data_label, test_accu
         show_map(fig, fig.add_subplot(grid[0, column]), values, representation, title, True, label=label)
     if radial:
         # the weights act on standardised coefficients, so compare them with the gap in units of std
-        standardised = (difference / std).mean(dim=0).cpu().numpy()
-        plot_radial_weights(fig.add_subplot(grid[1, :]), fake_w - real_w, standardised)
+        standardized = (difference / std).mean(dim=0).cpu().numpy()
+        plot_radial_weights(fig.add_subplot(grid[1, :]), fake_w - real_w, standardized)
     fig.suptitle(
         f"One nn.Linear on standardised {REPRESENTATION_NAMES[representation]} (RGB averaged), "
         f"test accuracy {test_accuracy:.2%}\n{data_label}",
@@ -188,11 +188,11 @@ def plot_weights(weights, difference, std, representation, data_label, test_accu
     return save_figure(fig, path)
 
 
-def plot_radial_weights(ax, decision, standardised):
+def plot_radial_weights(ax, decision, standardized):
     """Ring means of the fake − real weights (H, W) and of the standardised data gap (H, W), on twin axes."""
     freq, decision_profile = radial_profile(decision)
     _, magnitude = radial_profile(np.abs(decision))
-    _, data = radial_profile(standardised)
+    _, data = radial_profile(standardized)
     ax.plot(freq, decision_profile, ".-", ms=3, color="tab:red", label="fake − real weight, ring mean")
     ax.plot(freq, magnitude, ".-", ms=3, color="tab:orange", label="|fake − real weight|, ring mean")
     ax.axhline(0, color="grey", lw=0.8)

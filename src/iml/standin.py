@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import InputError, folder_in_place, relative, require_free_space, write_lock
-from processes import parallel_map
+from iml.common import InputError, folder_in_place, relative, require_free_space, write_lock
+from iml.processes import parallel_map
 from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, STANDIN_MARKER, fake_name, real_name
 
 
@@ -64,7 +64,7 @@ def dead_leaves(rng, size=IMAGE_SIZE, rmin=1.5, rmax=80.0, coverage=7.0):
 
     # appearance of each leaf (index `count` is the background)
     palette = rng.beta(2.0, 2.5, (6, 1)) * (1 + rng.normal(0, 0.25, (6, 3)))  # a few colours per scene
-    colour = palette[rng.integers(0, 6, count + 1)] * (1 + rng.normal(0, 0.08, (count + 1, 1)))
+    color = palette[rng.integers(0, 6, count + 1)] * (1 + rng.normal(0, 0.08, (count + 1, 1)))
     shade = rng.normal(0, 0.12, (count + 1, 2)) / np.append(r, size)[:, None]
     striped = rng.random(count + 1) < 0.3
     stripe_amp = striped * rng.uniform(0.02, 0.1, count + 1)
@@ -72,13 +72,13 @@ def dead_leaves(rng, size=IMAGE_SIZE, rmin=1.5, rmax=80.0, coverage=7.0):
     freq = 2 * np.pi * rng.uniform(0.05, 0.3, count + 1)  # radians per pixel
     stripe_kx, stripe_ky = freq * np.cos(angle), freq * np.sin(angle)
     phase = rng.uniform(0, 2 * np.pi, count + 1)
-    centre_x, centre_y = np.append(cx, size / 2), np.append(cy, size / 2)
+    center_x, center_y = np.append(cx, size / 2), np.append(cy, size / 2)
 
     ys, xs = np.divmod(np.arange(size * size), size)
-    px, py = xs + 0.5 - centre_x[front], ys + 0.5 - centre_y[front]
+    px, py = xs + 0.5 - center_x[front], ys + 0.5 - center_y[front]
     light = 1 + shade[front, 0] * px + shade[front, 1] * py
     light += stripe_amp[front] * np.sin(stripe_kx[front] * px + stripe_ky[front] * py + phase[front])
-    image = colour[front] * light[:, None]  # (size*size, 3)
+    image = color[front] * light[:, None]  # (size*size, 3)
     return np.clip(image, 0, 1).reshape(size, size, 3).astype(np.float32)
 
 

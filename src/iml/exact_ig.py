@@ -19,7 +19,7 @@ bounded.
 import torch
 from torch import nn
 
-from attribution import as_baseline, output_digits, require_eval_mode, saliency
+from iml.attribution import as_baseline, output_digits, require_eval_mode, saliency
 from models import CNN, MNIST_MEAN, MNIST_STD
 
 AFFINE = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.Flatten, nn.Identity)
@@ -27,7 +27,7 @@ CHUNK_POINTS = 512  # breakpoints followed through the layers at once: memory ~ 
 GRADIENT_BATCH = 512  # path points whose gradient is computed at once
 
 
-class Standardise(nn.Module):
+class Standardize(nn.Module):
     """x -> (x - mean) / std, the first (affine) step of the project's CNN."""
 
     def __init__(self, mean, std):
@@ -44,13 +44,13 @@ def linear_layers(net):
     Raises ValueError naming the first layer that is neither affine nor a ReLU.
     """
     if isinstance(net, CNN):
-        layers = [Standardise(MNIST_MEAN, MNIST_STD), *net.features, *net.classifier]
+        layers = [Standardize(MNIST_MEAN, MNIST_STD), *net.features, *net.classifier]
     elif isinstance(net, nn.Sequential):
         layers = [leaf for module in net for leaf in (module if isinstance(module, nn.Sequential) else [module])]
     else:
         raise ValueError(f"exact IG needs the project's CNN or an nn.Sequential, got {type(net).__name__}")
     for index, layer in enumerate(layers):
-        if not isinstance(layer, (*AFFINE, nn.ReLU, Standardise)):
+        if not isinstance(layer, (*AFFINE, nn.ReLU, Standardize)):
             raise ValueError(
                 f"exact IG handles Conv2d, Linear, ReLU, AvgPool2d, Flatten and input standardisation; "
                 f"layer {index} is {type(layer).__name__}"
@@ -149,8 +149,8 @@ def rule_errors(net, images, digits, exact, steps, rules):
     {rule: (errors (len(steps), N), gaps (len(steps), N))}: error = ||IG_rule - IG_exact|| /
     ||IG_exact|| (L2 over the pixels), gap = |sum IG_rule - (F(x) - F(x'))| / |F(x) - F(x')|.
     """
-    from attribution import target_outputs
-    from integrated_fast import integrate_gradients_fast
+    from iml.attribution import target_outputs
+    from iml.integrated_fast import integrate_gradients_fast
 
     change = target_outputs(net, images, digits) - target_outputs(net, torch.zeros_like(images), digits)  # (N,)
     size = exact.flatten(1).norm(dim=1)  # (N,)

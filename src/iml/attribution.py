@@ -144,23 +144,23 @@ def spearman(a, b, mask=None):
     return rho
 
 
-def cascading_randomisations(net, seed=0):
+def cascading_randomizations(net, seed=0):
     """Yield (layer name, copy of `net`) with the layers re-initialised from the logits down.
 
     The first copy has only the last layer re-initialised, the next also the one below, and so
     on until no trained weights are left. `net` itself is never changed.
     """
     layers = [(name, m) for name, m in net.named_modules() if hasattr(m, "reset_parameters") and name]
-    randomised = copy.deepcopy(net)
-    modules = dict(randomised.named_modules())
+    randomized = copy.deepcopy(net)
+    modules = dict(randomized.named_modules())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for name, _ in reversed(layers):
             modules[name].reset_parameters()
-            yield name, randomised
+            yield name, randomized
 
 
-def randomisation_test(net, explain, images, digits, mask=None, seed=0):
+def randomization_test(net, explain, images, digits, mask=None, seed=0):
     """Rank correlation of |attribution| between `net` and its cascading randomisations.
 
     Returns (stages, correlations, maps): the stage names ("trained", then each re-initialised
@@ -171,9 +171,9 @@ def randomisation_test(net, explain, images, digits, mask=None, seed=0):
     """
     trained = explain(net, images, digits)
     stages, maps = ["trained"], [trained]
-    for name, randomised in cascading_randomisations(net, seed):
+    for name, randomized in cascading_randomizations(net, seed):
         stages.append(name)
-        maps.append(explain(randomised, images, digits))
+        maps.append(explain(randomized, images, digits))
     maps = torch.stack(maps)
     correlations = torch.stack([spearman(trained.abs(), m.abs(), mask) for m in maps])
     return stages, correlations, maps

@@ -14,8 +14,8 @@ import torch
 from tqdm import tqdm
 
 import util
-from common import InputError, relative
-from processes import parallel_map
+from iml.common import InputError, relative
+from iml.processes import parallel_map
 
 
 def decode_chunk(files):

@@ -8,24 +8,24 @@ import time
 
 import torch
 
-from attribution import area_under_curve, deletion_curve, randomisation_test, saliency, target_outputs
-from common import save_figure
-from exact_ig import exact_integrated_gradients, rule_errors
-from integrated_fast import integrate_gradients_fast, precision_deviation
-from integrated_plots import (
+from iml.attribution import area_under_curve, deletion_curve, randomization_test, saliency, target_outputs
+from iml.common import save_figure
+from iml.exact_ig import exact_integrated_gradients, rule_errors
+from iml.integrated_fast import integrate_gradients_fast, precision_deviation
+from iml.integrated_plots import (
     plot_completeness,
     plot_deletion,
     plot_exact_errors,
-    plot_randomisation,
-    plot_randomisation_maps,
+    plot_randomization,
+    plot_randomization_maps,
     stage_label,
 )
-from quadrature import RULES
+from iml.quadrature import RULES
 
 SWEEP_STEPS = (2, 4, 8, 16, 32, 64, 128, 256)
 SWEEP_IMAGES = 6
-RANDOMISATION_IMAGES = 8
-RANDOMISATION_STEPS = 50
+RANDOMIZATION_IMAGES = 8
+RANDOMIZATION_STEPS = 50
 DELETION_FRACTIONS = torch.linspace(0, 0.25, 26)
 PRECISION_CHECK_IMAGES = 16
 
@@ -80,7 +80,7 @@ def run_checks(args, model, images, digits, attributions, described):
     return [
         completeness_check(args, model, images[:SWEEP_IMAGES], digits[:SWEEP_IMAGES]),
         exact_check(args, model, images[:SWEEP_IMAGES], digits[:SWEEP_IMAGES]),
-        *randomisation_check(args, model, images[:RANDOMISATION_IMAGES], digits[:RANDOMISATION_IMAGES]),
+        *randomization_check(args, model, images[:RANDOMIZATION_IMAGES], digits[:RANDOMIZATION_IMAGES]),
         deletion_check(args, model, images, digits, attributions, described),
     ]
 
@@ -120,14 +120,14 @@ def exact_check(args, model, images, digits):
     return save_figure(plot_exact_errors(SWEEP_STEPS, table, pieces, title), args.out / "ig_exact_error.png")
 
 
-def randomisation_check(args, model, x, digits):
+def randomization_check(args, model, x, digits):
     """Print and draw the model-parameter randomisation test; returns the two figures' paths."""
-    steps = min(args.steps, RANDOMISATION_STEPS)
+    steps = min(args.steps, RANDOMIZATION_STEPS)
 
     def explain(net, images, d):
         return integrate_gradients_fast(net, images, d, steps, rule=args.rule, batch_points=args.batch_points)
 
-    stages, correlations, maps = randomisation_test(model, explain, x, digits, mask=x != 0, seed=args.seed)
+    stages, correlations, maps = randomization_test(model, explain, x, digits, mask=x != 0, seed=args.seed)
     constant = int(correlations.isnan().sum())
     print(
         "randomisation test, mean Spearman correlation of |IG| with the trained model's: "
@@ -137,9 +137,9 @@ def randomisation_check(args, model, x, digits):
     title = f"Model-parameter randomisation test ({len(x)} MNIST test digits, black baseline, m = {steps})"
     maps_title = f"IG maps as the layers are re-initialised from the logits down\n(MNIST test digits, black baseline, m = {steps})"
     return [
-        save_figure(plot_randomisation(stages, correlations, title), args.out / "ig_randomisation.png"),
+        save_figure(plot_randomization(stages, correlations, title), args.out / "ig_randomisation.png"),
         save_figure(
-            plot_randomisation_maps(stages, maps[:, :4].cpu(), x[:4].cpu(), maps_title),
+            plot_randomization_maps(stages, maps[:, :4].cpu(), x[:4].cpu(), maps_title),
             args.out / "ig_randomisation_maps.png",
         ),
     ]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import synchronise
+from iml.common import synchronize
 from models import CNN
 from util import get_mnist_test_data, get_mnist_train_data
 
@@ -34,7 +34,7 @@ def batches(images, labels, batch_size, shuffle=False, generator=None):
         yield images[index], labels[index]
 
 
-def train(args, model, images, labels, optimiser, scheduler, epoch, generator):
+def train(args, model, images, labels, optimizer, scheduler, epoch, generator):
     """One epoch of cross-entropy training; returns the mean training loss.
 
     Raises FloatingPointError when the loss stops being finite.
@@ -48,14 +48,14 @@ def train(args, model, images, labels, optimiser, scheduler, epoch, generator):
         leave=False,
     )
     for batch, (x, y) in enumerate(progress):
-        optimiser.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training diverged: the loss became {loss.item()} in epoch {epoch}, batch {batch}"
             )
         loss.backward()
-        optimiser.step()
+        optimizer.step()
         scheduler.step()
         total += loss.item() * len(x)
         count += len(x)
@@ -74,18 +74,18 @@ def evaluate(model, images, labels, batch_size=1000):
     return correct / len(images)
 
 
-def make_optimiser(args, model, train_count):
+def make_optimizer(args, model, train_count):
     """(Adam, its one-cycle schedule) for `args.epochs` epochs over `train_count` digits in `args.batch_size` batches.
 
     One-cycle warms the learning rate up to `args.lr`, then anneals it to ~0, which reaches 99% on
     MNIST in a few epochs.
     """
-    optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     steps_per_epoch = math.ceil(train_count / args.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps_per_epoch
+        optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps_per_epoch
     )
-    return optimiser, scheduler
+    return optimizer, scheduler
 
 
 def train_model(args, train_set, val_set, test_set, device):
@@ -95,7 +95,7 @@ def train_model(args, train_set, val_set, test_set, device):
     """
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = train_set, val_set, test_set
     model = CNN().to(device)
-    optimiser, scheduler = make_optimiser(args, model, len(x_train))
+    optimizer, scheduler = make_optimizer(args, model, len(x_train))
     print(
         f"training on {len(x_train)} digits, validating on {len(x_val)}, device {device}, "
         f"{args.epochs} epochs, batch size {args.batch_size}, lr {args.lr}"
@@ -103,12 +103,12 @@ def train_model(args, train_set, val_set, test_set, device):
     generator = torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
-        loss = train(args, model, x_train, y_train, optimiser, scheduler, epoch, generator)
+        loss = train(args, model, x_train, y_train, optimizer, scheduler, epoch, generator)
         message = f"epoch {epoch}: training loss {loss:.4f}"
         if len(x_val):
             message += f", validation accuracy {evaluate(model, x_val, y_val):.2%}"
         print(message, flush=True)
-    synchronise(device)
+    synchronize(device)
     seconds = time.perf_counter() - start
     accuracy = evaluate(model, x_test, y_test)
     print(f"test accuracy {accuracy:.2%} on {len(x_test)} test digits after {seconds:.1f} s of training")

@@ -16,11 +16,11 @@ import time
 
 import numpy as np
 
-import download
 import util
-from cli import STANDIN_COMMAND, check_output_folder, int_range, path_argument, random_seed
-from common import DATA_DIR, FIGURES_DIR, MNIST_RAW_DIR, default_workers, relative
-from ffhq_import import RESAMPLING, import_faces
+from iml import download
+from iml.cli import STANDIN_COMMAND, check_output_folder, int_range, path_argument, random_seed
+from iml.common import DATA_DIR, FIGURES_DIR, MNIST_RAW_DIR, default_workers, relative
+from iml.ffhq_import import RESAMPLING, import_faces
 from util import (
     FAKE_FOLDER,
     FFHQ_DIR,
@@ -170,7 +170,7 @@ def main():
         if (zip_path := DATA_DIR / f"{download.FFHQ_NAME}.zip").exists():
             print(f"{relative(zip_path)} is no longer needed and may be deleted.")
     elif args.command == "ffhq-standin":
-        from standin import make_standin
+        from iml.standin import make_standin
 
         start = time.perf_counter()
         made_by = f"{STANDIN_COMMAND} --out {relative(args.out)} --per-class {args.per_class} --seed {args.seed}"
@@ -183,7 +183,7 @@ def main():
     elif args.command == "ffhq-import":
         import_command(args)
     elif args.command == "ffhq-examples":
-        from deepfake_plots import plot_examples
+        from iml.deepfake_plots import plot_examples
 
         source = util.ffhq_source(args.data)
         for path in plot_examples(source, args.out, args.index):

@@ -108,7 +108,7 @@ class WelfordEstimator:
         self.m2 += batch_m2 + delta.square_() * (self.count * n / total)
         self.count = total
 
-    def finalise(self):
+    def finalize(self):
         """(mean, standard deviation), float64, each of one sample's shape; the std divides by N."""
         if self.mean is None:
             raise ValueError("no data: update() was never called")
@@ -116,7 +116,7 @@ class WelfordEstimator:
 
 
 @torch.no_grad()
-def standardisation(images, representation, device, batch_size):
+def standardization(images, representation, device, batch_size):
     """Per-coefficient mean and std (C, H, W) of a split's representation, streamed in batches."""
     estimator = WelfordEstimator()
     for _, features in tqdm(
@@ -127,4 +127,4 @@ def standardisation(images, representation, device, batch_size):
         file=sys.stderr,
     ):
         estimator.update(features)
-    return estimator.finalise()
+    return estimator.finalize()

@@ -16,7 +16,7 @@ import tempfile
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from common import FIGURES_DIR, WEIGHTS_PATH, InputError, get_device, relative
+from iml.common import FIGURES_DIR, WEIGHTS_PATH, InputError, get_device, relative
 from models import CheckpointError
 
 DOWNLOAD_COMMAND = "python src/util.py ffhq-download"

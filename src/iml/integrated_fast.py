@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vjp, vmap
 
-from attribution import as_baseline, output_digits, require_eval_mode
+from iml.attribution import as_baseline, output_digits, require_eval_mode
+from iml.quadrature import quadrature
 from models import CNN, MNIST_MEAN, MNIST_STD, functional_state
-from quadrature import quadrature
 
 # Path points per chunk. On a CPU a chunk whose activations stay in the caches is fastest
 # (512 points ran about 1.6x faster than 3,000 on two cores); a GPU wants large batches.

@@ -16,9 +16,6 @@ from pathlib import Path
 
 import torch
 
-import ffhq_import
-from cli import UserError, device_from_argument
-from common import printable, relative
 from deepfake_interpretation import (
     STUDY_SPLIT,
     class_means,
@@ -28,8 +25,11 @@ from deepfake_interpretation import (
     mean_difference,
     wilson_interval,
 )
-from deepfake_plots import format_study, plot_resampling_study
-from face_cache import load_splits, place_cache
+from iml import ffhq_import
+from iml.cli import UserError, device_from_argument
+from iml.common import printable, relative
+from iml.deepfake_plots import format_study, plot_resampling_study
+from iml.face_cache import load_splits, place_cache
 
 # (filter of the reals, filter of the fakes): the reals by Lanczos, the fakes by every filter
 # from the cleanest to the most aliased, then the control with the roles swapped
