@@ -367,13 +367,13 @@ def main():
     print(format_table(plain, start_names, classify(model, plain.images)[0], CONFIDENT))
     written = write_figures(args, network, start_names, plain, regular, regularizers, CONFIDENT)
     if regular is not None:
-        print(f"\nregularised ({regularisers}):")
+        print(f"\nregularised ({regularizers}):")
         print(format_table(regular, start_names, classify(model, regular.images)[0], CONFIDENT))
     else:
         print("\nno regulariser is set, so the regularised run and its figure were skipped")
     print(
         f"\nwrote {', '.join(relative(p) for p in written)}; "
-        f"optimisation {optimised - began:.1f} s, figures {time.perf_counter() - optimised:.1f} s"
+        f"optimisation {optimized - began:.1f} s, figures {time.perf_counter() - optimized:.1f} s"
     )
 
 

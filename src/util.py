@@ -240,7 +240,7 @@ def png_problem(path, size=IMAGE_SIZE):
         return "corrupt PNG header"
     width, height, depth, color = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), *head[24:26]
     if color != 2:
-        return f"{PNG_COLOUR_TYPES.get(colour, f'colour type {colour}')} instead of RGB"
+        return f"{PNG_COLOR_TYPES.get(color, f'colour type {color}')} instead of RGB"
     if depth != 8:
         return f"{depth}-bit instead of 8-bit"
     if (width, height) != (size, size):

@@ -160,7 +160,7 @@ def plot_comparison(plain, regularized, start_names, title, confident):
             regularized.images[s],
             not regularized.parametrization.clip,
             f"{name}\nregularised",
-            [f"p={regularised.probability[-1, s, k]:.4f}" for k in range(K)],
+            [f"p={regularized.probability[-1, s, k]:.4f}" for k in range(K)],
         )
     fig.suptitle(title, fontsize=10)
     return fig
@@ -200,7 +200,7 @@ def write_figures(args, network, start_names, plain, regular, regularizers, conf
     if regular is not None:
         title = (
             f"Plain gradient ascent vs regularised, {network}, {args.steps} steps; "
-            f"p = softmax probability of the target digit\nregularisers: {regularisers}"
+            f"p = softmax probability of the target digit\nregularisers: {regularizers}"
         )
         comparison = plot_comparison(plain, regular, start_names, title, confident)
         written.append(save_figure(comparison, args.out / "input_opt_regularised.png"))
