@@ -20,7 +20,7 @@ from iml.cli import int_range, run_main
 from iml.common import WEIGHTS_PATH
 from iml.exact_ig import exact_integrated_gradients
 from iml.integrated_fast import integrate_gradients_fast
-from iml.training import to_float_images
+from iml.mnist_cnn import to_float_images
 from models import load_cnn
 
 

@@ -6,9 +6,10 @@
 Prints, as wall time and CPU time (this process and its worker processes), the median and range
 over `--repeats` alternating runs: generating reals and fakes in memory; writing the stand-in
 (standin.make_standin) with one worker against one worker per core, whose ratio, per repeat, is
-the speed-up of the process pool; and checking the written files with util.list_images' header
-check against decoding every file with Pillow. On a busy machine the CPU time per image is
-steadier than images/s.
+the speed-up of the process pool; and checking the written files with util.list_images' check
+(Pillow reads each header lazily and verifies every chunk's checksum, iml.image_files.png_problem)
+against decoding every file with Pillow. On a busy machine the CPU time per image is steadier
+than images/s.
 """
 
 import argparse
@@ -87,7 +88,8 @@ def write(args, tmp):
 
 
 def check(args, folder):
-    """util.list_images' header check against Pillow decoding every file; prints and returns the numbers."""
+    """util.list_images' check (header and checksums, no decoding) against Pillow decoding every file; prints and
+    returns the numbers."""
     from PIL import Image
 
     files = list_images(folder)

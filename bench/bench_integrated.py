@@ -1,15 +1,17 @@
-"""Speed of Integrated Gradients: path points (image x step) per second, ours against Captum.
+"""Speed of Integrated Gradients: path points (image x step) per second, the exercise's readable
+`integrate_gradients` (src/mnist_integrated.py) and its fast twin against Captum.
 
-    python bench/bench_integrated.py                                   # 400 test digits, m = 300, this CPU
+    python bench/bench_integrated.py                                   # 20 test digits, m = 300, this CPU
     python bench/bench_integrated.py --device cuda --num-images 10000 --steps 50 --batch-points 50000
     python bench/bench_integrated.py --compile                         # also the torch.compile path
     python bench/bench_integrated.py --device cuda --bfloat16          # also the reduced-precision path
 
 All run in this process on the same model, images, targets (the labels), black baseline, rule
-and step count, with the same number of points per batch (Captum's `internal_batch_size`). Each
-contender (ours = integrated_fast.integrate_gradients_fast, eager; with --compile its
-torch.compile path; with --bfloat16 its autocast path, compiled too with --compile; Captum) is
-warmed up on a few images, then timed `--repeats` times, alternating. Wall and CPU time are
+and step count. The readable function sends the m points of one digit through the network at
+once; Captum gets the same number of points per batch (`internal_batch_size` = m), the fast twin
+its own chunking (--batch-points). Each contender (readable; fast = integrated_fast.integrate_gradients_fast,
+eager; with --compile its torch.compile path; with --bfloat16 its autocast path, compiled too with
+--compile; Captum) is warmed up on a few images, then timed `--repeats` times, alternating. Wall and CPU time are
 reported as the median and range over the repeats, and so is the speed-up over Captum, which is
 computed per repeat. The attributions must agree with Captum's: the largest difference is
 printed, and for bfloat16 its deviation from float32.
@@ -32,8 +34,9 @@ from iml.integrated_fast import (
     integrate_gradients_fast,
     precision_deviation,
 )
+from iml.mnist_cnn import to_float_images
 from iml.quadrature import CAPTUM_METHODS, RULES
-from iml.training import to_float_images
+from mnist_integrated import integrate_gradients
 from models import load_cnn
 from util import get_mnist_test_data
 
@@ -42,7 +45,7 @@ PEER = "captum"
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-images", type=positive_int, default=400, help="test digits (default: 400)")
+    parser.add_argument("--num-images", type=positive_int, default=20, help="test digits (default: 20)")
     parser.add_argument("--steps", type=positive_int, default=300, help="steps m (default: 300)")
     parser.add_argument(
         "--rule", choices=list(CAPTUM_METHODS), default="right", help="integration rule (default: right)"
@@ -51,10 +54,15 @@ def build_parser():
         "--batch-points",
         type=positive_int,
         default=None,
-        help=f"points per batch, ours and Captum's (default: {CPU_BATCH_POINTS} on a CPU, {GPU_BATCH_POINTS} on a GPU)",
+        help=f"points per batch of the fast twin (default: {CPU_BATCH_POINTS} on a CPU, {GPU_BATCH_POINTS} on a GPU)",
     )
     parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs of each (default: 3)")
-    parser.add_argument("--skip-captum", action="store_true", help="time only ours (default: off)")
+    parser.add_argument(
+        "--skip-captum", action="store_true", help="time only the readable function and the fast twin (default: off)"
+    )
+    parser.add_argument(
+        "--skip-readable", action="store_true", help="time only the fast twin and Captum (default: off)"
+    )
     parser.add_argument("--compile", action="store_true", help="also time the torch.compile path (default: off)")
     parser.add_argument("--bfloat16", action="store_true", help="also time the bfloat16 autocast path (default: off)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
@@ -79,7 +87,10 @@ def make_contenders(args, net):
     def ours(precision="float32", compile=False):
         return lambda x, t: integrate_gradients_fast(net, x, t, precision=precision, compile=compile, **options)
 
-    contenders = {"ours": ours()}
+    contenders = {}
+    if not args.skip_readable and args.rule == "right":
+        contenders["readable"] = lambda x, t: integrate_gradients(net, x, t, args.steps)
+    contenders["fast"] = ours()
     if args.compile:
         contenders["compiled"] = ours(compile=True)
     if args.bfloat16:
@@ -92,7 +103,7 @@ def make_contenders(args, net):
             target=t,
             n_steps=args.steps,
             method=CAPTUM_METHODS[args.rule],
-            internal_batch_size=args.batch_points,
+            internal_batch_size=args.steps,
         )
     return contenders
 
@@ -140,16 +151,16 @@ def report_agreement(values, series):
     """Print how far each float32 result lies from Captum's and bfloat16 from float32; returns them for JSON."""
     results = {}
     if PEER in values:
-        for name in ("ours", "compiled"):
+        for name in ("readable", "fast", "compiled"):
             if name in values:
                 difference = relative_difference(values[name], values[PEER])
                 print(f"largest difference of {name} to Captum: {difference:.1e} of the largest |attribution|")
                 results[f"{name}_vs_captum_max_rel_difference"] = difference
     for name in values:
         if name.startswith("bfloat16"):
-            exact = "compiled" if "compile" in name else "ours"
-            largest, median = precision_deviation(values[name], values["ours"])
-            rho = float(spearman(values[name].abs().cpu(), values["ours"].abs().cpu()).median())
+            exact = "compiled" if "compile" in name else "fast"
+            largest, median = precision_deviation(values[name], values["fast"])
+            rho = float(spearman(values[name].abs().cpu(), values["fast"].abs().cpu()).median())
             speed = bench.ratios(series[exact].wall, series[name].wall)
             print(
                 f"{name}: {bench.fmt(speed, 'x')} the speed of float32 {exact} (per repeat); deviation from "

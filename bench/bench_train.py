@@ -7,10 +7,10 @@
 
 Throughput: the same optimiser steps fed two ways, alternating `--repeats` times in this process
 on the same data, model and optimiser: ours slices mini-batches from tensors already on the
-device (training.batches); the peer is the usual pytorch/examples loop (DataLoader over a
+device (as src/mnist_integrated.py's `train` does); the peer is the usual pytorch/examples loop (DataLoader over a
 TensorDataset, one item at a time, collated per batch, copied to the device). The ratio is
 computed per repeat. --to-accuracy then trains a fresh CNN with the project's own code
-(training.train: Adam, one-cycle learning rate) and tests it after every epoch until the test
+(mnist_integrated.train: Adam, one-cycle learning rate) and tests it after every epoch until the test
 accuracy reaches the target; the training time (testing excluded) is reported as wall and CPU time.
 """
 
@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from iml.cli import device_from_argument, learning_rate, non_negative_int, positive_int, run_main
 from iml.common import set_seed
-from iml.training import batches, evaluate, make_optimizer, mnist_splits, train
+from iml.mnist_cnn import evaluate, mnist_splits
+from mnist_integrated import train
 from models import CNN
 
 PEER = "dataloader"
@@ -46,8 +47,14 @@ def build_parser():
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     bench.add_json_argument(parser)
-    parser.set_defaults(val_size=0)  # training.mnist_splits: no validation split, train on all digits
+    parser.set_defaults(val_size=0)  # mnist_cnn.mnist_splits: no validation split, train on all digits
     return parser
+
+
+def batches(images, labels, batch_size):
+    """Shuffled mini-batches sliced from tensors on the device, as mnist_integrated.train makes them."""
+    for index in torch.randperm(len(images)).to(images.device).split(batch_size):
+        yield images[index], labels[index]
 
 
 def run_steps(model, optimizer, make_loader, steps, device):
@@ -70,7 +77,7 @@ def throughput(args, x_train, y_train, device):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     dataset = TensorDataset(x_train.cpu(), y_train.cpu())
     loaders = {
-        "ours": lambda: batches(x_train, y_train, args.batch_size, shuffle=True),
+        "ours": lambda: batches(x_train, y_train, args.batch_size),
         PEER: lambda: DataLoader(dataset, batch_size=args.batch_size, shuffle=True, pin_memory=device.type == "cuda"),
     }
     contenders = {name: (lambda m=m, n=2: run_steps(model, optimizer, m, n, device)) for name, m in loaders.items()}
@@ -98,13 +105,12 @@ def to_accuracy(args, splits, device):
     (x_train, y_train), _, (x_test, y_test) = splits
     set_seed(args.seed)
     model = CNN().to(device)
-    optimizer, scheduler = make_optimizer(args, model, len(x_train))
-    generator = torch.Generator().manual_seed(args.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    steps = -(-len(x_train) // args.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, epochs=args.epochs, steps_per_epoch=steps)
     wall = cpu = accuracy = 0.0
     for epoch in range(1, args.epochs + 1):
-        _, timing = bench.measure(
-            lambda e=epoch: train(args, model, x_train, y_train, optimizer, scheduler, e, generator), device
-        )
+        _, timing = bench.measure(lambda e=epoch: train(args, model, (x_train, y_train), scheduler, e), device)
         wall, cpu = wall + timing.wall, cpu + timing.cpu
         accuracy = evaluate(model, x_test, y_test)
         print(f"  epoch {epoch}: {wall:.1f} s wall, {cpu:.1f} s CPU of training, test accuracy {accuracy:.2%}")

@@ -21,11 +21,10 @@ from pathlib import Path
 import common_bench as bench  # noqa: F401  (puts src/ on the import path)
 import torch
 
-import deepfake_interpretation as detector
-from iml import ffhq_import
+from iml import detector, ffhq_import
 from iml.common import ROOT, atomic_path
 from iml.face_cache import load_splits
-from iml.resampling_study import COMBINATIONS
+from iml.resampling_study import COMBINATIONS, build_parser
 
 FACES = ROOT.parent / "shared" / "data" / "faces"
 SEEDS = (0, 1, 2)  # 40 validation images per pair are few: average over three initialisations
@@ -66,11 +65,11 @@ def print_table(args, table):
 
 
 def main():
-    parser = detector.build_parser()
+    parser = build_parser()  # the study's options and split
+    parser.prog = "bench/select_weight_decay.py"
     parser.add_argument("--faces", type=Path, default=FACES, help=f"folder with real/ and fake/ (default: {FACES})")
     parser.add_argument("--json", type=Path, help="also write the accuracies to this JSON file")
     args = parser.parse_args()
-    detector.fill_split_sizes(args, detector.STUDY_SPLIT)
     table = {}
     with tempfile.TemporaryDirectory() as workdir:
         for real, fake in COMBINATIONS:

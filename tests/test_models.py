@@ -10,16 +10,17 @@ import torch
 from conftest import RunsCommand, assert_clear_error, run_script
 
 from iml import cli, common
+from iml.checkpoint_files import checkpoint_problem
 from iml.common import WEIGHTS_PATH
-from iml.training import evaluate, to_float_images
+from iml.mnist_cnn import evaluate, to_float_images
 from models import (
     CHECKPOINT_FORMAT,
     CNN,
+    MAX_CHECKPOINT_BYTES,
     MAX_PICKLE_BYTES,
     MNIST_MEAN,
     MNIST_STD,
     CheckpointError,
-    checkpoint_problem,
     functional_state,
     load_checkpoint,
     load_cnn,
@@ -217,7 +218,7 @@ def test_weights_of_mode_000_are_called_unreadable(weights_copy):
 
 
 def test_the_shipped_weights_pass_the_checks_made_before_loading():
-    assert checkpoint_problem(WEIGHTS_PATH) is None
+    assert checkpoint_problem(WEIGHTS_PATH, MAX_CHECKPOINT_BYTES, MAX_PICKLE_BYTES) is None
 
 
 def test_a_checkpoint_with_an_oversized_pickle_is_refused_before_it_is_unpickled(tmp_path):

@@ -102,9 +102,17 @@ def sbatch_header(text):
     return header
 
 
+def slurm_text(script):
+    return (common.ROOT / "scripts" / f"{script}.slurm").read_text()
+
+
+def code_lines(lines):
+    return [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_script_directives_come_first_and_are_explained(script):
-    text = (common.ROOT / "scripts" / f"{script}.slurm").read_text()
+    text = slurm_text(script)
     header = sbatch_header(text)
     directives = [line for line in header if line.startswith("#SBATCH")]
     later = [line for line in text.splitlines()[len(header) :] if line.lstrip().startswith("#SBATCH")]
@@ -118,17 +126,33 @@ def test_script_directives_come_first_and_are_explained(script):
         assert re.search(r"\s#\s\S", line), f"{script}.slurm: this line has no comment: {line}"
     assert any("SITE" in line and "--partition" in line for line in header), "the partition line is not marked SITE"
     assert text.splitlines()[len(header)] == "set -euo pipefail"
-    assert f"script={SCRIPTS[script]}" in text
+    run_line = code_lines(text.splitlines())[-1]
+    assert run_line.startswith(f'exec bash "$launcher" srun python -u {SCRIPTS[script]} '), run_line
+    assert run_line.endswith(' "$@"'), f"{script}.slurm does not pass its options on: {run_line}"
     assert (common.ROOT / SCRIPTS[script]).exists(), f"{script}.slurm runs {SCRIPTS[script]}, which does not exist"
+    assert len(text.splitlines()) <= 30, f"{script}.slurm has {len(text.splitlines())} lines; at most 30"
 
 
-def test_scripts_share_one_body():
-    """The three scripts differ only in their header and the Python script they run."""
+def test_scripts_differ_only_in_what_differs():
+    """After the #SBATCH header the scripts share a few lines that find scripts/launch.sh, where all
+    they have in common lives, and differ only in the Python script and its fixed options."""
     bodies = {}
     for script in SCRIPTS:
-        text = (common.ROOT / "scripts" / f"{script}.slurm").read_text()
-        bodies[script] = text.split(f"script={SCRIPTS[script]}\n", 1)[1]
-    assert len(set(bodies.values())) == 1, "the scripts' bodies differ; keep them in step"
+        lines = slurm_text(script).splitlines()
+        body = code_lines(lines[len(sbatch_header(slurm_text(script))) :])
+        assert body[-1].startswith('exec bash "$launcher" srun python -u ')
+        bodies[script] = body[:-1]
+    assert len({tuple(body) for body in bodies.values()}) == 1, f"the scripts' shared lines differ: {bodies}"
+    # Six or more lines in common would be a copied block: more belongs in scripts/launch.sh.
+    assert len(bodies["train"]) + 1 <= 5, bodies["train"]
+    assert (common.ROOT / "scripts" / "launch.sh").is_file()
+
+
+def test_train_script_runs_the_exercise_split_and_says_where_the_faces_come_from():
+    text = slurm_text("train")
+    run_line = code_lines(text.splitlines())[-1]
+    assert '--fast --train-size 67000 --val-size 1000 --test-size 2000 "$@"' in run_line, run_line
+    assert "python -m iml ffhq-download" in text
 
 
 def test_logs_folder_is_in_the_repository():
@@ -164,8 +188,9 @@ def test_bash_copy_finds_the_repository_and_its_environment_through_variables(tm
     shutil.copy(common.ROOT / "scripts" / "integrated_gradients.slurm", copy)
     lost = bash(copy, "--help", cwd=tmp_path)
     assert lost.returncode == 1
-    assert lost.stderr.startswith("error: cannot find the repository (no src/mnist_integrated.py in ")
-    assert "set INTERPRETABLE_ML_ROOT" in lost.stderr
+    assert lost.stderr == (
+        f"error: cannot find the repository (no {tmp_path}/../scripts/launch.sh); set INTERPRETABLE_ML_ROOT.\n"
+    )
 
     venv = Path(sys.prefix)
     if not (venv / "bin" / "activate").exists():
@@ -189,6 +214,18 @@ def test_bash_refuses_a_missing_virtual_environment(tmp_path):
     assert result.stderr == (
         f"error: INTERPRETABLE_ML_VENV={tmp_path / 'nowhere'} is not a virtual environment (it has no bin/activate).\n"
     )
+
+
+def test_launcher_gives_pytorch_the_jobs_cores_and_drops_srun_outside_a_job(tmp_path):
+    """OMP_NUM_THREADS follows SLURM_CPUS_PER_TASK (unless set); without a job, srun and its options go."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SLURM_", "OMP_", "SRUN_"))}
+    show = "import os; print(os.environ['OMP_NUM_THREADS'], os.environ['SRUN_CPUS_PER_TASK'])"
+    command = ["bash", str(common.ROOT / "scripts" / "launch.sh"), "srun", "--ntasks=1", "python", "-c", show]
+    result = subprocess.run(
+        command, cwd=tmp_path, env={**env, "SLURM_CPUS_PER_TASK": "3"}, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "3 3"
 
 
 # --------------------------------------------------------------------------- on the cluster
@@ -236,27 +273,18 @@ def test_training_job_submitted_from_another_folder(cluster, job_logs, tmp_path)
     assert weights.exists()
 
 
-def test_integrated_gradients_job(cluster, job_logs, tmp_path):
-    job = submit(
-        cluster,
-        job_logs,
-        "integrated_gradients",
-        *("--weights", str(common.WEIGHTS_PATH), "--num-images", "2", "--steps", "16", "--batch-points", "16"),
-        *("--skip-checks", "--device", "auto", "--seed", "0", "--out", str(tmp_path)),
-    )
-    assert_logs_in(job, common.LOGS_DIR, "integrated_gradients")
-    assert_figures(job, tmp_path)
+# The MNIST jobs, submitted from the repository root: logs in its logs/, figures in --out.
+MNIST_JOBS = {
+    "integrated_gradients": ["--per-class", "1", "--steps", "16", "--device", "auto"],
+    "input_opt": ["--neuron", "3", "--init", "ones", "--steps", "20"],
+}
 
 
-def test_input_opt_job(cluster, job_logs, tmp_path):
-    job = submit(
-        cluster,
-        job_logs,
-        "input_opt",
-        *("--weights", str(common.WEIGHTS_PATH), "--neuron", "3", "--init", "ones", "--steps", "20"),
-        *("--seed", "0", "--out", str(tmp_path)),
-    )
-    assert_logs_in(job, common.LOGS_DIR, "input_opt")
+@pytest.mark.parametrize("script", MNIST_JOBS)
+def test_mnist_job(cluster, job_logs, tmp_path, script):
+    options = ["--weights", str(common.WEIGHTS_PATH), *MNIST_JOBS[script], "--seed", "0", "--out", str(tmp_path)]
+    job = submit(cluster, job_logs, script, *options)
+    assert_logs_in(job, common.LOGS_DIR, script)
     assert_figures(job, tmp_path)
 
 
@@ -264,8 +292,9 @@ def test_deepfake_train_job(cluster, job_logs, tmp_path):
     """`sbatch scripts/train.slurm` on a small stand-in for the FFHQ / StyleGAN faces."""
     data = tmp_path / "faces"
     made = subprocess.run(
-        [sys.executable, "src/util.py", "ffhq-standin", "--out", str(data), "--per-class", "24", "--seed", "0"],
+        [sys.executable, "-m", "iml", "ffhq-standin", "--out", str(data), "--per-class", "24", "--seed", "0"],
         cwd=common.ROOT,
+        env={**os.environ, "PYTHONPATH": str(common.ROOT / "src")},
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,4 +1,5 @@
-"""src/iml/training.py: images as float tensors, mini-batches, one epoch, evaluation, a whole run."""
+"""The training in src/mnist_integrated.py (one epoch, the test accuracy, a whole run with Adam and one-cycle),
+and the data it trains on (iml/mnist_cnn.py: images as float tensors, the splits, predictions)."""
 
 from types import SimpleNamespace
 
@@ -6,9 +7,10 @@ import pytest
 import torch
 from conftest import cnn_turning_nan
 
+import mnist_integrated
 from iml.common import set_seed
-from iml.training import batches, evaluate, mnist_splits, to_float_images, train, train_model
-from mnist_integrated import build_parser
+from iml.mnist_cnn import evaluate, mnist_splits, predict, to_float_images
+from mnist_integrated import build_parser, train_model
 from models import CNN
 
 
@@ -20,15 +22,34 @@ def test_to_float_images_gives_pixels_in_zero_one_with_a_channel(mnist_test):
     torch.testing.assert_close(x[:, 0] * 255, images.float())
 
 
-def test_batches_cover_every_item_once_in_order_or_shuffled():
-    images, labels = torch.arange(10.0), torch.arange(10)
-    plain = list(batches(images, labels, 4))
-    assert [len(x) for x, _ in plain] == [4, 4, 2]
-    assert torch.equal(torch.cat([x for x, _ in plain]), images)
-    shuffled = list(batches(images, labels, 4, shuffle=True, generator=torch.Generator().manual_seed(0)))
-    order = torch.cat([y for _, y in shuffled])
+class Recording(torch.nn.Module):
+    """A model that records the first pixel of every image it sees, and predicts nothing useful."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear, self.seen = torch.nn.Linear(1, 10), []
+
+    def forward(self, x):
+        self.seen.append(x.flatten(1)[:, 0].detach().clone())
+        return self.linear(x.flatten(1)[:, :1])
+
+
+def test_an_epoch_covers_every_item_once_shuffled_and_test_in_order():
+    images = torch.arange(10.0).view(10, 1, 1, 1)
+    labels = torch.arange(10)
+    model = Recording()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    mnist_integrated.train(SimpleNamespace(batch_size=4, seed=0), model, (images, labels), scheduler, 1)
+    assert [len(x) for x in model.seen] == [4, 4, 2]
+    order = torch.cat(model.seen).long()
     assert sorted(order.tolist()) == list(range(10)) and order.tolist() != list(range(10))
-    assert torch.equal(torch.cat([x for x, _ in shuffled]), images[order])  # images stay with their labels
+    model.seen.clear()
+    assert mnist_integrated.test(model, (images, labels)) >= 0 and not model.training
+    assert torch.equal(torch.cat(model.seen), images.flatten())  # testing keeps the order
+    # another epoch, another order
+    mnist_integrated.train(SimpleNamespace(batch_size=4, seed=0), model, (images, labels), scheduler, 2)
+    assert torch.cat(model.seen[1:]).long().tolist() != order.tolist()
 
 
 def test_evaluate_counts_correct_predictions_and_sets_eval_mode():
@@ -40,6 +61,10 @@ def test_evaluate_counts_correct_predictions_and_sets_eval_mode():
     images = torch.tensor([0.0, 1, 2, 3, 4]).view(5, 1, 1, 1).expand(5, 1, 28, 28)
     assert evaluate(model, images, torch.tensor([0, 1, 2, 0, 0]), batch_size=2) == pytest.approx(3 / 5)
     assert not model.training
+    assert predict(model, images, batch_size=2).tolist() == [0, 1, 2, 3, 4]
+    model.train()
+    assert mnist_integrated.test(model, (images, torch.tensor([0, 1, 2, 0, 0]))) == pytest.approx(3 / 5)
+    assert not model.training
 
 
 def test_train_stops_with_a_floating_point_error_when_the_loss_is_nan(mnist_test):
@@ -47,9 +72,9 @@ def test_train_stops_with_a_floating_point_error_when_the_loss_is_nan(mnist_test
     model = cnn_turning_nan(after_calls=2)()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    args = SimpleNamespace(batch_size=16, epochs=3)
+    args = SimpleNamespace(batch_size=16, epochs=3, seed=0)
     with pytest.raises(FloatingPointError, match=r"^training diverged: the loss became nan in epoch 2, batch 2$"):
-        train(args, model, images, labels, optimizer, scheduler, 2, torch.Generator().manual_seed(0))
+        mnist_integrated.train(args, model, (images, labels), scheduler, 2)
 
 
 def test_mnist_splits_holds_out_validation_digits_and_caps_the_training_set():
@@ -79,10 +104,10 @@ def test_short_training_on_a_real_subset(tmp_path, capsys):
     )
     set_seed(0)
     device = torch.device("cpu")
-    model, accuracy, seconds = train_model(args, *mnist_splits(args, device), device)
+    model, accuracy = train_model(args, *mnist_splits(args, device))
     assert accuracy > 0.90, accuracy
-    assert isinstance(model, CNN) and seconds > 0
+    assert isinstance(model, CNN)
     out = capsys.readouterr().out
-    assert "training on 6000 digits, validating on 1000, device cpu, 1 epochs, batch size 128, lr 0.003" in out
+    assert "training on 6000 digits, validating on 1000, 1 epochs" in out
     assert "epoch 1: training loss " in out and ", validation accuracy " in out
     assert f"test accuracy {accuracy:.2%} on 10000 test digits" in out

@@ -1,8 +1,8 @@
-"""src/util.py: the MNIST readers, the FFHQ/StyleGAN folder checks and split, and the image reader.
-The data command line (`python src/util.py ...`, src/iml/data_cli.py) is tested in test_data_cli.py;
-memory bombs among the MNIST files are refused under a memory limit in test_hardening_reading.py."""
+"""src/util.py: MNIST as the exercise loads it, the FFHQ/StyleGAN folder checks and split, and the image
+reader. The MNIST files' reader and fetchers (iml/mnist_data.py) are tested in tests/iml/test_mnist_data.py,
+the PNG check (iml/image_files.py) in tests/iml/test_image_files.py, the data commands (`python -m iml ...`)
+in tests/iml/test_data_cli.py; memory bombs among the MNIST files are refused in test_hardening_reading.py."""
 
-import gzip
 import zlib
 
 import numpy as np
@@ -20,7 +20,8 @@ from PIL import Image
 import util
 from iml import cli
 from iml.common import InputError
-from iml.download import MNIST_TEST_LABEL_COUNTS, write_idx, write_mnist_raw
+from iml.image_files import fake_name, natural_key, real_name
+from iml.mnist_data import MNIST_TEST_LABEL_COUNTS, write_mnist_raw
 
 # ------------------------------------------------------------------ MNIST
 
@@ -45,33 +46,6 @@ def test_idx_files_written_in_torchvisions_layout_read_back_exactly(tmp_path):
     assert raw[:8] == (2049).to_bytes(4, "big") + (60_000).to_bytes(4, "big")
 
 
-def test_idx_reader_names_a_wrong_magic_number_and_a_wrong_size(tmp_path):
-    path = tmp_path / "labels"
-    write_idx(path, np.zeros(10, np.uint8))
-    with pytest.raises(InputError, match="has magic number 2049, not 2051"):
-        util.read_idx(path, util.IDX_IMAGES_MAGIC, (10, 28, 28))
-    good = path.read_bytes()
-    path.write_bytes(good[:-3])
-    with pytest.raises(InputError, match="has 7 data bytes, not 10; it is truncated or corrupt"):
-        util.read_idx(path, util.IDX_LABELS_MAGIC, (10,))
-    path.write_bytes(good + b"abc")
-    with pytest.raises(InputError, match="has 13 data bytes, not 10; it is truncated or corrupt"):
-        util.read_idx(path, util.IDX_LABELS_MAGIC, (10,))
-    gz = tmp_path / "labels.gz"
-    gz.write_bytes(gzip.compress(good + b"abc"))  # a gzip file is read only one byte past its size
-    with pytest.raises(InputError, match="has more than 10 data bytes, not 10; it is truncated or corrupt"):
-        util.read_idx(gz, util.IDX_LABELS_MAGIC, (10,))
-    gz.write_bytes(gzip.compress(good))
-    np.testing.assert_array_equal(util.read_idx(gz, util.IDX_LABELS_MAGIC, (10,)), np.zeros(10, np.uint8))
-
-
-def test_gzipped_raw_file_that_is_corrupt_is_named(tmp_path):
-    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
-    path.write_bytes(gzip.compress(b"\x00" * 100)[:20])
-    with pytest.raises(InputError, match=r"is not a valid gzip file"):
-        util.read_idx(path, util.IDX_LABELS_MAGIC, (10_000,))
-
-
 def test_real_mnist_has_the_known_counts_and_histogram(mnist_train, mnist_test):
     train_images, train_labels = mnist_train
     test_images, test_labels = mnist_test
@@ -93,82 +67,16 @@ def test_real_mnist_has_the_known_counts_and_histogram(mnist_train, mnist_test):
     assert int(train_images.max()) == 255
 
 
-def test_every_mnist_source_failing_lists_what_was_tried(tmp_path):
-    def broken(raw_dir):
-        raise OSError("no route to host")
-
-    with pytest.raises(InputError) as info:
-        util.ensure_mnist(tmp_path / "raw", sources=[("mirror one", broken), ("mirror two", broken)])
-    message = cli.user_message(info.value)
-    assert "mirror one (OSError: no route to host)" in message
-    assert "mirror two (OSError: no route to host)" in message
-    assert "by hand" in message and "t10k-labels-idx1-ubyte" in message
-    assert not (tmp_path / "raw").exists() or not any((tmp_path / "raw").iterdir())
-
-
-def test_partial_mnist_download_is_fetched_again(tmp_path, mnist_test, mnist_train):
-    raw = tmp_path / "raw"
-    write_mnist_raw(raw, "train", mnist_train[0].numpy(), mnist_train[1].numpy())
-    write_mnist_raw(raw, "test", mnist_test[0].numpy(), mnist_test[1].numpy())
-    good = (raw / "t10k-images-idx3-ubyte").read_bytes()
-    (raw / "t10k-images-idx3-ubyte").write_bytes(good[: len(good) // 3])  # an interrupted download
-
-    def refetch(raw_dir):
-        (raw_dir / "t10k-images-idx3-ubyte").write_bytes(good)
-
-    util.ensure_mnist(raw, sources=[("a working mirror", refetch)])
-    assert (raw / "t10k-images-idx3-ubyte").read_bytes() == good
-
-
-def test_partial_mnist_download_without_sources_names_the_file(tmp_path, mnist_test):
-    raw = tmp_path / "raw"
-    images, labels = mnist_test[0].numpy(), mnist_test[1].numpy()
-    write_mnist_raw(raw, "train", np.zeros((60_000, 28, 28), np.uint8), np.zeros(60_000, np.uint8))
-    write_mnist_raw(raw, "test", images, labels)
-    path = raw / "t10k-labels-idx1-ubyte"
-    path.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(InputError) as info:
-        util.ensure_mnist(raw, sources=[])
-    assert "t10k-labels-idx1-ubyte has 4992 data bytes, not 10000" in cli.user_message(info.value)
-    assert "by hand" in cli.user_message(info.value)
-
-
-IDX_HEADERS = st.sampled_from(
-    [
-        b"",
-        (2051).to_bytes(4, "big") + (2).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2,
-        (2049).to_bytes(4, "big") + (2).to_bytes(4, "big"),
-        (2051).to_bytes(4, "big"),
-    ]
-)
-
-
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(header=IDX_HEADERS, body=st.binary(max_size=2000), gz=st.booleans(), images=st.booleans())
-def test_fuzz_mnist_raw_reader_gives_an_array_or_one_input_error(tmp_path, header, body, gz, images):
-    """Any bytes give either a valid array of the asked shape or an InputError, never another exception."""
-    data = header + body
-    path = tmp_path / ("file.gz" if gz else "file")
-    path.write_bytes(gzip.compress(data) if gz and body[:1] != b"\x00" else data)
-    magic, shape = (util.IDX_IMAGES_MAGIC, (2, 28, 28)) if images else (util.IDX_LABELS_MAGIC, (2,))
-    try:
-        array = util.read_idx(path, magic, shape)
-    except InputError as error:
-        assert cli.user_message(error).endswith("run again.")
-    else:
-        assert array.shape == shape and array.dtype == np.uint8
-
-
 # ------------------------------------------------------------------ FFHQ/StyleGAN folders
 
 
 # The cli.ADVICE entries these hints need; where cli.py already has one, its own is used.
 NEW_ADVICE = {
     "ffhq-empty": "{message}; put 128x128 RGB PNG images into it, pass another --data, or make a folder from any "
-    "face pictures with `python src/util.py ffhq-import`.",
-    "ffhq-empty-standin": "{message}; write it again with `python src/util.py ffhq-standin --out <that folder> --force`.",
+    "face pictures with `python -m iml ffhq-import`.",
+    "ffhq-empty-standin": "{message}; write it again with `python -m iml ffhq-standin --out <that folder> --force`.",
     "ffhq-empty-import": "{message}; import it again with "
-    "`python src/util.py ffhq-import --real DIR --fake DIR --out <that folder> --force`.",
+    "`python -m iml ffhq-import --real DIR --fake DIR --out <that folder> --force`.",
     "split-sizes": "{message}; ask for fewer with --train-size, --val-size and --test-size, or use a folder with more images.",
 }
 
@@ -182,17 +90,17 @@ def advice(monkeypatch):
 def test_load_folder_sorts_naturally_splits_disjointly_and_checks_sizes(tmp_path, advice):
     fakes = tmp_path / "B_stylegan"
     for i in reversed(range(12)):
-        write_png(fakes / util.fake_name(i), seed=i)
+        write_png(fakes / fake_name(i), seed=i)
     (fakes / ".DS_Store").write_bytes(b"\0")
     train, val, test = util.load_folder(fakes, 8, 2, 2)
     # natural order: example2 before example10 (plain string order would put example10 third)
-    assert [p.name for p in train] == [util.fake_name(i) for i in range(8)]
-    assert [p.name for p in val] == [util.fake_name(8), util.fake_name(9)]
-    assert [p.name for p in test] == [util.fake_name(10), util.fake_name(11)]
+    assert [p.name for p in train] == [fake_name(i) for i in range(8)]
+    assert [p.name for p in val] == [fake_name(8), fake_name(9)]
+    assert [p.name for p in test] == [fake_name(10), fake_name(11)]
     train, val, test = util.load_folder(str(fakes), 3, 0, 4)
     assert (len(train), len(val), len(test)) == (3, 0, 4)
-    assert not set(train) & set(test) and test[0].name == util.fake_name(3)
-    assert util.natural_key("00010.png") > util.natural_key("00009.png")
+    assert not set(train) & set(test) and test[0].name == fake_name(3)
+    assert natural_key("00010.png") > natural_key("00009.png")
 
     with raises_explained(
         r"holds 12 usable images, fewer than the 13 asked for \(train 10 \+ validation 2 \+ test 1\); "
@@ -200,7 +108,7 @@ def test_load_folder_sorts_naturally_splits_disjointly_and_checks_sizes(tmp_path
     ) as info:
         util.load_folder(fakes, 10, 2, 1)
     assert info.value.hint == "split-sizes" and str(info.value).endswith(")")  # the facts alone end cleanly
-    with raises_explained(r"A_ffhq does not exist; run `python src/util.py ffhq-download` to fetch"):
+    with raises_explained(r"A_ffhq does not exist; run `python -m iml ffhq-download` to fetch"):
         util.load_folder(tmp_path / "A_ffhq", 1, 1, 1)
     (tmp_path / "empty").mkdir()
     with raises_explained("empty holds no image files"):
@@ -209,19 +117,19 @@ def test_load_folder_sorts_naturally_splits_disjointly_and_checks_sizes(tmp_path
 
 # (hint, the line after the facts) of an empty folder, by the dataset it belongs to
 EMPTY_ADVICE = {
-    "download": ("ffhq-download", "delete {data}/ffhq_style_gan and run `python src/util.py ffhq-download` again."),
+    "download": ("ffhq-download", "delete {data}/ffhq_style_gan and run `python -m iml ffhq-download` again."),
     "stand-in": (
         "ffhq-empty-standin",
-        "write it again with `python src/util.py ffhq-standin --out <that folder> --force`.",
+        "write it again with `python -m iml ffhq-standin --out <that folder> --force`.",
     ),
     "import": (
         "ffhq-empty-import",
-        "import it again with `python src/util.py ffhq-import --real DIR --fake DIR --out <that folder> --force`.",
+        "import it again with `python -m iml ffhq-import --real DIR --fake DIR --out <that folder> --force`.",
     ),
     "any other": (
         "ffhq-empty",
         "put 128x128 RGB PNG images into it, pass another --data, or make a folder from any face pictures with "
-        "`python src/util.py ffhq-import`.",
+        "`python -m iml ffhq-import`.",
     ),
 }
 
@@ -296,7 +204,7 @@ def bad_file(folder, kind):
 def test_load_folder_names_files_that_are_not_128_rgb_png_or_skips_them(tmp_path, kind, capsys):
     folder = tmp_path / "A_ffhq"
     for i in range(3):
-        write_png(folder / util.real_name(i), seed=i)
+        write_png(folder / real_name(i), seed=i)
     name, reason = bad_file(folder, kind)
     pattern = rf"^1 of 4 files in .*A_ffhq are not 128x128 RGB PNG images: {name} \({reason}\); replace or delete them, or pass skip_unreadable=True"
     with pytest.raises(InputError, match=pattern) as info:
@@ -313,25 +221,12 @@ def test_load_folder_names_files_that_are_not_128_rgb_png_or_skips_them(tmp_path
 def test_load_folder_lists_many_bad_files_briefly(tmp_path):
     folder = tmp_path / "A_ffhq"
     for i in range(8):
-        write_png(folder / util.real_name(i), size=32, seed=i)
+        write_png(folder / real_name(i), size=32, seed=i)
     with pytest.raises(
         InputError,
         match=r"8 of 8 files .*: 00000.png \(32x32 instead of 128x128\), .*00004.png \(32x32 instead of 128x128\) and 3 more;",
     ):
         util.load_folder(folder, 1, 0, 0)
-
-
-def test_png_header_check_agrees_with_pillow(tmp_path):
-    rng = np.random.default_rng(0)
-    for i in range(40):
-        mode = ["RGB", "RGBA", "L", "P", "LA"][i % 5]
-        size = int(rng.choice([127, 128, 129]))
-        image = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).convert(mode)
-        path = tmp_path / f"{i}.png"
-        image.save(path)
-        with Image.open(path) as decoded:
-            expected = decoded.mode == "RGB" and decoded.size == (128, 128)
-        assert (util.png_problem(path) is None) == expected, (mode, size, util.png_problem(path))
 
 
 GOOD_PNG = png_bytes()
@@ -379,3 +274,55 @@ def test_read_rgb_names_an_image_of_the_wrong_size_or_an_unreadable_file(tmp_pat
     path.write_bytes(b"not a png")
     with pytest.raises(InputError, match=r"small.png is not a readable image"):
         util.read_rgb(path, util.IMAGE_SIZE)
+
+
+# ------------------------------------------------------------------ streamed statistics (Task 3)
+
+
+def test_welford_equals_numpy_mean_and_std():
+    rng = np.random.default_rng(4)
+    # a large offset and small spread: the naive sum-of-squares formula would lose most digits here
+    data = 1e4 + rng.standard_normal((257, 3, 5, 4)) * rng.uniform(0.01, 10, (3, 5, 4))
+    estimator = util.WelfordEstimator()
+    for part in np.split(data, [1, 2, 50, 51, 200]):  # uneven batches, including single samples
+        estimator.update(torch.from_numpy(part))
+    mean, std = estimator.finalize()
+    assert estimator.count == 257 and mean.shape == (3, 5, 4)
+    np.testing.assert_allclose(mean.numpy(), data.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(std.numpy(), data.std(axis=0), rtol=1e-9)
+    # float32 batches, like the spectra: the batch statistics in float32, the running ones in float64
+    spectra = (8 + 2 * rng.standard_normal((300, 3, 6, 6))).astype(np.float32)
+    estimator = util.WelfordEstimator()
+    for part in np.split(spectra, [100, 237]):
+        estimator.update(torch.from_numpy(part))
+    mean, std = estimator.finalize()
+    np.testing.assert_allclose(mean.numpy(), spectra.astype(np.float64).mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(std.numpy(), spectra.astype(np.float64).std(axis=0), rtol=1e-5)
+    with pytest.raises(ValueError, match="no data"):
+        util.WelfordEstimator().finalize()
+
+
+def test_welford_empty_batch_before_any_data_changes_nothing():
+    estimator = util.WelfordEstimator()
+    estimator.update(torch.empty(0, 3, 4, dtype=torch.float32))
+    assert estimator.count == 0
+    with pytest.raises(ValueError, match="no data"):
+        estimator.finalize()
+    data = 5 + np.random.default_rng(5).standard_normal((7, 3, 4))
+    estimator.update(torch.from_numpy(data))
+    mean, std = estimator.finalize()
+    assert estimator.count == 7
+    np.testing.assert_allclose(mean.numpy(), data.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(std.numpy(), data.std(axis=0), rtol=1e-9)
+
+
+def test_welford_empty_batch_after_data_changes_nothing():
+    data = torch.from_numpy(np.random.default_rng(6).standard_normal((9, 2, 5)))
+    estimator = util.WelfordEstimator()
+    estimator.update(data)
+    before = [t.clone() for t in estimator.finalize()]
+    estimator.update(data[:0])
+    mean, std = estimator.finalize()
+    assert estimator.count == 9
+    assert torch.isfinite(mean).all() and torch.isfinite(std).all()
+    assert torch.equal(mean, before[0]) and torch.equal(std, before[1])

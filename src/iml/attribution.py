@@ -8,12 +8,15 @@ sanity checks for the maps of any method given as a function `explain(net, image
 - `deletion_curve`: remove pixels in the order a method ranks them and watch the probability of
   the explained class fall. The faster it falls, the more faithful the ranking.
 
-`src/mnist_integrated.py` runs both on Integrated Gradients; the functions work on any classifier.
+`python -m iml ig-checks` runs both on Integrated Gradients; the functions work on any classifier.
 """
 
 import copy
 import math
+import warnings
 
+import numpy as np
+import scipy.stats
 import torch
 from torch.func import grad, vmap
 from torchvision.transforms.functional import gaussian_blur
@@ -117,30 +120,19 @@ def saliency(net, images, output_digit):
         return vmap(grad(output))(images.to(device), digits).to(images.device)
 
 
-def average_ranks(values):
-    """Ranks 0..n-1 of a 1-D tensor, ties sharing the mean of their ranks (as scipy.stats.rankdata - 1)."""
-    order = values.argsort()
-    _, group, counts = torch.unique_consecutive(values[order], return_inverse=True, return_counts=True)
-    mean_rank = counts.cumsum(0).double() - (counts.double() + 1) / 2  # the mean of each run of equal values
-    ranks = torch.empty(len(values), dtype=torch.float64, device=values.device)
-    ranks[order] = mean_rank[group]
-    return ranks
-
-
 def spearman(a, b, mask=None):
     """Spearman rank correlation of `a` and `b` per row, (N, ...) -> (N,) float64, over the pixels in `mask`.
 
-    Ties get average ranks, as in scipy.stats.spearmanr; a row that is constant over the mask has
-    no rank order, and its correlation is nan.
+    scipy.stats.spearmanr per row: ties get average ranks; a row that is constant over the mask has
+    no rank order, and its correlation is nan (scipy's ConstantInputWarning is not shown).
     """
-    a, b = a.flatten(1), b.flatten(1)
-    mask = torch.ones_like(a, dtype=torch.bool) if mask is None else mask.flatten(1)
+    a, b = a.flatten(1).double().cpu().numpy(), b.flatten(1).double().cpu().numpy()
+    mask = np.ones(a.shape, dtype=bool) if mask is None else mask.flatten(1).cpu().numpy()
     rho = torch.empty(len(a), dtype=torch.float64)
-    for i in range(len(a)):
-        ranks = [average_ranks(v[mask[i]]) for v in (a[i], b[i])]
-        ranks = [r - r.mean() for r in ranks]
-        denominator = ((ranks[0] @ ranks[0]) * (ranks[1] @ ranks[1])).sqrt()
-        rho[i] = (ranks[0] @ ranks[1]) / denominator if denominator > 0 else float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.stats.ConstantInputWarning)
+        for i in range(len(a)):
+            rho[i] = float(scipy.stats.spearmanr(a[i][mask[i]], b[i][mask[i]]).statistic)
     return rho
 
 

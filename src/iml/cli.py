@@ -19,9 +19,9 @@ from pathlib import Path
 from iml.common import FIGURES_DIR, WEIGHTS_PATH, InputError, get_device, relative
 from models import CheckpointError
 
-DOWNLOAD_COMMAND = "python src/util.py ffhq-download"
-STANDIN_COMMAND = "python src/util.py ffhq-standin"
-IMPORT_COMMAND = "python src/util.py ffhq-import"
+DOWNLOAD_COMMAND = "python -m iml ffhq-download"
+STANDIN_COMMAND = "python -m iml ffhq-standin"
+IMPORT_COMMAND = "python -m iml ffhq-import"
 RETRAIN_COMMAND = "python src/mnist_integrated.py --retrain"
 FFHQ_HOW = (
     f"run `{DOWNLOAD_COMMAND}` to fetch the FFHQ/StyleGAN images, or "

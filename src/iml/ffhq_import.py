@@ -1,6 +1,6 @@
 """Bring any two folders of face pictures into the exercise's layout, so Task 3 runs on them.
 
-    python src/util.py ffhq-import --real ../shared/data/faces/real --fake ../shared/data/faces/fake \\
+    python -m iml ffhq-import --real ../shared/data/faces/real --fake ../shared/data/faces/fake \\
         --out data/faces
     python src/deepfake_interpretation.py --data data/faces --train-size 150 --val-size 20 --test-size 30
 
@@ -14,8 +14,8 @@ every file where it came from and what was done to it.
 The filter is not a detail. Nearest-neighbour sampling (Pillow's default for Image.resize before
 Pillow 7) keeps every second pixel and folds the upper half of the spectrum back onto the lower
 half (aliasing); Lanczos filters that half out first. A detector that reads spectra sees the
-difference at once, whatever the pictures show: `python src/deepfake_interpretation.py
---resampling-study` measures how much.
+difference at once, whatever the pictures show: `python -m iml resampling-study` measures how
+much.
 """
 
 import csv
@@ -29,9 +29,10 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from iml.common import InputError, file_problem, folder_in_place, relative, require_free_space, write_lock
+from iml.image_files import IMPORT_MANIFEST as MANIFEST
+from iml.image_files import fake_name, name_listing, real_name, visible_files
 from iml.processes import parallel_map
-from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, fake_name, name_listing, real_name, visible_files
-from util import IMPORT_MANIFEST as MANIFEST
+from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER
 
 RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,

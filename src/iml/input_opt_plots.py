@@ -1,5 +1,7 @@
-"""Figures of Task 1: the optimised inputs, the objective and probability per step, and plain
-against regularised optima. Unbounded (signed) images use a diverging map centred at zero.
+"""Figure and tables of ``python -m iml input-opt-regularized``: plain against regularized optima.
+
+Unbounded (signed) images use a diverging map centred at zero; clipped, image-like ones a grey scale
+from 0 (black) to 1 (white). (The exercise's own figures are drawn in src/input_opt.py.)
 """
 
 import torch
@@ -8,7 +10,7 @@ from iml.common import save_figure
 
 
 def describe(penalties, parametrization):
-    """The regularisers in words, for titles and log lines."""
+    """The regularizers in words, for titles and log lines."""
     p, q = penalties, parametrization
     parts = [
         f"L2 {p.l2:g}" if p.l2 else "no L2",
@@ -71,65 +73,8 @@ def _show_row(fig, ax, images, signed, label, captions, titles=None):
     bar.ax.tick_params(labelsize=7)
 
 
-def plot_grid(result, start_names, title):
-    """Optimised inputs: one row per start, one column per target digit, logit and probability below."""
-    import matplotlib.pyplot as plt
-
-    S, K = result.images.shape[:2]
-    fig, axes = plt.subplots(S, 1, figsize=(1.45 * K + 1.2, 1.6 * S + 0.7), squeeze=False, layout="constrained")
-    for s in range(S):
-        captions = [f"y={result.logit[-1, s, k]:.0f}\np={result.probability[-1, s, k]:.4f}" for k in range(K)]
-        titles = [f"digit {n}" for n in result.neurons] if s == 0 else None
-        _show_row(
-            fig,
-            axes[s, 0],
-            result.images[s],
-            not result.parametrization.clip,
-            f"{start_names[s]}\nstart",
-            captions,
-            titles,
-        )
-    fig.suptitle(title, fontsize=10)
-    return fig
-
-
-def plot_curves(result, start_names, title, confident):
-    """Objective (the logit) and the target probability per step, one row per start."""
-    import matplotlib.pyplot as plt
-
-    S = len(start_names)
-    steps = torch.arange(result.logit.shape[0])
-    colors = plt.get_cmap("tab10")
-    fig, axes = plt.subplots(S, 2, figsize=(11, 3.2 * S + 0.6), squeeze=False)
-    for s in range(S):
-        for k, neuron in enumerate(result.neurons):
-            color = colors(neuron)
-            axes[s, 0].plot(steps, result.objective[:, s, k], color=color, label=f"digit {neuron}")
-            axes[s, 1].plot(steps, result.probability[:, s, k], color=color, label=f"digit {neuron}")
-        axes[s, 1].axhline(confident, color="black", linestyle=":", linewidth=1, label=f"p = {confident}")
-        axes[s, 0].set_ylabel(f"{start_names[s]} start\nobjective: logit $y_i$")
-        axes[s, 1].set_ylabel("softmax probability $p_i$")
-        axes[s, 1].set_ylim(-0.02, 1.02)
-        # the probability saturates within a few steps; a logarithmic step axis shows how fast
-        axes[s, 1].set_xscale("symlog", linthresh=1)
-        axes[s, 1].set_xlim(0, len(steps) - 1)
-        ticks = [t for t in (0, 1, 3, 10, 30, 100, 300, 1000, 3000, 10000) if t < len(steps)]
-        axes[s, 1].set_xticks(ticks, [str(t) for t in ticks])
-        axes[s, 0].set_xlabel("step")
-        axes[s, 1].set_xlabel("step (logarithmic axis)")
-        for ax in axes[s]:
-            ax.grid(alpha=0.3)
-    axes[0, 0].set_title("objective: the target logit $y_i$ (no regularisers)")
-    axes[0, 1].set_title("softmax probability of the target digit")
-    axes[0, 0].legend(loc="upper left", fontsize=8, ncol=2)
-    axes[0, 1].legend(handles=axes[0, 1].lines[-1:], loc="lower right", fontsize=8)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
 def plot_comparison(plain, regularized, start_names, title, confident):
-    """Per start three rows: plain input when first sure, plain optimum, regularised optimum."""
+    """Per start three rows: plain input when first sure, plain optimum, regularized optimum."""
     import matplotlib.pyplot as plt
 
     S, K = plain.images.shape[:2]
@@ -159,7 +104,7 @@ def plot_comparison(plain, regularized, start_names, title, confident):
             axes[3 * s + 2, 0],
             regularized.images[s],
             not regularized.parametrization.clip,
-            f"{name}\nregularised",
+            f"{name}\nregularized",
             [f"p={regularized.probability[-1, s, k]:.4f}" for k in range(K)],
         )
     fig.suptitle(title, fontsize=10)
@@ -185,23 +130,11 @@ def format_table(result, start_names, predicted, confident):
     return "\n".join(lines)
 
 
-def write_figures(args, network, start_names, plain, regular, regularizers, confident):
-    """The grid, the curves and (with a regularised run) the comparison; returns their paths."""
-    steps = f"{args.steps} Adam steps"
-    grid_title = (
-        f"Inputs that maximise logit $y_i$ of {network}: {steps} (lr {args.lr:g}), "
-        "no regularisers\nbelow each: final logit y and softmax probability p of the target digit"
+def write_comparison(args, network, start_names, plain, regular, regularizers, confident):
+    """Draw plain against regularized optima into args.out/input_opt_regularized.png; returns its path."""
+    title = (
+        f"Plain gradient ascent vs regularized, {network}, {args.steps} Adam steps (lr {args.lr:g}); "
+        f"p = softmax probability of the target digit\nregularizers: {regularizers}"
     )
-    curves_title = f"Gradient ascent on the input of {network}: {steps}, lr {args.lr:g}"
-    written = [
-        save_figure(plot_grid(plain, start_names, grid_title), args.out / "input_opt_grid.png"),
-        save_figure(plot_curves(plain, start_names, curves_title, confident), args.out / "input_opt_curves.png"),
-    ]
-    if regular is not None:
-        title = (
-            f"Plain gradient ascent vs regularised, {network}, {args.steps} steps; "
-            f"p = softmax probability of the target digit\nregularisers: {regularizers}"
-        )
-        comparison = plot_comparison(plain, regular, start_names, title, confident)
-        written.append(save_figure(comparison, args.out / "input_opt_regularised.png"))
-    return written
+    comparison = plot_comparison(plain, regular, start_names, title, confident)
+    return save_figure(comparison, args.out / "input_opt_regularized.png")

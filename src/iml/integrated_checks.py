@@ -1,6 +1,7 @@
-"""The checks that `python src/mnist_integrated.py` runs on its Integrated Gradients, each printed
-and drawn: completeness against the number of steps for every rule, the model-parameter
-randomisation test, pixel deletion, and the deviation of reduced precision from float32.
+"""The checks of the IG commands, each printed and drawn: completeness against the number of steps
+for every rule and exact IG's true error (`python -m iml ig-exact`), the model-parameter
+randomization test and pixel deletion (`python -m iml ig-checks`), and the deviation of reduced
+precision from float32 (`python -m iml ig --precision bfloat16`). `args` is the command's options.
 """
 
 import copy
@@ -72,17 +73,6 @@ def report_precision(model, images, digits, baselines, options, reduced=None, co
         f"{options['precision']} against float32 on the first {k} digits (plain IG): largest difference "
         f"{largest:.1e} of the largest |attribution|, median per-image relative L2 error {median:.1e}"
     )
-
-
-def run_checks(args, model, images, digits, attributions, described):
-    """Completeness against m, the true error of every rule, the randomisation test and the deletion
-    curve; returns figure paths."""
-    return [
-        completeness_check(args, model, images[:SWEEP_IMAGES], digits[:SWEEP_IMAGES]),
-        exact_check(args, model, images[:SWEEP_IMAGES], digits[:SWEEP_IMAGES]),
-        *randomization_check(args, model, images[:RANDOMIZATION_IMAGES], digits[:RANDOMIZATION_IMAGES]),
-        deletion_check(args, model, images, digits, attributions, described),
-    ]
 
 
 def completeness_check(args, model, images, digits):

@@ -1,5 +1,5 @@
 """The fast path of Integrated Gradients (Sundararajan et al. 2017, arXiv:1703.01365): the same
-attributions as the reference `mnist_integrated.integrate_gradients`, computed faster.
+attributions as the exercise's `integrate_gradients` (src/mnist_integrated.py), computed faster.
 
 - The first layer is affine: the CNN's standardisation and first convolution map the straight
   path to a straight path, so points are interpolated after them and the summed gradient is
@@ -11,7 +11,8 @@ attributions as the reference `mnist_integrated.integrate_gradients`, computed f
 - Chunks of at most `batch_points` path points keep memory flat for any N and m.
 - Optional torch.compile, which fuses the element-wise work, and bfloat16 autocast.
 
-tests/test_integrated_fast.py shows that it equals the reference to 1e-10 in float64.
+tests/iml/test_integrated_fast.py shows that it equals the exercise's function, and the formula for
+every rule and baseline, to 1e-10 in float64; `python src/mnist_integrated.py --fast` runs it.
 """
 
 import functools
@@ -119,8 +120,8 @@ def integrate_gradients_fast(
     precision="float32",
     compile=False,
 ):
-    """Integrated Gradients as `mnist_integrated.integrate_gradients`, fast; (N, 1, 28, 28).
-    Arguments as there, plus: the N * m path points go through `net` (on its device) in chunks of
+    """Integrated Gradients as the exercise's `integrate_gradients`, fast; (N, 1, 28, 28). Arguments as
+    there, plus baseline x' (None: black, a number, a tensor that broadcasts to `images`), `rule` and: the N * m path points go through `net` (on its device) in chunks of
     at most `batch_points` (None: `default_batch_points`), so memory stays flat for any N and m.
     precision "bfloat16" runs the network under autocast (faster on GPUs, less exact).
     compile: evaluate the chunks with torch.compile (the first call compiles, for seconds; the
@@ -148,6 +149,23 @@ def integrate_gradients_fast(
             for chunk in (slice(s, s + images_per_chunk) for s in range(0, len(x_all), images_per_chunk))
         ]
     return torch.cat(chunks)[: len(images)].to(images.device)
+
+
+def fast_twin(compile=False):
+    """`integrate_gradients_fast` with the signature of the exercise's `integrate_gradients(net, test_images,
+    output_digit, steps_m)` (black baseline, right sum), compiled by torch.compile if `compile`.
+
+    A compilation that fails becomes the UserError a command line prints as one line.
+    """
+    from iml.cli import UserError
+
+    def twin(net, test_images, output_digit, steps_m):
+        try:
+            return integrate_gradients_fast(net, test_images, output_digit, steps_m, compile=compile)
+        except CompileError as error:
+            raise UserError(f"{error}: install one, or run without --compile.") from None
+
+    return twin
 
 
 class StraightPaths:

@@ -1,11 +1,8 @@
-"""Figures of Task 2: attributions, class means, completeness against m, the randomisation test
-and pixel deletion. Signed maps use a diverging colour map centred at zero.
+"""Figures of the IG commands (`python -m iml ig`, `ig-checks`, `ig-exact`): attribution maps,
+completeness against m, exact IG's true error, the randomization test and pixel deletion. Signed
+maps use a diverging colour map centred at zero. The exercise's own figures (the attributions per
+class and their means) are drawn in src/mnist_integrated.py.
 """
-
-import math
-
-import numpy as np
-import torch
 
 from iml.attribution import area_under_curve
 
@@ -26,65 +23,25 @@ def symmetric_norm(values):
     return TwoSlopeNorm(vmin=-limit, vcenter=0.0, vmax=limit)
 
 
-def plot_attributions(images, attributions, labels, digits, title, per_class=3):
-    """Input, signed attribution and overlay for `per_class` digits of every class; one scale per row."""
+def plot_maps(images, attributions, labels, digits, title, count=8):
+    """The first `count` inputs (top row) and their signed attributions (bottom row), one colour scale."""
     import matplotlib.pyplot as plt
 
-    classes = [c for c in range(10) if (labels == c).any()]
-    fig, axes = plt.subplots(
-        len(classes),
-        3 * per_class,
-        figsize=(2.0 * 3 * per_class + 1, 2.1 * len(classes) + 0.8),
-        squeeze=False,
-        layout="constrained",
-    )
-    for row, c in zip(axes, classes):
-        index = torch.nonzero(labels == c).flatten()[:per_class]
-        norm = symmetric_norm(attributions[index])
-        for j in range(per_class):
-            cells = row[3 * j : 3 * j + 3]
-            for ax in cells:
-                ax.set_xticks([])
-                ax.set_yticks([])
-            if j >= len(index):
-                for ax in cells:
-                    ax.axis("off")
-                continue
-            i = index[j]
-            image, attribution = images[i, 0].numpy(), attributions[i, 0].numpy()
-            cells[0].imshow(image, cmap="gray", vmin=0, vmax=1)
-            cells[0].set_title(f"digit {labels[i]}, explained as {digits[i]}", fontsize=8)
-            shown = cells[1].imshow(attribution, cmap="RdBu_r", norm=norm)
-            cells[1].set_title(f"attribution, sum {attribution.sum():.1f}", fontsize=8)
-            cells[2].imshow(image, cmap="gray", vmin=0, vmax=2.5)  # dimmed, so the colours stand out
-            opacity = np.clip(np.abs(attribution) / norm.vmax, 0, 1)
-            cells[2].imshow(attribution, cmap="RdBu_r", norm=norm, alpha=opacity)
-            cells[2].set_title("overlay on the input", fontsize=8)
-        fig.colorbar(shown, ax=list(row), fraction=0.015, pad=0.01, label="attribution")
-    fig.suptitle(
-        title + "\nred: pixels that raise the output of the explained digit, blue: pixels that lower it; "
-        "one colour scale per row",
-    )
-    return fig
-
-
-def plot_class_means(attributions, digits, title):
-    """Mean attribution over the images explained as each digit, one shared scale."""
-    import matplotlib.pyplot as plt
-
-    classes = [c for c in range(10) if (digits == c).any()]
-    means = torch.stack([attributions[digits == c].mean(0)[0] for c in classes])
-    norm = symmetric_norm(means)
-    columns = min(5, len(classes))
-    rows = math.ceil(len(classes) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns + 1, 2.6 * rows), squeeze=False)
+    count = min(count, len(images))
+    norm = symmetric_norm(attributions[:count])
+    fig, axes = plt.subplots(2, count, figsize=(1.9 * count + 1.2, 4.6), squeeze=False, layout="constrained")
+    for i in range(count):
+        axes[0, i].imshow(images[i, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[0, i].set_title(f"digit {labels[i]}", fontsize=9)
+        shown = axes[1, i].imshow(attributions[i, 0].numpy(), cmap="RdBu_r", norm=norm)
+        axes[1, i].set_title(f"for {digits[i]}, sum {attributions[i].sum():.1f}", fontsize=9)
     for ax in axes.flat:
-        ax.axis("off")
-    for ax, c, mean in zip(axes.flat, classes, means):
-        shown = ax.imshow(mean.numpy(), cmap="RdBu_r", norm=norm)
-        ax.set_title(f"digit {c} ({int((digits == c).sum())} images)", fontsize=9)
-    fig.colorbar(shown, ax=list(axes.flat), fraction=0.02, pad=0.02, label="mean attribution")
-    fig.suptitle(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_ylabel("input")
+    axes[1, 0].set_ylabel("attribution")
+    fig.colorbar(shown, ax=list(axes[1]), fraction=0.03, pad=0.02, label="attribution")
+    fig.suptitle(title + "\nred raises the output of the explained digit, blue lowers it")
     return fig
 
 

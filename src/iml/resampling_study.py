@@ -1,10 +1,9 @@
 """What does the linear detector of Task 3 really see? The same photographs, resized with different filters.
 
-    python src/deepfake_interpretation.py --resampling-study \\
-        --real ../shared/data/faces/real --fake ../shared/data/faces/fake
+    python -m iml resampling-study --real ../shared/data/faces/real --fake ../shared/data/faces/fake
 
 Both folders are imported once per pair of resampling filters in COMBINATIONS (ffhq_import), and
-the exercise's detector (log |FFT2|, one nn.Linear) is trained and tested on each import with
+the exercise's detector (log |FFT2|, one nn.Linear; its fast twin, detector.py) is trained and tested on each import with
 the same split and seed. Only the filter changes between rows, so any change of accuracy comes
 from the filter, not from the faces or the generator. The control, reals by nearest and fakes by
 Lanczos, swaps the roles: if the detector still wins, it has learnt the filter, not the fakes.
@@ -16,19 +15,27 @@ from pathlib import Path
 
 import torch
 
-from deepfake_interpretation import (
-    STUDY_SPLIT,
+from iml import ffhq_import
+from iml.cli import (
+    UserError,
+    add_common_arguments,
+    check_output_folder,
+    check_output_outside,
+    device_from_argument,
+    path_argument,
+)
+from iml.common import FIGURES_DIR, printable, relative, set_seed
+from iml.deepfake_plots import format_study, plot_resampling_study
+from iml.detector import (
+    add_loading_arguments,
+    add_split_arguments,
+    add_training_arguments,
     class_means,
+    command_parser,
     evaluate,
-    fill_split_sizes,
     fit_detector,
-    mean_difference,
     wilson_interval,
 )
-from iml import ffhq_import
-from iml.cli import UserError, device_from_argument
-from iml.common import printable, relative
-from iml.deepfake_plots import format_study, plot_resampling_study
 from iml.face_cache import load_splits, place_cache
 
 # (filter of the reals, filter of the fakes): the reals by Lanczos, the fakes by every filter
@@ -41,6 +48,7 @@ COMBINATIONS = (
     ("nearest", "lanczos"),
 )
 STUDY_FIGURE = "deepfake_resampling_study.png"
+STUDY_SPLIT = (150, 20, 30)  # training, validation, test images per class
 
 
 def study_combination(args, folder, real_resample, fake_resample, device):
@@ -69,6 +77,7 @@ def study_combination(args, folder, real_resample, fake_resample, device):
     test_accuracy, confusion = evaluate(model, *splits["test"], "fft", device, args.batch_size)
     images = torch.cat([x for x, _ in splits.values()])  # (N, 128, 128, 3), every imported image once
     labels = torch.cat([y for _, y in splits.values()])
+    means = class_means(images, labels, "fft", device, args.batch_size)  # (2, C, H, W)
     return {
         "real": real_resample,
         "fake": fake_resample,
@@ -78,7 +87,7 @@ def study_combination(args, folder, real_resample, fake_resample, device):
         "val_accuracy": val_accuracy,
         "test_accuracy": test_accuracy,
         "test_interval": wilson_interval(confusion.trace().item(), confusion.sum().item()),
-        "difference": mean_difference(class_means(images, labels, "fft", device, args.batch_size)).cpu(),
+        "difference": (means[1] - means[0]).cpu(),
     }
 
 
@@ -138,17 +147,30 @@ def run_study(args, device):
     return rows
 
 
-def main(args):
-    """`deepfake_interpretation.py --resampling-study`: check the options that belong to it, then `run_study`."""
+def build_parser():
+    """The command line of `python -m iml resampling-study`."""
+    parser = command_parser("resampling-study", __doc__)
+    parser.add_argument("--real", type=path_argument, help="folder of real face pictures, any format and size")
+    parser.add_argument("--fake", type=path_argument, help="folder of generated face pictures, any format and size")
+    parser.add_argument(
+        "--allow-upscale", action="store_true", help="enlarge pictures smaller than 128 px (default: refuse)"
+    )
+    add_split_arguments(parser, STUDY_SPLIT)
+    add_training_arguments(parser)
+    add_loading_arguments(parser)
+    add_common_arguments(parser, out_default=FIGURES_DIR)
+    return parser
+
+
+def main(argv=None):
+    """`python -m iml resampling-study --real DIR --fake DIR [OPTIONS]`: check the options and the output, then `run_study`."""
+    args = build_parser().parse_args(argv)
     if args.real is None or args.fake is None:
-        raise UserError("--resampling-study needs --real DIR and --fake DIR, the folders of real and fake pictures.")
-    if args.representation != "fft" or args.data is not None or args.eval_split is not None:
-        raise UserError(
-            "--resampling-study imports --real and --fake and trains on log |FFT2|; leave out "
-            "--data, --representation and --eval-split."
-        )
-    fill_split_sizes(args, STUDY_SPLIT)
+        raise UserError("resampling-study needs --real DIR and --fake DIR, the folders of real and fake pictures.")
+    check_output_folder(args.out)
+    check_output_outside(args.out, {"--real": args.real, "--fake": args.fake})
+    set_seed(args.seed)
     try:
-        run_study(args, device_from_argument(args.device))
+        return run_study(args, device_from_argument(args.device))
     except FloatingPointError as error:
         raise UserError(f"{error}; lower --lr and run again.") from None

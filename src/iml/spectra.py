@@ -2,7 +2,7 @@
 batches of uint8 images (N, H, W, C) on any device, and their statistics streamed batch by batch.
 
 `log_fft` equals the exercise's numpy `deepfake_interpretation.transform`, channels first
-(tests/test_spectra.py checks it); `log_dct` is the DCT variant of Frank et al. 2020
+(tests/iml/test_spectra.py checks it); `log_dct` is the DCT variant of Frank et al. 2020
 (arXiv:2003.08685); `pixels` are the raw values.
 """
 
@@ -11,6 +11,8 @@ import sys
 
 import torch
 from tqdm import tqdm
+
+import util
 
 EPS = 1e-8  # keeps log finite where a coefficient is exactly zero
 REPRESENTATION_NAMES = {
@@ -76,49 +78,10 @@ def feature_batches(images, representation, device, batch_size, order=None):
         yield index, REPRESENTATIONS[representation](images[index].to(device, non_blocking=True))
 
 
-class WelfordEstimator:
-    """Running per-coefficient mean and standard deviation over batches (N, ...) of any size.
-
-    Welford's update in the batched form of Chan et al.: each batch's mean and sum of squared
-    deviations are merged into the running ones, in float64, so nothing but three arrays of one
-    sample's shape is kept between batches.
-    """
-
-    def __init__(self):
-        self.count = 0
-        self.mean = None
-        self.m2 = None
-
-    def update(self, batch):
-        """Merge a batch (n, ...) into the running statistics; an empty batch changes nothing."""
-        n = batch.shape[0]
-        if n == 0:
-            return
-        # the batch's own statistics in its own precision (float32 spectra: 2.5x faster than
-        # float64, relative error ~1e-7), merged into the running ones in float64
-        batch_mean = batch.mean(dim=0)
-        batch_m2 = (batch - batch_mean).square_().sum(dim=0).double()
-        batch_mean = batch_mean.double()
-        if self.mean is None:
-            self.count, self.mean, self.m2 = n, batch_mean, batch_m2
-            return
-        total = self.count + n
-        delta = batch_mean - self.mean
-        self.mean += delta * (n / total)
-        self.m2 += batch_m2 + delta.square_() * (self.count * n / total)
-        self.count = total
-
-    def finalize(self):
-        """(mean, standard deviation), float64, each of one sample's shape; the std divides by N."""
-        if self.mean is None:
-            raise ValueError("no data: update() was never called")
-        return self.mean, (self.m2 / self.count).sqrt()
-
-
 @torch.no_grad()
 def standardization(images, representation, device, batch_size):
-    """Per-coefficient mean and std (C, H, W) of a split's representation, streamed in batches."""
-    estimator = WelfordEstimator()
+    """Per-coefficient mean and std (C, H, W) of a split's representation, streamed in batches (util.WelfordEstimator)."""
+    estimator = util.WelfordEstimator()
     for _, features in tqdm(
         feature_batches(images, representation, device, batch_size),
         total=math.ceil(len(images) / batch_size),

@@ -5,7 +5,7 @@ The "reals" are dead-leaves pictures, which share the power spectrum of photogra
 are made the way GAN generators make images, by upsampling with a transposed convolution, which
 leaves periodic traces at high frequencies (Durall et al. 2020, "Watch your Up-Convolution",
 arXiv:2003.01826; dead leaves: Lee, Mumford and Huang 2001, "Occlusion models for natural images"). Every figure and log line of Task 3 says when it
-shows stand-in data. `python src/util.py ffhq-standin` writes it.
+shows stand-in data. `python -m iml ffhq-standin` writes it.
 """
 
 import os
@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from iml.common import InputError, folder_in_place, relative, require_free_space, write_lock
+from iml.image_files import fake_name, real_name
 from iml.processes import parallel_map
-from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, STANDIN_MARKER, fake_name, real_name
+from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER, STANDIN_MARKER
 
 
 def ragged_arange(lengths):

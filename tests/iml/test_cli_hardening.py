@@ -11,12 +11,12 @@ import sys
 import time
 
 import pytest
-from conftest import assert_clear_error, run_script
+from conftest import assert_clear_error, run_iml, run_script
 
 import deepfake_interpretation
 import input_opt
 import mnist_integrated
-from iml import cli, data_cli
+from iml import cli, data_cli, mnist_cnn
 from iml.common import ROOT, WEIGHTS_PATH, relative
 from models import CheckpointError
 
@@ -76,17 +76,20 @@ def test_the_data_commands_bound_their_numbers_too():
     ("script", "flag", "value"),
     [
         ("input_opt.py", "--threads", "10000000000"),
-        ("input_opt.py", "--jitter", "100000"),
-        ("input_opt.py", "--blur", "1e6"),
+        ("input-opt-regularized", "--jitter", "100000"),  # the regularized ascent moved to `python -m iml`
+        ("input-opt-regularized", "--blur", "1e6"),
         ("mnist_integrated.py", "--steps", "1000000000000"),
-        ("mnist_integrated.py", "--noise-draws", "1000000000"),
-        ("mnist_integrated.py", "--smoothgrad-sigma", "1e30"),
+        ("ig", "--noise-draws", "1000000000"),  # SmoothGrad moved to `python -m iml ig`
+        ("ig", "--smoothgrad-sigma", "1e30"),
         ("deepfake_interpretation.py", "--batch-size", "1000000000000"),
         ("deepfake_interpretation.py", "--seed", str(2**70)),
     ],
 )
 def test_out_of_range_numbers_are_argparse_errors_with_exit_2(script, flag, value):
-    result = run_script(script, flag, value, timeout=120)
+    if script.endswith(".py"):
+        result = run_script(script, flag, value, timeout=120)
+    else:
+        result = run_iml(script, flag, value, timeout=120)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert f"argument {flag}: must be" in result.stderr
@@ -186,14 +189,14 @@ def test_a_trained_network_that_cannot_be_saved_is_saved_elsewhere_and_named(tmp
             raise OSError(errno.ENOSPC, "No space left on device")
         torch.save({"model": model.state_dict()}, path)
 
-    monkeypatch.setattr(mnist_integrated, "save_checkpoint", failing_once)
-    monkeypatch.setattr(mnist_integrated.tempfile, "gettempdir", lambda: str(tmp_path / "rescue"))
+    monkeypatch.setattr(mnist_cnn, "save_checkpoint", failing_once)
+    monkeypatch.setattr(mnist_cnn.tempfile, "gettempdir", lambda: str(tmp_path / "rescue"))
     (tmp_path / "rescue").mkdir()
     with pytest.raises(
         cli.UserError,
         match=r"could not write .*w\.pth \(No space left on device\); the trained network was saved to .*rescue",
     ):
-        mnist_integrated.save_trained(model, {}, 0.99, tmp_path / "w.pth")
+        mnist_cnn.save_trained(model, {}, 0.99, tmp_path / "w.pth")
     (rescued,) = (tmp_path / "rescue").glob("w.rescued-*.pth")
     assert torch.load(rescued, weights_only=True)["model"]["weight"].shape == (2, 2)
 
@@ -210,11 +213,24 @@ def test_an_os_error_while_writing_is_one_line(capsys):
     )
 
 
+def wait_for_handler(child, number, timeout=120):
+    """Wait until process `child` catches signal `number` (its bit in /proc/PID/status's SigCgt), or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and child.poll() is None:
+        with open(f"/proc/{child.pid}/status") as status:
+            caught = next(int(line.split()[1], 16) for line in status if line.startswith("SigCgt:"))
+        if caught >> (number - 1) & 1:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"process {child.pid} did not take over signal {number}")
+
+
 def test_sigterm_exits_143_and_leaves_no_temporary_files(tmp_path):
     out = tmp_path / "figures"
     command = [sys.executable, str(ROOT / "src" / "input_opt.py"), "--steps", "100000", "--out", str(out)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    time.sleep(8)  # past the imports, into the ascent
+    wait_for_handler(child, signal.SIGTERM)  # past the imports: run_main has taken over SIGTERM
+    time.sleep(2)  # into the ascent
     child.send_signal(signal.SIGTERM)
     _, stderr = child.communicate(timeout=60)
     assert child.returncode == 143, stderr
@@ -239,8 +255,8 @@ def test_ctrl_c_still_exits_130(capsys):
 )
 def test_the_data_commands_check_their_output_before_any_work(tmp_path, command):
     (tmp_path / "file").write_text("x")
-    result = run_script("util.py", *command, "--out", tmp_path / "file", timeout=120)
+    result = run_iml(*command, "--out", tmp_path / "file", timeout=120)
     assert_clear_error(result, "is a file, not a folder; give the name of a folder.")
-    result = run_script("util.py", *command, "--out", tmp_path / "file" / "below", timeout=120)
+    result = run_iml(*command, "--out", tmp_path / "file" / "below", timeout=120)
     assert_clear_error(result, "lies below", "which is a file; give another folder.")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

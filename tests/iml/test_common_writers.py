@@ -11,10 +11,9 @@ import textwrap
 import time
 
 import pytest
-from conftest import assert_clear_error, raises_explained, run_script
+from conftest import assert_clear_error, raises_explained, run_iml
 from test_download import dataset_zip
 
-import util
 from iml import common, download
 from iml.common import ROOT, atomic_path, make_partial_folder, relative
 from iml.standin import make_standin
@@ -69,14 +68,14 @@ def test_a_second_standin_run_fails_fast_and_the_first_one_finishes(tmp_path):
     with blocked_process(tmp_path, body) as (first, go):
         partial = [name for name in hidden(tmp_path) if name.startswith(".standin.partial-")]
         assert len(partial) == 1 and partial[0].startswith(f".standin.partial-{first.pid}@")
-        second = run_script("util.py", "ffhq-standin", "--out", out, "--per-class", "2", "--force", timeout=120)
+        second = run_iml("ffhq-standin", "--out", out, "--per-class", "2", "--force", timeout=120)
         assert_clear_error(
             second, f"error: another run is writing {relative(out)} (process {first.pid}); wait for it or stop it."
         )
         assert (tmp_path / partial[0] / "A_ffhq" / "00002.png").is_file()  # the first run's work is intact
         go.touch()
         assert first.wait(timeout=120) == 0, first.communicate()[1]
-    util.verify_ffhq(out, per_folder=3)
+    download.verify_ffhq(out, per_folder=3)
     assert sorted(os.listdir(tmp_path)) == ["go", "standin"]  # no partial folder, no lock file
 
 
@@ -98,7 +97,7 @@ def test_a_second_extraction_fails_fast_and_the_first_one_finishes(tmp_path, mon
         assert len(hidden(target.parent)) == 2  # the first run's partial folder and its lock
         go.touch()
         assert first.wait(timeout=120) == 0, first.communicate()[1]
-    util.verify_ffhq(target / "source_data", per_folder=3)
+    download.verify_ffhq(target / "source_data", per_folder=3)
     assert os.listdir(target.parent) == ["ffhq_style_gan"]
 
 
@@ -132,9 +131,9 @@ def test_what_a_killed_run_left_is_removed_by_the_next_but_a_live_runs_is_kept(t
 
 def test_ctrl_c_with_worker_processes_ends_in_one_line_and_leaves_nothing(tmp_path):
     out = tmp_path / "standin"
-    command = [sys.executable, str(ROOT / "src" / "util.py"), "ffhq-standin", "--out", str(out)]
+    command = [sys.executable, "-m", "iml", "ffhq-standin", "--out", str(out)]
     command += ["--per-class", "1000", "--workers", "2"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", PYTHONPATH=str(ROOT / "src"))
     # its own process group, as a terminal makes one: Ctrl-C reaches the parent and every worker
     run = subprocess.Popen(
         command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True

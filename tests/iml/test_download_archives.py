@@ -13,10 +13,10 @@ import pytest
 from conftest import png_bytes, raises_explained
 from test_download import dataset_zip, make_zip, tree, verify3
 
-import util
 from iml import common, download
+from iml.image_files import fake_name, real_name
 
-ADVICE = r"or delete .*ffhq_style_gan\.zip and run `python src/util.py ffhq-download` again\.$"
+ADVICE = r"or delete .*ffhq_style_gan\.zip and run `python -m iml ffhq-download` again\.$"
 WHERE = r"so that .*ffhq_style_gan holds source_data/A_ffhq/ and source_data/B_stylegan/, "
 
 
@@ -87,12 +87,12 @@ def test_backslash_paths_are_folders_as_on_windows(tmp_path):
     data.mkdir()
     members = [("source_data\\", b""), ("source_data\\A_ffhq\\", b"")]
     for i in range(3):
-        members.append((f"source_data\\A_ffhq\\{util.real_name(i)}", png_bytes(seed=i)))
-        members.append((f"source_data\\B_stylegan\\{util.fake_name(i)}", png_bytes(seed=10 + i)))
+        members.append((f"source_data\\A_ffhq\\{real_name(i)}", png_bytes(seed=i)))
+        members.append((f"source_data\\B_stylegan\\{fake_name(i)}", png_bytes(seed=10 + i)))
     make_zip(data / "ffhq_style_gan.zip", members)
     source = download.download_ffhq(data, verify3, downloader=None)
     assert sorted(os.listdir(source)) == ["A_ffhq", "B_stylegan"]
-    assert (source / "A_ffhq" / util.real_name(2)).read_bytes() == png_bytes(seed=2)
+    assert (source / "A_ffhq" / real_name(2)).read_bytes() == png_bytes(seed=2)
     assert sorted(os.listdir(data)) == ["ffhq_style_gan", "ffhq_style_gan.zip"]
 
 
@@ -104,7 +104,7 @@ def test_any_one_top_level_folder_around_source_data_is_dropped(tmp_path, top):
     source = download.download_ffhq(data, verify3, downloader=None)
     assert source == data / "ffhq_style_gan" / "source_data"
     assert sorted(os.listdir(data / "ffhq_style_gan")) == ["README.txt", "source_data"]
-    util.verify_ffhq(source, per_folder=3)
+    download.verify_ffhq(source, per_folder=3)
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def test_an_unexpected_layout_is_described_before_anything_is_written(tmp_path, 
 def test_a_failed_check_names_the_archive_not_the_deleted_hidden_folder(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    members = [(f"source_data/A_ffhq/{util.real_name(i)}", png_bytes(seed=i)) for i in range(3)]
+    members = [(f"source_data/A_ffhq/{real_name(i)}", png_bytes(seed=i)) for i in range(3)]
     members += [("source_data/B_stylegan/notes.txt", b"not an image")]
     make_zip(data / "ffhq_style_gan.zip", members)
     with raises_explained(

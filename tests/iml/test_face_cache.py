@@ -10,6 +10,7 @@ import util
 from iml import cli
 from iml.common import InputError
 from iml.face_cache import check_data_folder, decode_chunk, decode_images, load_splits, place_cache
+from iml.image_files import png_problem
 from iml.standin import make_standin
 
 PER_CLASS = 12
@@ -42,13 +43,14 @@ def test_many_chunks_come_back_in_order(tmp_path):
 
 
 def test_a_damaged_image_fails_the_run_with_its_name(tmp_path):
-    # header and end marker intact (load_folder's check passes), compressed pixels destroyed
+    # header and end marker intact, compressed pixels destroyed: load_folder's check (Pillow's verify) finds the
+    # chunk's checksum wrong, and decoding without that check fails by name
     arrays = random_images((40, 128, 128, 3), seed=7)
     files = save_pngs(tmp_path, arrays)
     data = bytearray(files[33].read_bytes())
     data[200:5000] = bytes(4800)
     files[33].write_bytes(bytes(data))
-    assert util.png_problem(files[33]) is None
+    assert png_problem(files[33]).startswith("corrupt PNG (broken PNG file (bad header checksum in b'IDAT')")
     with pytest.raises(InputError, match=r"33.png is not a readable image"):
         decode_images(files, workers=2)
 
@@ -86,8 +88,8 @@ def test_sizes_larger_than_the_folder_are_refused(standin):
 def test_missing_default_data_names_both_commands(tmp_path):
     with pytest.raises(InputError) as error:
         check_data_folder(tmp_path / "nothing")
-    assert "python src/util.py ffhq-download" in cli.user_message(error.value)
-    assert "python src/util.py ffhq-standin" in cli.user_message(error.value)
+    assert "python -m iml ffhq-download" in cli.user_message(error.value)
+    assert "python -m iml ffhq-standin" in cli.user_message(error.value)
     (tmp_path / "half" / util.REAL_FOLDER).mkdir(parents=True)
     with raises_explained(r"has no B_stylegan/ folder"):
         check_data_folder(tmp_path / "half")

@@ -1,4 +1,5 @@
-"""src/iml/input_opt_plots.py: the figures and table of Task 1, drawn from small made-up results.
+"""src/iml/input_opt_plots.py: the figure and tables of `python -m iml input-opt-regularized`, drawn from
+small made-up results.
 
 Signed (unbounded) images must use a colour scale symmetric about zero, so that white means 0;
 clipped images a grey scale from 0 (black) to 1 (white).
@@ -15,11 +16,9 @@ from iml.input_opt_plots import (
     describe,
     format_table,
     plot_comparison,
-    plot_curves,
-    plot_grid,
-    write_figures,
+    write_comparison,
 )
-from input_opt import FREE_PIXELS, NO_PENALTIES, PROTOTYPE, Parametrization, Penalties, Result
+from iml.regularized import FREE_PIXELS, NO_PENALTIES, PROTOTYPE, Parametrization, Penalties, Result
 
 pytestmark = pytest.mark.usefixtures("close_figures")
 
@@ -83,42 +82,11 @@ def test_classify_gives_the_networks_top_class_and_probability_in_the_images_sha
     torch.testing.assert_close(confidence.flatten(), probabilities.max(1).values)
 
 
-def test_grid_has_its_title_and_shows_unclipped_optima_on_a_scale_symmetric_about_zero():
-    result = made_up_result(clip=False)
-    fig = plot_grid(result, START_NAMES, "inputs that maximise a logit")
-    assert fig._suptitle.get_text() == "inputs that maximise a logit"
-    rows = image_axes(fig)
-    assert len(rows) == 2
-    for s, ax in enumerate(rows):
-        assert_symmetric(ax, result.images[s].abs().max().item())
-        assert ax.get_ylabel() == f"{START_NAMES[s]}\nstart"
-    # below each image its final logit and probability; above the first row the digit
-    captions = [label.get_text() for label in rows[0].get_xticklabels()]
-    assert captions == [f"y={result.logit[-1, 0, k]:.0f}\np={result.probability[-1, 0, k]:.4f}" for k in range(3)]
-    assert [text.get_text() for text in rows[0].texts] == ["digit 3", "digit 5", "digit 8"]
-
-
-def test_grid_shows_clipped_optima_in_grey_from_0_to_1():
-    fig = plot_grid(made_up_result(clip=True), START_NAMES, "clipped")
-    for ax in image_axes(fig):
-        assert_grey_0_to_1(ax)
-
-
-def test_curves_have_a_title_one_line_per_digit_and_the_confidence_threshold():
-    result = made_up_result(steps=12)
-    fig = plot_curves(result, START_NAMES, "gradient ascent", confident=0.99)
-    assert fig._suptitle.get_text() == "gradient ascent"
-    axes = fig.axes
-    assert len(axes) == 2 * len(START_NAMES)
-    objective, probability = axes[0], axes[1]
-    assert objective.get_title() and probability.get_title()
-    assert len(objective.lines) == len(NEURONS)
-    assert len(probability.lines) == len(NEURONS) + 1
-    threshold = probability.lines[-1]
-    assert list(threshold.get_ydata()) == [0.99, 0.99]
-    for k, line in enumerate(objective.lines):
-        assert list(line.get_ydata()) == result.objective[:, 0, k].tolist()
-    assert probability.get_ylim() == (-0.02, 1.02) and probability.get_xscale() == "symlog"
+def test_clipped_rows_are_grey_from_0_to_1():
+    """Clipped (regularized) optima are drawn in grey from black 0 to white 1, never on a signed scale."""
+    fig = plot_comparison(made_up_result(clip=False), made_up_result(clip=True, seed=1), START_NAMES, "t", 0.99)
+    for s in range(len(START_NAMES)):
+        assert_grey_0_to_1(image_axes(fig)[3 * s + 2])
 
 
 @pytest.mark.parametrize("clip", [True, False])
@@ -161,10 +129,7 @@ def test_table_has_a_row_per_digit_with_logit_probability_class_and_first_sure_s
     assert lines[-1] == "sure at: the first step at which the target's probability reached 0.99"
 
 
-@pytest.mark.parametrize("regularized", [False, True])
-def test_write_figures_writes_titled_pngs_and_the_comparison_only_with_a_regularized_run(
-    tmp_path, monkeypatch, regularized
-):
+def test_write_comparison_writes_one_titled_png(tmp_path, monkeypatch):
     titles = []
     save = input_opt_plots.save_figure
 
@@ -174,12 +139,10 @@ def test_write_figures_writes_titled_pngs_and_the_comparison_only_with_a_regular
 
     monkeypatch.setattr(input_opt_plots, "save_figure", recording)
     args = argparse.Namespace(steps=4, lr=0.1, out=tmp_path)
-    regular = made_up_result(clip=True, seed=1) if regularized else None
-    written = write_figures(args, "the test CNN", START_NAMES, made_up_result(), regular, "L2 0.05", 0.99)
-    names = ["input_opt_grid.png", "input_opt_curves.png"] + (["input_opt_regularised.png"] if regularized else [])
-    assert [p.name for p in written] == names
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
-    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
-    assert len(titles) == len(names) and all("the test CNN" in title for title in titles)
-    if regularized:
-        assert "regularisers: L2 0.05" in titles[-1]
+    regular = made_up_result(clip=True, seed=1)
+    written = write_comparison(args, "the test CNN", START_NAMES, made_up_result(), regular, "L2 0.05", 0.99)
+    assert written == tmp_path / "input_opt_regularized.png"
+    assert [p.name for p in tmp_path.iterdir()] == ["input_opt_regularized.png"]
+    assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(titles) == 1 and "the test CNN" in titles[0] and "4 Adam steps" in titles[0]
+    assert "regularizers: L2 0.05" in titles[0]

@@ -1,5 +1,5 @@
-"""src/iml/integrated_checks.py: IG averaged over baselines, the completeness sweep, and the checks the
-Task 2 script prints and draws."""
+"""src/iml/integrated_checks.py: IG averaged over baselines, the completeness sweep, and the checks the IG
+commands print and draw (run whole in tests/iml/test_ig_checks_command.py and test_ig_exact_command.py)."""
 
 import re
 from types import SimpleNamespace
@@ -7,21 +7,19 @@ from types import SimpleNamespace
 import torch
 from conftest import linear_model, smooth_model
 
-from iml import integrated_checks
 from iml.attribution import completeness_gap, make_baselines
 from iml.integrated_checks import (
     completeness_sweep,
     integrated_gradients_averaged,
     randomization_check,
     report_precision,
-    run_checks,
 )
 from iml.integrated_fast import integrate_gradients_fast
 from iml.quadrature import RULES
 
 
 def check_args(tmp_path, steps=4):
-    """The options of the script that the checks read."""
+    """The options of the commands that the checks read."""
     return SimpleNamespace(steps=steps, rule="right", batch_points=None, seed=0, out=tmp_path)
 
 
@@ -93,27 +91,3 @@ def test_randomization_summary_leaves_constant_maps_out_and_says_how_many(shippe
     assert summary == clean + " (6 constant maps without a rank order left out)"
     assert [p.name for p in paths] == ["ig_randomisation.png", "ig_randomisation_maps.png"]
     assert all(p.stat().st_size > 0 for p in paths)
-
-
-def test_run_checks_prints_every_check_and_writes_five_figures(shipped_model, digits, tmp_path, capsys, monkeypatch):
-    # a short sweep (the full one takes most of the time)
-    sweep = integrated_checks.completeness_sweep
-    monkeypatch.setattr(integrated_checks, "SWEEP_STEPS", (2, 4))
-    monkeypatch.setattr(integrated_checks, "completeness_sweep", lambda *a, **k: sweep(*a, steps=(2, 4), **k))
-    x, labels = digits[0][:2], digits[1][:2]
-    attributions = integrate_gradients_fast(shipped_model, x, labels, steps_m=4)
-    paths = run_checks(check_args(tmp_path), shipped_model, x, labels, attributions, "black baseline, m = 4")
-    assert sorted(p.name for p in paths) == sorted(
-        ["ig_completeness.png", "ig_exact_error.png", "ig_randomisation.png", "ig_randomisation_maps.png"]
-        + ["ig_deletion.png"]
-    )
-    assert sorted(tmp_path.iterdir()) == sorted(paths)
-    out = capsys.readouterr().out
-    assert "completeness gap (median relative, black baseline) at m = 2, 4:" in out
-    assert re.search(r"exact IG of 2 digits \(float64\): \d+, \d+ linear pieces, [\d.]+ s per digit", out)
-    assert "true error ||IG - IG_exact|| / ||IG_exact|| (median) / completeness gap (median) at m = 2, 4:" in out
-    assert all(f"  {rule:>13}: " in out for rule in RULES)
-    assert "randomisation test, mean Spearman correlation" in out
-    assert re.search(
-        r"pixel deletion, .*: Integrated Gradients \d\.\d{3}, plain gradient \d\.\d{3}, random \d\.\d{3}$", out.strip()
-    )

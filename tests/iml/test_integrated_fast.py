@@ -1,17 +1,20 @@
-"""src/iml/integrated_fast.py: the fast path gives the reference's attributions, chunked, compiled or not.
-
-Captum agreement and completeness of the fast path are checked beside the reference's, in
-tests/test_mnist_integrated.py (parametrised over both implementations).
+"""src/iml/integrated_fast.py: the fast twin gives the formula's attributions for every rule and baseline,
+chunked, compiled or not, and Captum's. With the exercise's black baseline and right sum it is checked beside
+the exercise's `integrate_gradients` in tests/test_mnist_integrated.py.
 """
 
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from captum.attr import IntegratedGradients
+from captum.attr._utils.approximation_methods import approximation_parameters
+from conftest import linear_model, smooth_model
 
-from iml.attribution import blurred
+from iml.attribution import blurred, completeness_gap
 from iml.common import ROOT
 from iml.integrated_fast import (
     CPU_BATCH_POINTS,
@@ -23,8 +26,24 @@ from iml.integrated_fast import (
     precision_deviation,
     split_affine_head,
 )
-from iml.quadrature import RULES
-from mnist_integrated import integrate_gradients
+from iml.quadrature import CAPTUM_METHODS, RULES, quadrature
+
+
+def formula(net, x, targets, steps, baseline=None, rule="right"):
+    """IG written out with autograd, one path point at a time: (x - x') * sum_k w_k dF(x' + a_k (x - x'))/dx."""
+    baseline = torch.zeros_like(x) if baseline is None else baseline
+    alphas, weights = quadrature(rule, steps)
+    total = torch.zeros_like(x)
+    for alpha, weight in zip(alphas.tolist(), weights.tolist()):
+        point = (baseline + alpha * (x - baseline)).requires_grad_()
+        (gradient,) = torch.autograd.grad(net(point).gather(1, targets[:, None]).sum(), point)
+        total += weight * gradient
+    return (x - baseline) * total
+
+
+def captum_ig(net, x, target, m, method, baseline):
+    return IntegratedGradients(net).attribute(x, baselines=baseline, target=target, n_steps=m, method=method)
+
 
 BASELINES = {
     "black": lambda x: None,
@@ -39,13 +58,13 @@ CHUNKINGS = {"images-split": (8, 20), "steps-split": (30, 7)}
 @pytest.mark.parametrize("chunking", CHUNKINGS.values(), ids=CHUNKINGS.keys())
 @pytest.mark.parametrize("baseline", BASELINES.values(), ids=BASELINES.keys())
 @pytest.mark.parametrize("rule", RULES)
-def test_fast_path_equals_the_reference_in_float64(rule, baseline, chunking, model64, digits):
+def test_fast_path_equals_the_formula_in_float64(rule, baseline, chunking, model64, digits):
     steps, batch_points = chunking
     x, labels = digits[0][:5].double(), digits[1][:5]
     targets = labels.clone()
     targets[1] = (labels[1] + 3) % 10  # one digit explained for another output than its own
     base = baseline(x)
-    reference = integrate_gradients(model64, x, targets, steps_m=steps, baseline=base, rule=rule)
+    reference = formula(model64, x, targets, steps, base, rule)
     fast = integrate_gradients_fast(
         model64, x, targets, steps_m=steps, baseline=base, rule=rule, batch_points=batch_points
     )
@@ -134,17 +153,17 @@ def test_precision_deviation():
     assert median == pytest.approx(0.01)  # torch's median of two values is the lower one
 
 
-def test_script_explains_a_failing_compile(tmp_path):
+def test_the_command_explains_a_failing_compile(tmp_path):
     # no C++ compiler, and an empty cache, so that nothing compiled earlier is reused
-    env = {**os.environ, "CXX": "/nonexistent/g++", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
     out = tmp_path / "figures"
+    env = {**os.environ, "CXX": "/nonexistent/g++", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "mnist_integrated.py"), "--compile", "--num-images", "2"]
-        + ["--steps", "4", "--skip-checks", "--device", "cpu", "--out", str(out)],
+        [sys.executable, "-m", "iml", "ig", "--compile", "--num-images", "2", "--steps", "4", "--device", "cpu"]
+        + ["--out", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
-        env=env,
+        env={**env, "PYTHONPATH": str(ROOT / "src")},
     )
     assert result.returncode == 1
     assert result.stderr.startswith("error: torch.compile failed (InvalidCxxCompiler: No working C++ compiler")
@@ -152,3 +171,57 @@ def test_script_explains_a_failing_compile(tmp_path):
         "it needs a C++ compiler on a CPU and Triton on a GPU: install one, or run without --compile.\n"
     )
     assert not out.exists() or not list(out.iterdir())
+
+
+# ------------------------------------------------------------------ every rule and baseline (the exercise: right, black)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_completeness_is_exact_for_a_linear_model(rule, digits):
+    net = linear_model()
+    x = digits[0].double()
+    baseline = torch.rand_like(x)
+    attributions = integrate_gradients_fast(net, x, 3, steps_m=4, baseline=baseline, rule=rule)
+    weight = net[1].weight[3].detach().view(1, 1, 28, 28)
+    torch.testing.assert_close(attributions, (x - baseline) * weight)
+    assert completeness_gap(net, x, attributions, 3, baseline).abs().max() < 1e-12
+
+
+def test_completeness_tightens_as_m_grows_for_a_smooth_model_by_each_rules_order(digits):
+    net = smooth_model()
+    x, labels = digits[0].double(), digits[1]
+    with torch.no_grad():
+        change = net(x).gather(1, labels[:, None]).squeeze(1) - net(torch.zeros_like(x))[0, labels]
+
+    def relative_gap(rule, m):
+        attributions = integrate_gradients_fast(net, x, labels, steps_m=m, rule=rule)
+        return float((completeness_gap(net, x, attributions, labels).abs() / change.abs()).max())
+
+    trapezoid = [relative_gap("trapezoid", m) for m in (8, 32)]
+    assert trapezoid[1] < trapezoid[0] / 8  # second order: 1/m^2
+    assert relative_gap("gausslegendre", 16) < 1e-9
+
+
+@pytest.mark.parametrize("rule", list(CAPTUM_METHODS))
+def test_agrees_with_captum(rule, model64, digits):
+    x, labels = digits[0][:3].double(), digits[1][:3]
+    targets = torch.tensor([labels[0].item(), 4, labels[2].item()])  # explained and unexplained digits
+    for baseline in (torch.zeros_like(x), blurred(x)):
+        ours = integrate_gradients_fast(model64, x, targets, steps_m=16, baseline=baseline, rule=rule)
+        theirs = captum_ig(model64, x, targets, 16, CAPTUM_METHODS[rule], baseline)
+        torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6 * float(theirs.abs().max()))
+
+
+def test_captum_trapezoid_weights_sum_to_less_than_one(model64, digits):
+    m = 12
+    # the installed Captum: m nodes at linspace(0, 1, m), weights 1/m with halved ends
+    step_sizes, alphas = approximation_parameters("riemann_trapezoid")
+    np.testing.assert_allclose(alphas(m), np.linspace(0, 1, m), atol=1e-7)
+    assert sum(step_sizes(m)) == pytest.approx((m - 1) / m)
+    x, labels = digits[0][:4].double(), digits[1][:4]
+    ours = integrate_gradients_fast(model64, x, labels, steps_m=m, rule="trapezoid")
+    theirs = captum_ig(model64, x, labels, m, "riemann_trapezoid", torch.zeros_like(x))
+    torch.testing.assert_close(ours, theirs * m / (m - 1), rtol=1e-6, atol=1e-6 * float(theirs.abs().max()))
+    our_gap = completeness_gap(model64, x, ours, labels).abs()
+    their_gap = completeness_gap(model64, x, theirs, labels).abs()
+    assert our_gap.median() < their_gap.median()

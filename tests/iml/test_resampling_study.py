@@ -6,17 +6,17 @@ study on made-up pictures and the refusals need no data."""
 import contextlib
 import io
 import re
-import sys
 
 import numpy as np
 import pytest
-from conftest import SHARED_FACES, needs_shared_faces, raises_explained
+from conftest import SHARED_FACES, argparse_error, assert_clear_error, needs_shared_faces, raises_explained, run_iml
 from PIL import Image
 
-import deepfake_interpretation
 from iml import cli, resampling_study
+from iml.cli import device_from_argument
 from iml.common import relative
-from iml.resampling_study import COMBINATIONS, STUDY_FIGURE
+from iml.detector import wilson_interval
+from iml.resampling_study import COMBINATIONS, STUDY_FIGURE, STUDY_SPLIT, build_parser
 
 
 def noise_pictures(folder, count, size=256, seed=0):
@@ -29,12 +29,35 @@ def noise_pictures(folder, count, size=256, seed=0):
 
 
 def study_args(real, fake, out, *extra):
-    args = deepfake_interpretation.build_parser().parse_args(
-        ["--resampling-study", "--real", str(real), "--fake", str(fake), "--out", str(out), "--device", "cpu"]
-        + ["--workers", "1", *extra]
+    return build_parser().parse_args(
+        ["--real", str(real), "--fake", str(fake), "--out", str(out), "--device", "cpu", "--workers", "1", *extra]
     )
-    deepfake_interpretation.fill_split_sizes(args, deepfake_interpretation.STUDY_SPLIT)  # as main() does
-    return args
+
+
+def test_the_study_split_is_the_default_and_each_size_can_be_changed(tmp_path):
+    args = study_args(tmp_path / "real", tmp_path / "fake", tmp_path / "figures")
+    assert (args.train_size, args.val_size, args.test_size) == STUDY_SPLIT == (150, 20, 30)
+    args = study_args(tmp_path / "real", tmp_path / "fake", tmp_path / "figures", "--test-size", "40")
+    assert (args.train_size, args.val_size, args.test_size) == (150, 20, 40)
+    assert args.weight_decay == 30.0 and not args.allow_upscale
+
+
+def test_real_and_fake_are_both_needed(tmp_path):
+    for given_ in (["--real", "x"], ["--fake", "y"], []):
+        with raises_explained(
+            r"^resampling-study needs --real DIR and --fake DIR, the folders of real and fake pictures\.$",
+            cli.UserError,
+        ):
+            resampling_study.main([*given_, "--out", str(tmp_path / "figures")])
+    assert not (tmp_path / "figures").exists()
+
+
+def test_the_study_names_a_missing_folder_in_one_line(tmp_path):
+    result = run_iml(
+        "resampling-study", "--real", tmp_path / "none", "--fake", tmp_path / "fake", "--out", tmp_path / "figures"
+    )
+    assert_clear_error(result, "none is not a folder; give a folder of face pictures.")
+    assert result.returncode == 1 and not (tmp_path / "figures").exists()
 
 
 def test_a_small_study_on_made_up_pictures_leaves_no_imports_behind(tmp_path, monkeypatch):
@@ -47,7 +70,7 @@ def test_a_small_study_on_made_up_pictures_leaves_no_imports_behind(tmp_path, mo
     monkeypatch.setattr("tempfile.tempdir", str(workdir))
     pairs = [("lanczos", "nearest"), ("box", "box")]
     with contextlib.redirect_stdout(io.StringIO()) as log:
-        rows = resampling_study.resampling_study(args, deepfake_interpretation.device_from_argument("cpu"), pairs)
+        rows = resampling_study.resampling_study(args, device_from_argument("cpu"), pairs)
     assert [(row["real"], row["fake"]) for row in rows] == pairs
     for row in rows:
         assert (row["train_per_class"], row["test_per_class"]) == (6, 4)
@@ -65,14 +88,13 @@ def test_a_small_study_on_made_up_pictures_leaves_no_imports_behind(tmp_path, mo
 def test_a_folder_too_small_for_the_split_is_refused_before_any_work(tmp_path, monkeypatch):
     real = noise_pictures(tmp_path / "real", 3, size=130)
     fake = noise_pictures(tmp_path / "fake", 3, size=130)
-    argv = ["deepfake_interpretation.py", "--resampling-study", "--real", str(real), "--fake", str(fake)]
-    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(tmp_path / "figures"), "--device", "cpu"])
+    argv = ["--real", str(real), "--fake", str(fake), "--out", str(tmp_path / "figures"), "--device", "cpu"]
     with raises_explained(
         r"real holds 3 files, fewer than the 200 per class of the study's split \(--train-size 150 \+ --val-size 20 "
         r"\+ --test-size 30\); ask for fewer\.$",
         cli.UserError,
     ):
-        deepfake_interpretation.main()
+        resampling_study.main(argv)
     assert not (tmp_path / "figures").exists()
 
 
@@ -83,7 +105,7 @@ def study(tmp_path_factory):
     args = study_args(SHARED_FACES / "real", SHARED_FACES / "fake", out, "--workers", "2")
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
-        rows = resampling_study.run_study(args, deepfake_interpretation.device_from_argument("cpu"))
+        rows = resampling_study.run_study(args, device_from_argument("cpu"))
     return args, {(row["real"], row["fake"]): row for row in rows}, log.getvalue()
 
 
@@ -91,7 +113,7 @@ def study(tmp_path_factory):
 def test_the_study_runs_every_combination_with_the_study_split(study):
     args, rows, _ = study
     assert list(rows) == list(COMBINATIONS)
-    assert (args.train_size, args.val_size, args.test_size) == deepfake_interpretation.STUDY_SPLIT
+    assert (args.train_size, args.val_size, args.test_size) == STUDY_SPLIT
     for row in rows.values():
         assert row["train_per_class"] == 150 and row["test_per_class"] == 30
         assert row["difference"].shape == (3, 128, 128)
@@ -116,7 +138,7 @@ def test_each_interval_contains_its_accuracy(study):
         low, high = row["test_interval"]
         assert 0 <= low <= row["test_accuracy"] <= high <= 1, key
         assert high - low > 0.05, key  # 60 test images cannot pin an accuracy down to a few per cent
-        expected = deepfake_interpretation.wilson_interval(round(row["test_accuracy"] * 60), 60)
+        expected = wilson_interval(round(row["test_accuracy"] * 60), 60)
         assert row["test_interval"] == pytest.approx(expected), key
 
 
@@ -167,26 +189,17 @@ def test_nearest_neighbour_leaves_a_far_larger_spectral_difference(study):
 
 
 @pytest.mark.parametrize("extra", [["--representation", "dct"], ["--data", "somewhere"], ["--eval-split", "test"]])
-def test_options_the_study_would_ignore_are_refused(tmp_path, monkeypatch, extra):
-    real = noise_pictures(tmp_path / "real", 2)
-    fake = noise_pictures(tmp_path / "fake", 2, seed=1)
-    argv = ["deepfake_interpretation.py", "--resampling-study", "--real", str(real), "--fake", str(fake)]
-    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(tmp_path / "figures"), *extra])
-    with raises_explained(
-        r"^--resampling-study imports --real and --fake and trains on log \|FFT2\|; leave out --data, "
-        r"--representation and --eval-split\.$",
-        cli.UserError,
-    ):
-        deepfake_interpretation.main()
+def test_options_the_study_would_ignore_are_refused(tmp_path, capsys, extra):
+    # the study imports --real and --fake and trains on log |FFT2|: these options are not its own
+    argv = ["--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"), *extra]
+    assert f"unrecognized arguments: {' '.join(extra)}" in argparse_error(build_parser(), argv, capsys)
 
 
-def test_the_study_refuses_to_write_its_figure_among_the_pictures(tmp_path, monkeypatch):
+def test_the_study_refuses_to_write_its_figure_among_the_pictures(tmp_path):
     real = noise_pictures(tmp_path / "real", 2)
     fake = noise_pictures(tmp_path / "fake", 2, seed=1)
-    argv = ["deepfake_interpretation.py", "--resampling-study", "--real", str(real), "--fake", str(fake)]
-    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(real)])
     with raises_explained(r"lies inside --real .*real, where its files would be read as data", cli.UserError):
-        deepfake_interpretation.main()
+        resampling_study.main(["--real", str(real), "--fake", str(fake), "--out", str(real)])
     assert sorted(p.name for p in real.iterdir()) == ["0.png", "1.png"]
 
 
@@ -201,7 +214,7 @@ def test_skipped_pictures_are_counted_against_the_split_without_naming_a_tempora
         r"\+ --val-size 2 \+ --test-size 4\); ask for fewer\.$",
         cli.UserError,
     ):
-        resampling_study.resampling_study(args, deepfake_interpretation.device_from_argument("cpu"), COMBINATIONS[:1])
+        resampling_study.resampling_study(args, device_from_argument("cpu"), COMBINATIONS[:1])
 
 
 def test_small_pictures_need_allow_upscale_which_the_study_passes_on(tmp_path):
@@ -209,7 +222,7 @@ def test_small_pictures_need_allow_upscale_which_the_study_passes_on(tmp_path):
     fake = noise_pictures(tmp_path / "fake", 8, size=100, seed=2)
     args = study_args(real, fake, tmp_path / "figures", "--train-size", "4", "--val-size", "2", "--test-size", "2")
     args.epochs = 1
-    device = deepfake_interpretation.device_from_argument("cpu")
+    device = device_from_argument("cpu")
     with raises_explained(r"smaller than 128x128 .*\(--allow-upscale on the command line\)"):
         resampling_study.resampling_study(args, device, COMBINATIONS[:1])
     args.allow_upscale = True

@@ -7,7 +7,7 @@ import torch
 from conftest import random_images
 
 from deepfake_interpretation import transform
-from iml.spectra import EPS, REPRESENTATIONS, WelfordEstimator, dct2, dct_matrix, feature_batches, log_dct, log_fft
+from iml.spectra import EPS, REPRESENTATIONS, dct2, dct_matrix, feature_batches, log_dct, log_fft
 
 
 # heights and widths odd and even, one and three channels
@@ -72,52 +72,3 @@ def test_feature_batches_visit_every_image_once_in_the_given_order():
         assert torch.equal(features, images[index].permute(0, 3, 1, 2).float())
     in_order = list(feature_batches(images, "fft", torch.device("cpu"), batch_size=4))
     torch.testing.assert_close(torch.cat([f for _, f in in_order]), REPRESENTATIONS["fft"](images))
-
-
-def test_welford_equals_numpy_mean_and_std():
-    rng = np.random.default_rng(4)
-    # a large offset and small spread: the naive sum-of-squares formula would lose most digits here
-    data = 1e4 + rng.standard_normal((257, 3, 5, 4)) * rng.uniform(0.01, 10, (3, 5, 4))
-    estimator = WelfordEstimator()
-    for part in np.split(data, [1, 2, 50, 51, 200]):  # uneven batches, including single samples
-        estimator.update(torch.from_numpy(part))
-    mean, std = estimator.finalize()
-    assert estimator.count == 257 and mean.shape == (3, 5, 4)
-    np.testing.assert_allclose(mean.numpy(), data.mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(std.numpy(), data.std(axis=0), rtol=1e-9)
-    # float32 batches, like the spectra: the batch statistics in float32, the running ones in float64
-    spectra = (8 + 2 * rng.standard_normal((300, 3, 6, 6))).astype(np.float32)
-    estimator = WelfordEstimator()
-    for part in np.split(spectra, [100, 237]):
-        estimator.update(torch.from_numpy(part))
-    mean, std = estimator.finalize()
-    np.testing.assert_allclose(mean.numpy(), spectra.astype(np.float64).mean(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(std.numpy(), spectra.astype(np.float64).std(axis=0), rtol=1e-5)
-    with pytest.raises(ValueError, match="no data"):
-        WelfordEstimator().finalize()
-
-
-def test_welford_empty_batch_before_any_data_changes_nothing():
-    estimator = WelfordEstimator()
-    estimator.update(torch.empty(0, 3, 4, dtype=torch.float32))
-    assert estimator.count == 0
-    with pytest.raises(ValueError, match="no data"):
-        estimator.finalize()
-    data = 5 + np.random.default_rng(5).standard_normal((7, 3, 4))
-    estimator.update(torch.from_numpy(data))
-    mean, std = estimator.finalize()
-    assert estimator.count == 7
-    np.testing.assert_allclose(mean.numpy(), data.mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(std.numpy(), data.std(axis=0), rtol=1e-9)
-
-
-def test_welford_empty_batch_after_data_changes_nothing():
-    data = torch.from_numpy(np.random.default_rng(6).standard_normal((9, 2, 5)))
-    estimator = WelfordEstimator()
-    estimator.update(data)
-    before = [t.clone() for t in estimator.finalize()]
-    estimator.update(data[:0])
-    mean, std = estimator.finalize()
-    assert estimator.count == 9
-    assert torch.isfinite(mean).all() and torch.isfinite(std).all()
-    assert torch.equal(mean, before[0]) and torch.equal(std, before[1])
