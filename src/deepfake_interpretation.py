@@ -3,9 +3,7 @@
     python -m iml ffhq-download             # once: the 70,000 + 70,000 faces into data/ffhq_style_gan
     python src/deepfake_interpretation.py   # 500 / 100 / 200 per class; writes figures/deepfake_{spectra,weights}.png
     python src/deepfake_interpretation.py --fast --train-size 67000 --val-size 1000 --test-size 2000  # the full split
-
-`transform` is the exercise's F_I = ln(|FFT2(I)| + eps). GAN generators upsample, leaving periodic
-traces in the spectrum that one linear layer can read (Frank et al. 2020, arXiv:2003.08685).
+`transform` is the exercise's ln(|FFT2(I)| + eps); GAN upsampling leaves traces there (Frank et al., arXiv:2003.08685).
 """
 
 import argparse
@@ -31,7 +29,10 @@ def transform(image_data: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     Returns:
         float64 (..., H, W, C), unshifted: frequency zero at [0, 0].
     """
+    # TODO: ln(|FFT2(I)| + eps) with np.fft.fft2 over the rows and columns (height and width), np.abs and np.log
+    ### BEGIN SOLUTION
     return np.log(np.abs(np.fft.fft2(image_data, axes=(-3, -2))) + eps)
+    ### END SOLUTION
 
 
 def load_split(data: Path, sizes: tuple[int, int, int], skip_unreadable: bool) -> dict[str, tuple[Tensor, Tensor]]:
@@ -67,8 +68,27 @@ def mean_spectra(spectra: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     Returns:
         The means (2, C, H, W) float64, real then fake, and their difference fake - real (C, H, W).
     """
+    # TODO: the mean over the images of each class (float64), stacked real then fake, and fake minus real
+    ### BEGIN SOLUTION
     means = torch.stack([spectra[labels == label].mean(dim=0, dtype=torch.float64) for label in (0, 1)])
     return means, means[1] - means[0]
+    ### END SOLUTION
+
+
+def weight_picture(model: nn.Linear, shape: torch.Size) -> Tensor:
+    """Reshape the classifier's weights to the shape of a spectrum, one picture per class.
+
+    Args:
+        model: The trained classifier, weight (2, C*H*W).
+        shape: The shape (C, H, W) of one spectrum.
+
+    Returns:
+        The weights (2, C, H, W), detached: where they are large the classifier looks.
+    """
+    # TODO: model.weight (2, C*H*W) reshaped to (2, C, H, W), detached from the autograd graph
+    ### BEGIN SOLUTION
+    return model.weight.detach().reshape(2, *shape)
+    ### END SOLUTION
 
 
 def train(model: nn.Module, splits: dict[str, tuple[Tensor, Tensor]], args: argparse.Namespace) -> None:
@@ -134,29 +154,8 @@ def detect(args: argparse.Namespace, device: torch.device) -> dict:
     torch.manual_seed(args.seed)
     model = nn.Linear(mean.numel(), 2).to(device)  # (N, C*H*W) -> (N, 2) logits for (real, fake)
     train(model, splits, args)
-    weights = model.weight.detach().reshape(2, *mean.shape)  # (2, C, H, W)
-    train_confusion, test_confusion = evaluate(model, *splits["train"])[1], evaluate(model, *splits["test"])[1]
-    return dict(means=means, difference=difference, weights=weights, train=train_confusion, test=test_confusion)
-
-
-def show(ax: plt.Axes, values: Tensor, title: str, label: str, limits: tuple[float, float] | None = None) -> None:
-    """Draw a map (C, H, W) averaged over RGB, frequency zero in the centre; without `limits` it is signed.
-
-    Args:
-        ax: Where to draw.
-        values: An unshifted spectrum-shaped map.
-        title: The panel's title.
-        label: The colour bar's label.
-        limits: The colour range of an unsigned map; a signed map's diverging one is centred at zero.
-    """
-    shown = np.fft.fftshift(values.float().mean(dim=0).cpu().numpy())  # (H, W)
-    h, w = shown.shape
-    top = float(np.percentile(np.abs(shown), 99.5)) or 1.0  # one extreme coefficient would wash out the rest
-    low, high = limits or (-top, top)
-    cmap = "viridis" if limits else "RdBu_r"
-    image = ax.imshow(shown, cmap=cmap, vmin=low, vmax=high, extent=(-0.5, 0.5 - 1 / w, 0.5 - 1 / h, -0.5))
-    ax.set(title=title, xlabel="horizontal frequency (cycles/pixel)", ylabel="vertical frequency (cycles/pixel)")
-    ax.figure.colorbar(image, ax=ax, label=label, fraction=0.046, pad=0.04)
+    confusion = {name: evaluate(model, *splits[name])[1] for name in ("train", "test")}  # (2, 2) each
+    return dict(means=means, difference=difference, weights=weight_picture(model, mean.shape), **confusion)
 
 
 def plot(result: dict, data_label: str, trained_on: str, out: Path) -> list[Path]:
@@ -172,20 +171,22 @@ def plot(result: dict, data_label: str, trained_on: str, out: Path) -> list[Path
         The paths of deepfake_spectra.png and deepfake_weights.png.
     """
     from iml.common import save_figure
+    from iml.deepfake_plots import show_map
 
-    means, weights, test = result["means"], result["weights"], result["test"]  # (2, C, H, W) twice, (2, 2)
+    rgb = {key: result[key].float().mean(dim=-3).cpu().numpy() for key in ("means", "difference", "weights")}
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.5), layout="constrained")
-    scale = (means.mean(dim=1).min().item(), means.mean(dim=1).max().item())  # one for real and fake
-    for ax, values, name in zip(axes, means, ("real", "fake")):
-        show(ax, values, f"{name}: mean ln(|FFT2| + eps)", "ln(|FFT2| + eps)", scale)
-    show(axes[2], result["difference"], "difference: fake − real", "fake − real")
+    low, high = rgb["means"].min(), rgb["means"].max()  # one colour scale for real and fake
+    for ax, values, name in zip(axes, rgb["means"], ("real", "fake")):
+        show_map(fig, ax, values, "fft", f"{name}: mean ln(|FFT2| + eps)", False, low, high, "ln(|FFT2| + eps)")
+    show_map(fig, axes[2], rgb["difference"], "fft", "difference: fake − real", True, label="fake − real")
     fig.suptitle(f"Mean log spectrum, averaged over RGB, of {data_label}")
     paths = [save_figure(fig, out / "deepfake_spectra.png")]
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.5), layout="constrained")
-    for ax, values, name in zip(axes, weights, ("real", "fake")):
-        show(ax, values, f"weights of the '{name}' logit", "weight")
-    show(axes[2], weights[1] - weights[0], "fake − real: what decides\n(red pushes towards 'fake')", "weight")
-    accuracy = f"test accuracy {(test.trace() / test.sum()).item():.2%}"
+    for ax, values, name in zip(axes, rgb["weights"], ("real", "fake")):
+        show_map(fig, ax, values, "fft", f"weights of the '{name}' logit", True, label="weight")
+    decision = rgb["weights"][1] - rgb["weights"][0]  # only the difference of the two logits decides
+    show_map(fig, axes[2], decision, "fft", "fake − real (red pushes towards 'fake')", True, label="weight")
+    accuracy = f"test accuracy {(result['test'].trace() / result['test'].sum()).item():.2%}"
     fig.suptitle(f"One nn.Linear on standardized log spectra, {accuracy}\ntrained on {trained_on}")
     return [*paths, save_figure(fig, out / "deepfake_weights.png")]
 
@@ -202,8 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser, SPLIT, "; the exercise's 67000 / 1000 / 2000 is scripts/train.slurm's, with --fast")
     add_training_arguments(parser)
-    twin = "run the fast twin: decoding workers, batched torch spectra, streamed statistics (default: off)"
-    parser.add_argument("--fast", action="store_true", help=twin)
+    parser.add_argument("--fast", action="store_true", help="the fast twin: workers, torch spectra (default: off)")
     add_common_arguments(parser)
     return parser
 
@@ -233,8 +233,7 @@ def run(args: argparse.Namespace) -> dict:
     print(f"training accuracy {format_accuracy(result['train'], interval=False)}")
     print(f"test accuracy {format_accuracy(result['test'])}")
     print(f"confusion matrix (rows: true class, columns: predicted)\n{format_confusion(result['test'])}")
-    for path in plot(result, data_label, trained_on, args.out):
-        print(f"wrote {relative(path)}")
+    print("\n".join(f"wrote {relative(path)}" for path in plot(result, data_label, trained_on, args.out)))
     print("further: `python -m iml deepfake-representations`; `python -m iml resampling-study --real DIR --fake DIR`")
     return result
 

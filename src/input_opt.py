@@ -2,7 +2,6 @@
 
     python src/input_opt.py                              # digits 0-9, random and all-ones starts, 100 steps
     python src/input_opt.py --neuron 3 --init ones --steps 500 --lr 0.02
-
 The weights theta stay fixed and the input moves: max_x y_i = f(x, theta). `forward_pass` returns y_i
 for one image x, `torch.func.grad(forward_pass)` its gradient, and `optimize_input` climbs it with
 `torch.optim.Adam(maximize=True)` from a random and an all-ones start of shape [1, 1, 28, 28].
@@ -10,9 +9,8 @@ Prints y_i and its probability per digit and start; draws figures/input_opt_grid
 """
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -39,8 +37,11 @@ def make_forward_pass(net: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
     params, buffers = functional_state(net)
 
     def forward_pass(x: Tensor, neuron: Tensor) -> Tensor:
+        # TODO: the logits (10,) of the one image x by functional_call(net, (params, buffers), ...), then y_i
+        ### BEGIN SOLUTION
         logits = functional_call(net, (params, buffers), (x.unsqueeze(0),))[0]  # (10,)
         return logits.gather(0, neuron.view(1))[0]  # y_i; gather, unlike logits[neuron], works under vmap
+        ### END SOLUTION
 
     return forward_pass
 
@@ -76,9 +77,7 @@ class Ascent:
     probability: Tensor  # (steps + 1, S, K)
 
 
-def optimize_input(
-    net: nn.Module, neurons: tuple[int, ...], starts: dict[str, Tensor], steps: int, lr: float
-) -> Ascent:
+def optimize_input(net: nn.Module, neurons: Sequence[int], starts: dict[str, Tensor], steps: int, lr: float) -> Ascent:
     """Maximize logit `neurons[k]` of `net` from every start, all at once.
 
     Args:
@@ -96,12 +95,15 @@ def optimize_input(
     """
     num_starts, num_digits = len(starts), len(neurons)
     x = torch.cat(list(starts.values())).repeat_interleave(num_digits, dim=0)  # (S*K, 1, 28, 28)
-    get_grads = vmap(grad(make_forward_pass(net)))  # (B, 1, 28, 28), (B,) -> (B, 1, 28, 28)
     targets = torch.tensor(neurons, device=x.device).repeat(num_starts)  # (S*K,), start-major like x
+    logit, probability = [], []  # y_i and p_i before each step and after the last
+    # TODO: the gradients by vmap(grad(forward_pass)) and `steps` steps of torch.optim.Adam(maximize=True) on x;
+    # append y_i and p_i (softmax) to logit and probability at every step, and stop on NaN or Inf (FloatingPointError)
+    ### BEGIN SOLUTION
+    get_grads = vmap(grad(make_forward_pass(net)))  # (B, 1, 28, 28), (B,) -> (B, 1, 28, 28)
     optimizer = torch.optim.Adam([x], lr=lr, maximize=True)  # Adam moves each pixel by about lr per step
-    logit, probability = [], []
     for step in range(steps + 1):
-        with torch.no_grad():
+        with torch.no_grad():  # the record needs no graph
             logits = net(x)  # (S*K, 10)
         logit.append(logits.gather(1, targets[:, None])[:, 0])  # (S*K,)
         probability.append(logits.softmax(1).gather(1, targets[:, None])[:, 0])
@@ -109,9 +111,10 @@ def optimize_input(
             raise FloatingPointError(f"gradient ascent broke down at step {step}: the objective became NaN or Inf")
         if step < steps:
             x.grad = get_grads(x, targets)
-            optimizer.step()
+            optimizer.step()  # x moves uphill
+    ### END SOLUTION
     history = [torch.stack(v).view(-1, num_starts, num_digits).cpu() for v in (logit, probability)]  # (steps+1, S, K)
-    return Ascent(x.view(num_starts, num_digits, 1, 28, 28).cpu(), tuple(starts), neurons, *history)
+    return Ascent(x.view(num_starts, num_digits, 1, 28, 28).cpu(), tuple(starts), tuple(neurons), *history)
 
 
 def format_table(ascent: Ascent) -> str:
@@ -157,8 +160,6 @@ def plot_grid(ascent: Ascent, title: str) -> plt.Figure:
 def plot_curves(ascent: Ascent, title: str) -> plt.Figure:
     """Draw the logit y_i (left) and its softmax probability p_i (right) per step, a row per start.
 
-    The probability saturates within a few steps, so its step axis is logarithmic.
-
     Args:
         ascent: The result of `optimize_input`.
         title: The figure's title.
@@ -175,7 +176,7 @@ def plot_curves(ascent: Ascent, title: str) -> plt.Figure:
             ax.plot(steps, values[:, s, k].numpy(), color=plt.get_cmap("tab10")(neuron), label=f"digit {neuron}")
         ax.set(xlabel="step", ylabel=f"{ascent.start_names[s]} start\n{name}", title=f"{name} of the target digit")
         ax.grid(alpha=0.3)
-        if column == 1:
+        if column == 1:  # the probability saturates within a few steps: a logarithmic step axis shows them
             ax.set(ylim=(-0.02, 1.02), xscale="symlog", xlim=(0, len(steps) - 1), xlabel="step (logarithmic axis)")
             ax.xaxis.set_major_formatter("{x:g}")
     axes[0, 0].legend(loc="upper left", fontsize=8, ncol=2)
@@ -222,9 +223,8 @@ def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     device = device_from_argument(args.device)
     net = load_cnn(args.weights, device)
-    generator = torch.Generator().manual_seed(args.seed)
     names = STARTS if args.init == "both" else (args.init,)
-    starts = {name: make_start(name, generator).to(device) for name in names}  # (1, 1, 28, 28) each
+    starts = {name: make_start(name, torch.Generator().manual_seed(args.seed)).to(device) for name in names}
     try:
         ascent = optimize_input(net, args.neuron, starts, args.steps, args.lr)
     except FloatingPointError as error:
@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> None:
         "input_opt_grid.png": plot_grid(ascent, f"Inputs that maximize logit $y_i$ of {about}"),
         "input_opt_curves.png": plot_curves(ascent, f"Gradient ascent on the input of {about}"),
     }
-    written = ", ".join(relative(save_figure(fig, Path(args.out) / name)) for name, fig in figures.items())
+    written = ", ".join(relative(save_figure(fig, args.out / name)) for name, fig in figures.items())
     print(f"wrote {written}\nfurther: `{FURTHER}` adds L2, total variation, jitter, blur and clipping")
 
 

@@ -12,7 +12,7 @@ import math
 
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F  # noqa: N812
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import OneCycleLR
 
@@ -42,7 +42,7 @@ def train(args: argparse.Namespace, model: nn.Module, data: Data, scheduler: One
     model.train()
     for step, index in enumerate(order.to(images.device).split(args.batch_size)):
         scheduler.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(images[index]), labels[index])
+        loss = nn.functional.cross_entropy(model(images[index]), labels[index])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training diverged: the loss became {loss.item()} in epoch {epoch}, batch {step}")
         loss.backward()
@@ -83,7 +83,8 @@ def train_model(args: argparse.Namespace, train_set: Data, val_set: Data, test_s
     model, steps = CNN().to(train_set[0].device), math.ceil(len(train_set[0]) / args.batch_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = OneCycleLR(optimizer, args.lr, epochs=args.epochs, steps_per_epoch=steps)
-    print(f"training on {len(train_set[0])} digits, validating on {len(val_set[0])}, {args.epochs} epochs", flush=True)
+    where = f"validating on {len(val_set[0])}, device {train_set[0].device}"
+    print(f"training on {len(train_set[0])} digits, {where}, {args.epochs} epochs", flush=True)
     for epoch in range(1, args.epochs + 1):
         loss = train(args, model, train_set, scheduler, epoch)
         validation = f", validation accuracy {test(model, val_set):.2%}" if len(val_set[0]) else ""
@@ -110,6 +111,8 @@ def integrate_gradients(net: nn.Module, test_images: Tensor, output_digit: int |
     """
     if net.training:
         raise ValueError(f"{type(net).__name__} is in training mode; call model.eval() first")
+    # TODO: sum dF/dx at the m points x' + k/m (x - x'), k = 1..m (torch.autograd.grad), times (x - x') / m
+    ### BEGIN SOLUTION
     digits = torch.as_tensor(output_digit).expand(len(test_images))  # (N,)
     baseline = torch.zeros_like(test_images)  # x' (N, 1, 28, 28)
     k = torch.arange(1, steps_m + 1, dtype=test_images.dtype, device=test_images.device).view(-1, 1, 1, 1)
@@ -120,11 +123,10 @@ def integrate_gradients(net: nn.Module, test_images: Tensor, output_digit: int |
         (gradients,) = torch.autograd.grad(outputs.sum(), path)  # dF/dx at every point (m, 1, 28, 28)
         attributions[i] = (x - x_base) * (1 / steps_m) * gradients.sum(0)  # (1, 28, 28)
     return attributions
+    ### END SOLUTION
 
 
-def plot_attributions(
-    images: Tensor, attributions: Tensor, labels: Tensor, title: str, per_class: int = 2
-) -> plt.Figure:
+def plot_attributions(images: Tensor, attributions: Tensor, labels: Tensor, title: str, per_class: int = 2) -> Figure:
     """Draw input, attribution and overlay of `per_class` digits per class; one colour scale per row.
 
     Args:
@@ -139,9 +141,8 @@ def plot_attributions(
     """
     classes = labels.unique().tolist()
     size = (5 * per_class + 1, 1.8 * len(classes) + 1)  # no constrained layout: it takes seconds for 60 axes
-    fig, axes = plt.subplots(
-        len(classes), 3 * per_class, figsize=size, squeeze=False, gridspec_kw={"top": 1 - 1 / size[1]}
-    )
+    grid = {"top": 1 - 1 / size[1]}
+    fig, axes = plt.subplots(len(classes), 3 * per_class, figsize=size, squeeze=False, gridspec_kw=grid)
     for row, digit in zip(axes, classes):
         index = torch.nonzero(labels == digit).flatten()[:per_class]
         limit = float(attributions[index].abs().max()) or 1.0  # the row's scale, centred at zero
@@ -162,7 +163,7 @@ def plot_attributions(
     return fig
 
 
-def plot_class_means(attributions: Tensor, labels: Tensor, title: str) -> plt.Figure:
+def plot_class_means(attributions: Tensor, labels: Tensor, title: str) -> Figure:
     """Draw the mean attribution of each class on one colour scale centred at zero.
 
     Args:
@@ -212,7 +213,6 @@ def run(args: argparse.Namespace) -> None:
     """
     from iml.attribution import completeness_gap
     from iml.common import relative, save_figure
-    from iml.integrated_fast import fast_twin
     from iml.mnist_cnn import get_model, load_test_digits, prepare
 
     device = prepare(args)  # outputs checked before any work, the device chosen, the seed set
@@ -222,11 +222,12 @@ def run(args: argparse.Namespace) -> None:
         return
     index = torch.cat([torch.nonzero(test_set[1] == d).flatten()[: args.per_class] for d in range(10)])
     x, digits = test_set[0][index], test_set[1][index]  # (N, 1, 28, 28), (N,): each explained for its label
-    ig = fast_twin(args.compile) if args.fast else integrate_gradients  # --fast: the same numbers, faster
+    if args.fast:  # the same numbers from iml's chunked twin, faster
+        from iml.integrated_fast import fast_twin
+    ig = fast_twin(args.compile) if args.fast else integrate_gradients
     attributions = ig(model, x, digits, args.steps)  # (N, 1, 28, 28)
     gap = completeness_gap(model, x, attributions, digits).abs()  # |sum_i attributions_i - (F(x) - F(x'))|, (N,)
-    median, largest = gap.median(), gap.max()
-    print(f"completeness, sum of attributions - (F(x) - F(x')) per image: |gap| median {median:.1e}, max {largest:.1e}")
+    print(f"completeness gap |sum of attributions - (F(x) - F(x'))|: median {gap.median():.1e}, max {gap.max():.1e}")
     title = f"({len(x)} MNIST test digits, x' = 0, m = {args.steps})"
     x, digits, attributions = x.cpu(), digits.cpu(), attributions.cpu()
     figures = {

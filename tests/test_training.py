@@ -108,6 +108,6 @@ def test_short_training_on_a_real_subset(tmp_path, capsys):
     assert accuracy > 0.90, accuracy
     assert isinstance(model, CNN)
     out = capsys.readouterr().out
-    assert "training on 6000 digits, validating on 1000, 1 epochs" in out
+    assert "training on 6000 digits, validating on 1000, device cpu, 1 epochs" in out
     assert "epoch 1: training loss " in out and ", validation accuracy " in out
     assert f"test accuracy {accuracy:.2%} on 10000 test digits" in out

@@ -36,6 +36,8 @@ COMMANDS = {
         "iml.resampling_study",
         "Task 3 on real photographs, once per pair of resizing filters: what the filter alone teaches",
     ),
+    "handout": ("iml.handout", "write the student version: each solution region replaced by a TODO that stops the run"),
+    "grade": ("iml.grade", "grade an exercise folder, one timed test group per region; Gradescope's JSON with --json"),
 }
 DATA_COMMANDS = {name for name, (module, _) in COMMANDS.items() if module == "iml.data_cli"}
 
@@ -63,7 +65,16 @@ def main(argv: list[str] | None = None) -> None:
         hint = f"did you mean {near[0]}? " if near else ""
         print(f"error: no command {name!r}; {hint}`python -m iml --help` lists them.", file=sys.stderr)
         sys.exit(2)
-    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+    except ModuleNotFoundError as error:
+        if error.name != COMMANDS[name][0]:
+            raise
+        print(
+            f"error: {name} is not part of this copy of the exercise (the student handout); see README.md.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     from iml.cli import run_main
 
     if name in DATA_COMMANDS:

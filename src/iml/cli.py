@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import tempfile
+import traceback
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -95,10 +96,22 @@ def one_line(text):
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def todo_message(error):
+    """The line for a part of the student handout still to write: the function and file that raised `error`.
+
+    `iml handout` replaces each solution region by `raise NotImplementedError("TODO: ...")`; the
+    innermost frame of the traceback is the function the student completes.
+    """
+    frame = traceback.extract_tb(error.__traceback__)[-1]
+    what = str(error).removeprefix("TODO:").strip()
+    return f"{frame.name} in {relative(frame.filename)} is still to write ({what}); complete it there and run again."
+
+
 def run_main(main):
     """Call `main()` and turn what a user can cause into one line on stderr and an exit status.
 
-    A UserError, InputError or CheckpointError exits 1 with its message; an OSError while reading
+    A UserError, InputError or CheckpointError exits 1 with its message, as does a part of the student
+    handout still to write (`todo_message`); an OSError while reading
     or writing (a full disk, a read-only folder) exits 1 naming the path and the reason; Ctrl-C
     exits 130 and SIGTERM 143, after the same cleanup (temporary files are removed on the way out).
     """
@@ -107,6 +120,11 @@ def run_main(main):
         main()
     except (UserError, InputError, CheckpointError) as error:
         print(f"error: {one_line(user_message(error))}", file=sys.stderr)
+        sys.exit(1)
+    except NotImplementedError as error:
+        if not str(error).startswith("TODO"):
+            raise
+        print(f"error: {one_line(todo_message(error))}", file=sys.stderr)
         sys.exit(1)
     except BrokenProcessPool:
         print(

@@ -14,10 +14,11 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from iml.cli import UserError, path_argument
+from iml.cli import UserError, int_range, path_argument
 from iml.common import ROOT, atomic_path, relative
 
 PACKAGE_SRC = Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ class Group:
 
 
 GROUPS = (
-    Group("Task 1", "input_opt.neuron_output", 1, "neuron_output"),
+    Group("Task 1", "input_opt.make_forward_pass", 1, "forward_pass"),
     Group("Task 1", "input_opt.optimize_input", 2, "optimize_input"),
     Group("Task 2", "mnist_integrated.integrate_gradients", 4, "integrate_gradients"),
     Group("Task 3", "deepfake_interpretation.transform", 1, "transform"),
@@ -78,20 +79,18 @@ def run_group(group: Group, folder: Path, limit: float = TIME_LIMIT) -> tuple[bo
     return bool(result["passed"]), str(result["message"])
 
 
-def grade(folder: Path, groups: tuple[Group, ...] = GROUPS, limit: float = TIME_LIMIT) -> dict:
-    """Grade ``folder``; Gradescope's results dict, each test with its output line and time."""
-    tests = []
-    for group in groups:
-        start = time.perf_counter()
-        passed, message = run_group(group, folder, limit)
-        tests.append(
-            {
-                "name": group.name,
-                "score": group.points if passed else 0,
-                "max_score": group.points,
-                "output": ("passed" if passed else message) + f" ({time.perf_counter() - start:.1f} s)",
-            }
-        )
+def graded(group: Group, folder: Path, limit: float) -> dict:
+    """One test entry of Gradescope's format for ``group``: name, score, max_score, output (with the time)."""
+    start = time.perf_counter()
+    passed, message = run_group(group, folder, limit)
+    output = ("passed" if passed else message) + f" ({time.perf_counter() - start:.1f} s)"
+    return {"name": group.name, "score": group.points if passed else 0, "max_score": group.points, "output": output}
+
+
+def grade(folder: Path, groups: tuple[Group, ...] = GROUPS, limit: float = TIME_LIMIT, jobs: int = 2) -> dict:
+    """Grade ``folder``, ``jobs`` groups at a time, each in its own process; Gradescope's results dict."""
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads only wait for the processes
+        tests = list(pool.map(lambda group: graded(group, folder, limit), groups))
     return {"score": sum(test["score"] for test in tests), "tests": tests}
 
 
@@ -127,9 +126,10 @@ def main(argv: list[str]) -> None:
         "folder", nargs="?", type=path_argument, default=ROOT, help="exercise folder (default: this repository)"
     )
     parser.add_argument("--json", type=path_argument, help="write Gradescope's results.json format here")
+    parser.add_argument("--jobs", type=int_range(1, 64), default=2, help="groups graded at once, 1-64 (default: 2)")
     args = parser.parse_args(argv)
     check_folder(args.folder)
-    results = grade(args.folder.resolve())
+    results = grade(args.folder.resolve(), jobs=args.jobs)
     print(format_table(results))
     if args.json:
         with atomic_path(args.json) as tmp:

@@ -73,6 +73,7 @@ class Quadratic(nn.Module):
 def check_integrate_gradients(root: Path) -> None:
     """integrate_gradients(net, images, digit, m) against Captum, a closed form and completeness."""
     from captum.attr import IntegratedGradients
+
     integrate_gradients = exercise(root, "mnist_integrated").integrate_gradients
 
     images = torch.rand(3, 1, 28, 28, dtype=torch.float64)
@@ -119,7 +120,92 @@ def check_transform(root: Path) -> None:
         close(transform(image), expected, f"transform of a {np.dtype(dtype).name} array {shape}", 1e-4)
 
 
-CHECKS = {"integrate_gradients": check_integrate_gradients, "transform": check_transform}
+def check_mean_spectra(root: Path) -> None:
+    """mean_spectra(spectra, labels) against the mean of each class and fake - real, on an odd shape."""
+    mean_spectra = exercise(root, "deepfake_interpretation").mean_spectra
+    spectra = torch.randn(7, 3, 5, 4)
+    labels = torch.tensor([0, 1, 1, 0, 1, 0, 0])
+    expected = torch.stack([spectra[labels == 0].double().mean(0), spectra[labels == 1].double().mean(0)])
+    means, difference = mean_spectra(spectra, labels)
+    close(means, expected, "the mean spectra (2, C, H, W) of 4 real and 3 fake spectra (7, 3, 5, 4)", 1e-5)
+    close(difference, expected[1] - expected[0], "the difference fake - real (C, H, W)", 1e-5)
+
+
+def check_weight_picture(root: Path) -> None:
+    """weight_picture(linear, shape) is the layer's weights (2, C*H*W) as two pictures (2, C, H, W)."""
+    weight_picture = exercise(root, "deepfake_interpretation").weight_picture
+    layer = nn.Linear(3 * 5 * 4, 2)
+    picture = weight_picture(layer, torch.Size((3, 5, 4)))
+    close(picture, layer.weight.detach().view(2, 3, 5, 4), "the weights of nn.Linear(60, 2) as (2, 3, 5, 4)", 1e-7)
+
+
+def counted(function, calls: list):
+    """``function`` wrapped so that each call appends to ``calls``."""
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def check_forward_pass(root: Path) -> None:
+    """make_forward_pass(net)(x, neuron) is the network's logit y_i, and torch.func.grad and vmap work on it."""
+    make_forward_pass = exercise(root, "input_opt").make_forward_pass
+    for number, net in enumerate(unseen_networks(), 1):
+        forward_pass = make_forward_pass(net)
+        images, neurons = torch.rand(4, 1, 28, 28, dtype=torch.float64), torch.tensor([0, 3, 7, 9])
+        for x, neuron in zip(images, neurons):
+            close(forward_pass(x, neuron), net(x[None])[0, neuron], f"network {number}: y_{neuron.item()}", 1e-9)
+        got = torch.func.vmap(torch.func.grad(forward_pass))(images, neurons)
+        x = images.clone().requires_grad_()
+        (expected,) = torch.autograd.grad(net(x).gather(1, neurons[:, None]).sum(), x)
+        close(got, expected, f"network {number}: vmap(grad(forward_pass)) against autograd", 1e-9)
+
+
+def reference_forward_pass(net: nn.Module):
+    """forward_pass(x, neuron): logit ``neuron`` of ``net`` for one image x (1, 28, 28), written for torch.func."""
+    params, buffers = dict(net.named_parameters()), dict(net.named_buffers())
+
+    def forward_pass(x: torch.Tensor, neuron: torch.Tensor) -> torch.Tensor:
+        logits = torch.func.functional_call(net, (params, buffers), (x.unsqueeze(0),))[0]  # (10,)
+        return logits.gather(0, neuron.view(1))[0]
+
+    return forward_pass
+
+
+def check_optimize_input(root: Path) -> None:
+    """optimize_input raises the chosen logits from a random and an all-ones start, through torch.func.grad."""
+    import models
+
+    module, calls = exercise(root, "input_opt"), []
+    module.make_forward_pass = reference_forward_pass  # graded on its own: the student's forward pass is another part
+    torch.func.grad = counted(torch.func.grad, calls)
+    if hasattr(module, "grad"):
+        module.grad = counted(module.grad, calls)
+    net = models.load_cnn(root / "data" / "weights.pth")
+    starts = {"random": torch.rand(1, 1, 28, 28), "ones": torch.ones(1, 1, 28, 28)}
+    ascent = module.optimize_input(net, (3, 8), starts, 20, 0.05)
+    assert calls, "the input gradient does not come from torch.func.grad"
+    assert tuple(ascent.images.shape) == (2, 2, 1, 28, 28), f"images of shape {tuple(ascent.images.shape)}"
+    with torch.no_grad():
+        before = net(torch.cat(list(starts.values())))[:, [3, 8]]  # (starts, digits)
+        after = net(ascent.images.reshape(-1, 1, 28, 28)).view(2, 2, 10)[..., [3, 8]].diagonal(dim1=1, dim2=2)
+    for s, name in enumerate(starts):
+        for k, digit in enumerate((3, 8)):
+            rise = (after[s, k] - before[s, k]).item()
+            assert rise > 1.0, f"from the {name} start, 20 steps raised logit y_{digit} by {rise:.3g}, not more than 1"
+    close(ascent.logit[-1], after, "the recorded logits after the last step", 1e-4)
+
+
+CHECKS = {
+    "forward_pass": check_forward_pass,
+    "optimize_input": check_optimize_input,
+    "integrate_gradients": check_integrate_gradients,
+    "transform": check_transform,
+    "mean_spectra": check_mean_spectra,
+    "weight_picture": check_weight_picture,
+}
 
 
 def run(name: str, root: str) -> dict:

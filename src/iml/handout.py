@@ -29,8 +29,10 @@ EXERCISE_FILES = ("input_opt.py", "mnist_integrated.py", "deepfake_interpretatio
 # What the handout holds besides the stubbed exercise files: the package's data, command-line and
 # grading modules (not its fast twins, checks or studies, which would give the solutions away).
 PACKAGE_MODULES = (
-    "__init__.py", "__main__.py", "cli.py", "common.py", "data_cli.py", "download.py", "ffhq_import.py",
-    "processes.py", "standin.py", "handout.py", "grade.py", "grading_checks.py", "mnist_data.py", "files.py",
+    "__init__.py", "__main__.py", "cli.py", "common.py", "checkpoint_files.py", "mnist_data.py", "image_files.py",
+    "mnist_cnn.py", "attribution.py", "detector.py", "face_cache.py", "spectra.py", "processes.py",
+    "deepfake_plots.py", "data_cli.py", "download.py", "standin.py", "ffhq_import.py",
+    "handout.py", "grade.py", "grading_checks.py",
 )  # fmt: skip
 COPIED = ("data/weights.pth", "requirements.txt", "requirements-dev.txt", "pyproject.toml", ".gitignore")
 COPIED_FOLDERS = ("scripts",)
@@ -87,13 +89,15 @@ def find_regions(path: Path, name: str) -> list[Region]:
 
 
 def make_region(lines: list[str], name: str, start: int, stop: int) -> Region:
-    """The Region between lines ``start`` and ``stop``, with the TODO comment right above it."""
-    todo, above = "complete this part", start - 1
-    while above >= 0 and lines[above].strip().startswith("#"):
-        match = TODO.match(lines[above].strip())
-        if match:
-            todo = match["text"].strip() or todo
+    """The Region between lines ``start`` and ``stop``, with the TODO comment (one or more lines) right above it."""
+    above = start
+    while above > 0 and lines[above - 1].strip().startswith("#"):
         above -= 1
+    comments = [line.strip().lstrip("#").strip() for line in lines[above:start]]
+    first = next((i for i, line in enumerate(lines[above:start]) if TODO.match(line.strip())), None)
+    todo = "complete this part"
+    if first is not None:
+        todo = " ".join([TODO.match(lines[above + first].strip())["text"], *comments[first + 1 :]]).strip()
     indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())]
     return Region(name, enclosing_function(lines, start), start, stop, indent, todo)
 
