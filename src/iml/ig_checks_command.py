@@ -12,44 +12,32 @@
 IG is the fast twin of the exercise's `integrate_gradients`, black baseline.
 """
 
-import argparse
-
-from iml.cli import add_common_arguments, check_output_folder, device_from_argument
-from iml.common import relative, set_seed
-from iml.ig_command import add_digit_arguments, add_speed_arguments, explained_digits
+from iml.common import relative
+from iml.ig_command import command_parser, explained_digits
 from iml.integrated_checks import RANDOMIZATION_IMAGES, deletion_check, randomization_check
 from iml.integrated_fast import integrate_gradients_fast
-from iml.quadrature import RULES, quadrature
+from iml.quadrature import RULES
 
 NAME = "ig-checks"
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog=f"python -m iml {NAME}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_digit_arguments(parser, num_images=100, steps=50)
-    parser.add_argument(
-        "--rule", choices=RULES, default="right", help="integration rule (default: right, the exercise's sum)"
-    )
-    add_speed_arguments(parser)
-    add_common_arguments(parser)
-    return parser
+    def add_rule(parser):
+        parser.add_argument(
+            "--rule", choices=RULES, default="right", help="integration rule (default: right, the exercise's sum)"
+        )
+
+    return command_parser(NAME, __doc__, 100, 50, add_rule)
 
 
 def main(argv=None):
     """Run ``python -m iml ig-checks`` with the options `argv`."""
     args = build_parser().parse_args(argv)
-    check_output_folder(args.out)
-    quadrature(args.rule, args.steps)
-    device = device_from_argument(args.device)
-    set_seed(args.seed)
-    model, images, _, digits = explained_digits(args, device)
+    model, images, _, digits = explained_digits(args)
     attributions = integrate_gradients_fast(
         model, images, digits, args.steps, rule=args.rule, batch_points=args.batch_points
     )
     described = f"black baseline, m = {args.steps}, {args.rule} rule"
     written = randomization_check(args, model, images[:RANDOMIZATION_IMAGES], digits[:RANDOMIZATION_IMAGES])
     written.append(deletion_check(args, model, images, digits, attributions, described))
-    for path in written:
-        print(f"wrote {relative(path)}")
+    print("\n".join(f"wrote {relative(path)}" for path in written))

@@ -75,12 +75,18 @@ def add_speed_arguments(parser):
     )
 
 
-def explained_digits(args, device):
+def explained_digits(args):
     """(model, images (N, 1, 28, 28), labels (N,), digits (N,)): the CNN and the test digits to explain.
 
-    Prints the test accuracy. Without --digit, the first --num-images test digits, each explained for
-    its predicted class; with it, the first test digits of that class, for that output.
+    Checks --out (and --rule with --steps, where the command has them) before any work, chooses the
+    device and sets the seed, then prints the test accuracy. Without --digit, the first --num-images
+    test digits, each explained for its predicted class; with it, the first test digits of that class.
     """
+    check_output_folder(args.out)
+    if hasattr(args, "rule"):
+        quadrature(args.rule, args.steps)  # the trapezoid rule needs two steps: refused before any work
+    device = device_from_argument(args.device)
+    set_seed(args.seed)
     model = load_trained(args.weights, device)
     images, labels = load_test_digits(device)
     predictions = predict(model, images)
@@ -92,13 +98,25 @@ def explained_digits(args, device):
     return model, images[index], labels[index].cpu(), torch.full((len(index),), args.digit, device=device)
 
 
-def build_parser():
+def command_parser(name, doc, num_images, steps=None, *adders):
+    """The parser of an IG command: its digits, then each of `adders`' options, speed, seed, device and --out."""
     parser = argparse.ArgumentParser(
-        prog=f"python -m iml {NAME}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=f"python -m iml {name}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add_digit_arguments(parser, num_images=100, steps=300)
-    add_method_arguments(parser)
+    add_digit_arguments(parser, num_images=num_images, steps=steps)
+    for add in adders:
+        add(parser)
     add_speed_arguments(parser)
+    add_common_arguments(parser)
+    return parser
+
+
+def build_parser():
+    return command_parser(NAME, __doc__, 100, 300, add_method_arguments, add_precision_arguments)
+
+
+def add_precision_arguments(parser):
+    """--precision and --compile: the same attributions, faster."""
     parser.add_argument(
         "--precision",
         choices=("float32", "bfloat16"),
@@ -112,8 +130,6 @@ def build_parser():
         "about 1.5x faster on a CPU after a one-off compile of 5-30 s; needs a C++ compiler "
         "(CPU) or Triton (GPU) (default: off)",
     )
-    add_common_arguments(parser)
-    return parser
 
 
 def add_method_arguments(parser):
@@ -208,11 +224,7 @@ def report_completeness(args, model, images, digits, baselines, attributions):
 def main(argv=None):
     """Run ``python -m iml ig`` with the options `argv`."""
     args = build_parser().parse_args(argv)
-    check_output_folder(args.out)
-    quadrature(args.rule, args.steps)  # the trapezoid rule needs two steps: refused before any work
-    device = device_from_argument(args.device)
-    set_seed(args.seed)
-    model, images, labels, digits = explained_digits(args, device)
+    model, images, labels, digits = explained_digits(args)
     baselines, attributions = explain(args, model, images, digits)
     report_completeness(args, model, images, digits, baselines, attributions)
     title = f"Integrated Gradients ({describe(args)}), MNIST test digits"
