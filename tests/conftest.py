@@ -138,12 +138,11 @@ def limit_memory():
     resource.setrlimit(resource.RLIMIT_AS, (SCRIPT_MEMORY_LIMIT, SCRIPT_MEMORY_LIMIT))
 
 
-def run_script(script, *args, timeout=300, cwd=ROOT):
-    """Run `python src/<script> args` as a user would, without a terminal and under a memory limit;
-    returns the CompletedProcess."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+def run_as_user(argv, timeout, cwd, env):
+    """Run `argv` as a user would, without a terminal and under a memory limit; returns the CompletedProcess."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", **env)
     return subprocess.run(
-        [sys.executable, str(ROOT / "src" / script), *map(str, args)],
+        argv,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -152,23 +151,17 @@ def run_script(script, *args, timeout=300, cwd=ROOT):
         stdin=subprocess.DEVNULL,
         preexec_fn=limit_memory,
     )
+
+
+def run_script(script, *args, timeout=300, cwd=ROOT):
+    """Run `python src/<script> args` as a user would; returns the CompletedProcess."""
+    return run_as_user([sys.executable, str(ROOT / "src" / script), *map(str, args)], timeout, cwd, {})
 
 
 def run_iml(*args, timeout=300, cwd=ROOT):
-    """Run `python -m iml args` as a user would (src/ on PYTHONPATH, as `pip install -e .` puts it), without a
-    terminal and under a memory limit; returns the CompletedProcess."""
+    """Run `python -m iml args` as a user would (src/ on PYTHONPATH, as `pip install -e .` puts it)."""
     path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", PYTHONPATH=path)
-    return subprocess.run(
-        [sys.executable, "-m", "iml", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=limit_memory,
-    )
+    return run_as_user([sys.executable, "-m", "iml", *map(str, args)], timeout, cwd, {"PYTHONPATH": path})
 
 
 def argparse_error(parser, argv, capsys):

@@ -38,7 +38,7 @@ def exercise(root: Path, name: str) -> ModuleType:
 
 def close(got, expected, what: str, rtol: float = 1e-3) -> None:
     """Assert that tensors or arrays ``got`` and ``expected`` agree to ``rtol`` of the largest value."""
-    got, expected = torch.as_tensor(np.asarray(got) if isinstance(got, np.ndarray) else got), torch.as_tensor(expected)
+    got, expected = torch.as_tensor(got), torch.as_tensor(expected)
     assert tuple(got.shape) == tuple(expected.shape), (
         f"{what}: shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
     )

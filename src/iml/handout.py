@@ -151,9 +151,9 @@ def write_handout(out: Path, root: Path = ROOT) -> list[Region]:
     regions = all_regions(src)
     secret = solution_lines(src, regions)
     with folder_in_place(out) as tmp:
+        (tmp / "src" / "iml").mkdir(parents=True)
         for name in EXERCISE_FILES:
             own = [region for region in regions if region.path == f"src/{name}"]
-            (tmp / "src" / "iml").mkdir(parents=True, exist_ok=True)
             (tmp / "src" / name).write_text(stubbed((src / name).read_text(encoding="utf-8"), own), encoding="utf-8")
         for name in PACKAGE_MODULES:
             if (src / "iml" / name).is_file():

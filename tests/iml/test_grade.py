@@ -12,19 +12,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import run_iml
 
 from iml import grade, handout
 from iml.common import ROOT
 
 POINTS = {group.check: group.points for group in grade.GROUPS}
-GROUP_OF = {  # the function a region belongs to -> its group
-    "forward_pass": "forward_pass",
-    "optimize_input": "optimize_input",
-    "integrate_gradients": "integrate_gradients",
-    "transform": "transform",
-    "mean_spectra": "mean_spectra",
-    "weight_picture": "weight_picture",
-}
 # Plausible wrong answers: (group, name, text in the solution region, what a student might write instead).
 WRONG_ANSWERS = [
     ("integrate_gradients", "left sum", "torch.arange(1, steps_m + 1,", "torch.arange(0, steps_m,"),
@@ -71,7 +64,7 @@ def copy_exercise(target):
 
 def region_of(folder, check):
     """The region of `check`'s function in `folder`'s src/."""
-    return next(r for r in handout.all_regions(folder / "src") if GROUP_OF[r.function] == check)
+    return next(r for r in handout.all_regions(folder / "src") if r.function == check)
 
 
 def group(check):
@@ -82,13 +75,7 @@ def group(check):
 def student(tmp_path_factory):
     """A fresh handout, written by the command as an instructor runs it."""
     out = tmp_path_factory.mktemp("handout") / "exercise"
-    done = subprocess.run(
-        [sys.executable, "-m", "iml", "handout", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
-    )
+    done = run_iml("handout", "--out", out)
     assert done.returncode == 0, done.stderr
     assert "6 parts to write" in done.stdout
     return out
@@ -156,14 +143,7 @@ def test_each_handout_script_stops_at_its_first_todo_in_one_line(student, script
 
 def test_handout_scores_zero_and_writes_gradescope_json(student, tmp_path):
     results = tmp_path / "results.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "iml", "grade", str(student), "--json", str(results)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
-        timeout=600,
-    )
+    done = run_iml("grade", student, "--json", results, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "total" in done.stdout and " 0/10" in done.stdout
     data = json.loads(results.read_text())
@@ -174,7 +154,7 @@ def test_handout_scores_zero_and_writes_gradescope_json(student, tmp_path):
     assert sum(t["max_score"] for t in data["tests"]) == 10
 
 
-@pytest.mark.parametrize("check", list(GROUP_OF.values()))
+@pytest.mark.parametrize("check", list(POINTS))
 def test_pasting_one_region_back_gives_exactly_that_groups_points(student, check, tmp_path):
     folder = tmp_path / "exercise"
     shutil.copytree(student / "src", folder / "src")
@@ -220,22 +200,13 @@ def test_a_crash_or_an_endless_loop_costs_that_group_only(tmp_path):
 
 
 def test_handout_refuses_the_repository_and_a_folder_with_files(tmp_path):
-    def handout_command(*options):
-        return subprocess.run(
-            [sys.executable, "-m", "iml", "handout", *options],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
-        )
-
     for inside in (ROOT, ROOT / "handout"):
-        done = handout_command("--out", str(inside))
+        done = run_iml("handout", "--out", inside)
         assert done.returncode == 1
         assert done.stderr.strip().endswith("is inside the repository .; give a folder outside it.")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
-    done = handout_command("--out", str(tmp_path / "full"))
+    done = run_iml("handout", "--out", tmp_path / "full")
     assert done.returncode == 1
     assert "already holds files; choose an empty folder, or pass --force to replace it." in done.stderr
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
