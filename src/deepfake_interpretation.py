@@ -1,7 +1,7 @@
 """Task 3: tell real faces (FFHQ) from StyleGAN fakes with one linear layer on log-scaled spectra.
 
     python -m iml ffhq-download             # once: the 70,000 + 70,000 faces into data/ffhq_style_gan
-    python src/deepfake_interpretation.py   # 500 / 100 / 200 per class; writes figures/deepfake_{spectra,weights}.png
+    python src/deepfake_interpretation.py   # 500 / 100 / 200 per class; writes outputs/deepfake_interpretation/
     python src/deepfake_interpretation.py --fast --train-size 67000 --val-size 1000 --test-size 2000  # the full split
 `transform` is the exercise's ln(|FFT2(I)| + eps); GAN upsampling leaves traces there (Frank et al., arXiv:2003.08685).
 """
@@ -158,19 +158,17 @@ def detect(args: argparse.Namespace, device: torch.device) -> dict:
     return dict(means=means, difference=difference, weights=weight_picture(model, mean.shape), **confusion)
 
 
-def plot(result: dict, data_label: str, trained_on: str, out: Path) -> list[Path]:
+def plot(result: dict, data_label: str, trained_on: str) -> dict[str, plt.Figure]:
     """Plot the mean spectra and their difference, and the weights reshaped to the image's shape.
 
     Args:
         result: What `detect` returns: means, difference, weights and the test's confusion matrix.
         data_label: The images of the mean spectra, for the title.
         trained_on: The training images, for the title.
-        out: The output folder.
 
     Returns:
-        The paths of deepfake_spectra.png and deepfake_weights.png.
+        The figures deepfake_spectra.png and deepfake_weights.png by file name.
     """
-    from iml.common import save_figure
     from iml.deepfake_plots import show_map
 
     rgb = {key: result[key].float().mean(dim=-3).cpu().numpy() for key in ("means", "difference", "weights")}
@@ -180,7 +178,7 @@ def plot(result: dict, data_label: str, trained_on: str, out: Path) -> list[Path
         show_map(fig, ax, values, "fft", f"{name}: mean ln(|FFT2| + eps)", False, low, high, "ln(|FFT2| + eps)")
     show_map(fig, axes[2], rgb["difference"], "fft", "difference: fake − real", True, label="fake − real")
     fig.suptitle(f"Mean log spectrum, averaged over RGB, of {data_label}")
-    paths = [save_figure(fig, out / "deepfake_spectra.png")]
+    figures = {"deepfake_spectra.png": fig}
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.5), layout="constrained")
     for ax, values, name in zip(axes, rgb["weights"], ("real", "fake")):
         show_map(fig, ax, values, "fft", f"weights of the '{name}' logit", True, label="weight")
@@ -188,7 +186,7 @@ def plot(result: dict, data_label: str, trained_on: str, out: Path) -> list[Path
     show_map(fig, axes[2], decision, "fft", "fake − real (red pushes towards 'fake')", True, label="weight")
     accuracy = f"test accuracy {(result['test'].trace() / result['test'].sum()).item():.2%}"
     fig.suptitle(f"One nn.Linear on standardized log spectra, {accuracy}\ntrained on {trained_on}")
-    return [*paths, save_figure(fig, out / "deepfake_weights.png")]
+    return {**figures, "deepfake_weights.png": fig}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(parser, SPLIT, "; the exercise's 67000 / 1000 / 2000 is scripts/train.slurm's, with --fast")
     add_training_arguments(parser)
     parser.add_argument("--fast", action="store_true", help="the fast twin: workers, torch spectra (default: off)")
-    add_common_arguments(parser)
+    add_common_arguments(parser, "deepfake_interpretation")
     return parser
 
 
@@ -224,6 +222,7 @@ def run(args: argparse.Namespace) -> dict:
     from iml.common import relative
     from iml.deepfake_plots import format_confusion
     from iml.detector import fit_fast, format_accuracy, prepare_run
+    from iml.outputs import write_figures
 
     device, data_label, trained_on = prepare_run(args)  # names stand-in data as such
     try:
@@ -233,7 +232,8 @@ def run(args: argparse.Namespace) -> dict:
     print(f"training accuracy {format_accuracy(result['train'], interval=False)}")
     print(f"test accuracy {format_accuracy(result['test'])}")
     print(f"confusion matrix (rows: true class, columns: predicted)\n{format_confusion(result['test'])}")
-    print("\n".join(f"wrote {relative(path)}" for path in plot(result, data_label, trained_on, args.out)))
+    written = write_figures(plot(result, data_label, trained_on), args.out, "deepfake_interpretation")  # all or none
+    print("\n".join(f"wrote {relative(path)}" for path in written))
     print("further: `python -m iml deepfake-representations`; `python -m iml resampling-study --real DIR --fake DIR`")
     return result
 

@@ -5,7 +5,7 @@
 The weights theta stay fixed and the input moves: max_x y_i = f(x, theta). `forward_pass` returns y_i
 for one image x, `torch.func.grad(forward_pass)` its gradient, and `optimize_input` climbs it with
 `torch.optim.Adam(maximize=True)` from a random and an all-ones start of shape [1, 1, 28, 28].
-Prints y_i and its probability per digit and start; draws figures/input_opt_grid.png and _curves.png.
+Prints y_i and its probability per digit and start; draws outputs/input_opt/input_opt_grid.png and _curves.png.
 """
 
 import argparse
@@ -152,7 +152,7 @@ def plot_grid(ascent: Ascent, title: str) -> plt.Figure:
         ax.set(xticks=[], yticks=[], title=f"digit {ascent.neurons[k]}" if s == 0 else "")
         ax.set_xlabel(f"y={ascent.logit[-1, s, k]:.0f}, p={ascent.probability[-1, s, k]:.3f}", fontsize=8)
         ax.set_ylabel(f"{ascent.start_names[s]} start" if k == 0 else "")
-    fig.colorbar(shown, ax=axes, shrink=0.8, label="pixel value (0 white; MNIST digits lie in [0, 1])")
+    fig.colorbar(shown, ax=axes, shrink=0.8, label="pixel value: red > 0, white 0, blue < 0 (MNIST pixels: 0 to 1)")
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     from iml.common import WEIGHTS_PATH, relative
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_arguments(parser)
+    add_common_arguments(parser, "input_opt")
     parser.add_argument("--init", choices=(*STARTS, "both"), default="both", help="starting image (default: both)")
     for flag, kind, default, text in (
         ("--neuron", lambda t: DIGITS if t == "all" else (digit(t),), DIGITS, "digit 0-9 or all (default: all)"),
@@ -217,7 +217,8 @@ def run(args: argparse.Namespace) -> None:
         UserError: When the ascent breaks down (iml.cli's one-line error).
     """
     from iml.cli import UserError, check_output_folder, device_from_argument
-    from iml.common import relative, save_figure
+    from iml.common import relative
+    from iml.outputs import write_figures
 
     check_output_folder(args.out)
     torch.set_num_threads(args.threads)
@@ -235,7 +236,7 @@ def run(args: argparse.Namespace) -> None:
         "input_opt_grid.png": plot_grid(ascent, f"Inputs that maximize logit $y_i$ of {about}"),
         "input_opt_curves.png": plot_curves(ascent, f"Gradient ascent on the input of {about}"),
     }
-    written = ", ".join(relative(save_figure(fig, args.out / name)) for name, fig in figures.items())
+    written = ", ".join(relative(path) for path in write_figures(figures, args.out, "input_opt"))  # all or none
     print(f"wrote {written}\nfurther: `{FURTHER}` adds L2, total variation, jitter, blur and clipping")
 
 

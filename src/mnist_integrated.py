@@ -211,9 +211,10 @@ def run(args: argparse.Namespace) -> None:
     Args:
         args: The command line's options.
     """
-    from iml.attribution import completeness_gap
-    from iml.common import relative, save_figure
+    from iml.attribution import attribute_in_chunks, completeness_gap
+    from iml.common import relative
     from iml.mnist_cnn import get_model, load_test_digits, prepare
+    from iml.outputs import write_figures
 
     device = prepare(args)  # outputs checked before any work, the device chosen, the seed set
     model, test_set = get_model(args, device, train_model), load_test_digits(device)  # trains when asked or missing
@@ -225,7 +226,7 @@ def run(args: argparse.Namespace) -> None:
     if args.fast:  # the same numbers from iml's chunked twin, faster
         from iml.integrated_fast import fast_twin
     ig = fast_twin(args.compile) if args.fast else integrate_gradients
-    attributions = ig(model, x, digits, args.steps)  # (N, 1, 28, 28)
+    attributions = attribute_in_chunks(ig, model, x, digits, args.steps)  # (N, 1, 28, 28), a bar counts the digits
     gap = completeness_gap(model, x, attributions, digits).abs()  # |sum_i attributions_i - (F(x) - F(x'))|, (N,)
     print(f"completeness gap |sum of attributions - (F(x) - F(x'))|: median {gap.median():.1e}, max {gap.max():.1e}")
     title = f"({len(x)} MNIST test digits, x' = 0, m = {args.steps})"
@@ -234,8 +235,7 @@ def run(args: argparse.Namespace) -> None:
         "ig_attributions.png": plot_attributions(x, attributions, digits, f"Integrated Gradients {title}"),
         "ig_class_means.png": plot_class_means(attributions, digits, f"Mean attribution per digit {title}"),
     }
-    for name, figure in figures.items():
-        print(f"wrote {relative(save_figure(figure, args.out / name))}")
+    print("\n".join(f"wrote {relative(path)}" for path in write_figures(figures, args.out, "mnist_integrated")))
     print("further: python -m iml ig --help; python -m iml ig-checks; python -m iml ig-exact")
 
 

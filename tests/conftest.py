@@ -10,6 +10,7 @@ import re
 import resource
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -151,6 +152,18 @@ def run_as_user(argv, timeout, cwd, env):
         stdin=subprocess.DEVNULL,
         preexec_fn=limit_memory,
     )
+
+
+def wait_for_handler(child, number, timeout=120):
+    """Wait until process `child` catches signal `number` (its bit in /proc/PID/status's SigCgt), or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and child.poll() is None:
+        with open(f"/proc/{child.pid}/status") as status:
+            caught = next(int(line.split()[1], 16) for line in status if line.startswith("SigCgt:"))
+        if caught >> (number - 1) & 1:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"process {child.pid} did not take over signal {number}")
 
 
 def run_script(script, *args, timeout=300, cwd=ROOT):

@@ -271,7 +271,7 @@ def test_script_writes_figures_and_reports_completeness(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "test accuracy 99.43% on 10000 test digits" in result.stdout
     assert "completeness gap |sum of attributions - (F(x) - F(x'))|" in result.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ig_attributions.png", "ig_class_means.png"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["ig_attributions.png", "ig_class_means.png"]
     assert result.stdout.strip().splitlines()[-1] == (
         "further: python -m iml ig --help; python -m iml ig-checks; python -m iml ig-exact"
     )

@@ -23,6 +23,10 @@ from torchvision.transforms.functional import gaussian_blur
 
 BASELINES = ("black", "blur", "noise")
 BLUR_SIGMA = 3.0
+# Path points per chunk of IG. On a CPU a chunk whose activations stay in the caches is fastest
+# (512 points ran about 1.6x faster than 3,000 on two cores); a GPU wants large batches.
+CPU_BATCH_POINTS = 512
+GPU_BATCH_POINTS = 16384
 
 
 def as_baseline(baseline, images):
@@ -66,9 +70,42 @@ def smooth_grad(attribute, images, samples, sigma=0.15, generator=None):
     return total / samples
 
 
+def default_batch_points(device):
+    """The chunk size, in path points, that `integrate_gradients_fast` uses when it is not given one."""
+    return CPU_BATCH_POINTS if torch.device(device).type == "cpu" else GPU_BATCH_POINTS
+
+
+def attribute_in_chunks(ig, net, images, output_digit, steps_m):
+    """`ig(net, images, output_digit, steps_m)` on chunks of digits, behind a progress bar counting them.
+
+    A chunk holds as many digits as the fast twin evaluates at once (`default_batch_points` // m,
+    at least one), so for it as for the exercise's function each digit's numbers stay the same
+    as in one call. Returns the attributions (N, 1, 28, 28).
+    """
+    from iml.progress import progress
+
+    size = max(1, default_batch_points(network_device(net, images)) // steps_m)
+    digits = output_digits(output_digit, len(images), images.device)
+    parts = []
+    with progress(total=len(images), unit="digits", desc=f"Integrated Gradients, m = {steps_m}") as bar:
+        for x, d in zip(images.split(size), digits.split(size)):
+            parts.append(ig(net, x, d, steps_m))
+            bar.update(len(x))
+    return torch.cat(parts)
+
+
 def output_digits(output_digit, count, device):
     """One output index per image, (count,) int64: `output_digit` is one int or one per image."""
     return torch.as_tensor(output_digit, device=device).expand(count)
+
+
+def network_device(net, images):
+    """The device of `net`'s first parameter or buffer; for a network with neither (Captum accepts
+    one), the device of `images`, the input it is about to get."""
+    tensor = next(net.parameters(), None)
+    if tensor is None:
+        tensor = next(net.buffers(), images)
+    return tensor.device
 
 
 def require_eval_mode(net):
@@ -80,7 +117,7 @@ def require_eval_mode(net):
 
 def target_outputs(net, images, output_digit, batch_size=1000):
     """F(images): the output `output_digit` (an int or one per image) of `net`, shape (N,)."""
-    device = next(net.parameters()).device
+    device = network_device(net, images)
     digits = output_digits(output_digit, len(images), device)
     outputs = []
     with torch.no_grad():
@@ -110,7 +147,7 @@ def saliency(net, images, output_digit):
     """The plain gradient dF/dx (N, 1, 28, 28) that IG is compared with (Simonyan et al. 2013,
     arXiv:1312.6034); Captum's `Saliency` with abs=False."""
     require_eval_mode(net)
-    device = next(net.parameters()).device
+    device = network_device(net, images)
     digits = output_digits(output_digit, len(images), device)
 
     def output(x, target):

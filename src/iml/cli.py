@@ -17,7 +17,9 @@ import traceback
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from iml.common import FIGURES_DIR, WEIGHTS_PATH, InputError, get_device, relative
+from iml.common import ROOT, WEIGHTS_PATH, InputError, get_device, relative, written_files
+from iml.outputs import default_out
+from iml.progress import bars_cleared_on_error
 from models import CheckpointError
 
 DOWNLOAD_COMMAND = "python -m iml ffhq-download"
@@ -40,7 +42,8 @@ ADVICE = {
     "ffhq-none": f"{{message}}; run `{DOWNLOAD_COMMAND}` for the real data or `{STANDIN_COMMAND}` for a synthetic stand-in.",
     "ffhq-download": f"{{message}} and run `{DOWNLOAD_COMMAND}` again.",
     "ffhq-rerun": f"{{message}}; run `{DOWNLOAD_COMMAND}` again.",
-    "ffhq-resume": f"{{message}}, run `{DOWNLOAD_COMMAND}` again to resume.",
+    "ffhq-resume": f"{{message}}, run `{DOWNLOAD_COMMAND}` again to resume{{offline}}.",
+    "ffhq-unreachable": f"{{message}} and run `{DOWNLOAD_COMMAND}` again{{offline}}.",
     "ffhq-data-folder": f"{{message}}; {FFHQ_HOW}.",
     "ffhq-data-layout": f"{{message}}; --data must hold A_ffhq/ and B_stylegan/ ({FFHQ_HOW}).",
     "skip-unreadable": "{message} (--skip-unreadable on the command line) to leave them out.",
@@ -76,11 +79,27 @@ def user_message(error):
         if error.reason == "does not exist" and (near := similar_file(path)) is not None:
             return f"weights file {relative(path)} does not exist, but {relative(near)} does; pass --weights {relative(near)}."
         default = os.path.realpath(path) == str(WEIGHTS_PATH)  # realpath: no error on a link loop
-        command = RETRAIN_COMMAND if default else f"{RETRAIN_COMMAND} --weights {relative(path)}"
-        return f"weights file {relative(path)} {error.reason}; recreate it with `{command}`."
+        restore = f"restore the shipped file with `git checkout {relative(WEIGHTS_PATH)}` or " if default else ""
+        return (
+            f"weights file {relative(path)} {error.reason}; {restore}recreate it with "
+            f"`{RETRAIN_COMMAND} --weights {relative(path)}`."
+        )
     message = str(error)
     template = ADVICE.get(getattr(error, "hint", None))
-    return template.format(message=message) if template else message
+    return template.format(message=message, offline=offline_alternatives()) if template else message
+
+
+def offline_alternatives():
+    """The ways to Task 3's data without the download: the stand-in, or faces already on disk (named
+    when the course's folder of real and fake faces lies beside the repository)."""
+    shared = ROOT.parent / "shared" / "data" / "faces"
+    faces = (
+        f"--real {shared / 'real'} --fake {shared / 'fake'}" if (shared / "real").is_dir() else "--real DIR --fake DIR"
+    )
+    return (
+        f"; or go on without it: `{STANDIN_COMMAND}` makes a synthetic stand-in (then --data data/ffhq_standin), "
+        f"and `{IMPORT_COMMAND} {faces} --out data/faces` imports faces you have (then --data data/faces)"
+    )
 
 
 class Terminated(KeyboardInterrupt):
@@ -117,7 +136,8 @@ def run_main(main):
     """
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        main()
+        with bars_cleared_on_error():
+            main()
     except (UserError, InputError, CheckpointError) as error:
         print(f"error: {one_line(user_message(error))}", file=sys.stderr)
         sys.exit(1)
@@ -141,11 +161,20 @@ def run_main(main):
         )
         sys.exit(1)
     except Terminated:
-        print("stopped by SIGTERM; no partial output was written.", file=sys.stderr)
+        print(one_line(stop_message("stopped by SIGTERM")), file=sys.stderr)
         sys.exit(143)
     except KeyboardInterrupt:
-        print("interrupted; no partial output was written.", file=sys.stderr)
+        print(one_line(stop_message("interrupted")), file=sys.stderr)
         sys.exit(130)
+
+
+def stop_message(what):
+    """What a stopped run tells: which files it had put into place, and that nothing else was written."""
+    written = written_files()
+    if not written:
+        return f"{what}; nothing was written, and the files of earlier runs are as they were."
+    names = ", ".join(relative(path) for path in dict.fromkeys(written))
+    return f"{what}; written before the stop: {names}; nothing else was written."
 
 
 def device_from_argument(name):
@@ -222,19 +251,26 @@ def path_argument(text):
     return Path(text)
 
 
-def add_common_arguments(parser, out_default=FIGURES_DIR):
-    """The options every script shares: --seed, --device and the output folder --out."""
+def add_common_arguments(parser, command):
+    """The options every script shares: --seed, --device and the output folder --out, whose default
+    is `command`'s own git-ignored folder outputs/<command>/ (--out figures refreshes the README's)."""
     parser.add_argument("--seed", type=random_seed, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--device",
         default="auto",
         help="auto, cpu, cuda, cuda:N or mps (default: auto = cuda, then mps, then cpu)",
     )
+    add_out_argument(parser, command)
+
+
+def add_out_argument(parser, command):
+    """--out, by default outputs/<command>/; the README's figures change only with --out figures."""
     parser.add_argument(
         "--out",
         type=path_argument,
-        default=out_default,
-        help=f"folder for the figures (default: {relative(out_default)}/)",
+        default=default_out(command),
+        help=f"folder for the figures (default: {relative(default_out(command))}/; "
+        "--out figures refreshes the README's figures)",
     )
 
 

@@ -30,6 +30,7 @@ MNIST_RAW_DIR = DATA_DIR / "MNIST" / "raw"
 # run removes only those whose process is gone; a name without it is left over from an old version.
 HOST = re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname().split(".")[0])[:32]
 _held_locks = set()
+_written = []  # what this run has written so far, for the message when it is stopped
 LOCK_WAIT_S = 0.5  # how long a second writer waits for the first one to finish before it gives up
 
 
@@ -206,20 +207,20 @@ def atomic_path(path):
         yield tmp
         usual_permissions(tmp, 0o666)
         os.replace(tmp, path)
+        record_written(path)
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
 
 
-def save_figure(fig, path):
-    """Save a matplotlib figure atomically (PNG at 120 dpi unless the suffix says otherwise) and close it."""
-    import matplotlib.pyplot as plt
+def record_written(path):
+    """Note that this run has put the file or folder `path` into place (`written_files` lists them)."""
+    _written.append(Path(path))
 
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+
+def written_files():
+    """The files and folders this run has put into place so far, in that order."""
+    return list(_written)
 
 
 def free_disk_bytes(path):
@@ -275,6 +276,7 @@ def replace_folder(complete, target_dir):
     target_dir = Path(target_dir)
     if not target_dir.exists():
         os.rename(complete, target_dir)
+        record_written(target_dir)
         return
     remove_leftovers(target_dir)
     old = target_dir.with_name(f".{target_dir.name}.partial-{owner_tag()}-old")
@@ -285,6 +287,7 @@ def replace_folder(complete, target_dir):
     except BaseException:
         os.rename(old, target_dir)
         raise
+    record_written(target_dir)
     remove_path(old)
 
 

@@ -5,7 +5,7 @@
     python -m iml ffhq-standin     # a synthetic stand-in in the same layout, offline
     python -m iml ffhq-import --real DIR --fake DIR --out data/faces
                                    # any face pictures into the same layout
-    python -m iml ffhq-examples    # figures/real.png and figures/fake.png from the data present
+    python -m iml ffhq-examples    # outputs/ffhq-examples/real.png and fake.png from the data present
 
 The loading itself is in util.py, mnist_data.py, download.py, standin.py and ffhq_import.py; this
 module only turns flags into their calls.
@@ -19,9 +19,10 @@ import numpy as np
 
 import util
 from iml import download
-from iml.cli import STANDIN_COMMAND, check_output_folder, int_range, path_argument, random_seed
-from iml.common import DATA_DIR, FIGURES_DIR, MNIST_RAW_DIR, InputError, default_workers, relative
+from iml.cli import STANDIN_COMMAND, add_out_argument, check_output_folder, int_range, path_argument, random_seed
+from iml.common import DATA_DIR, MNIST_RAW_DIR, InputError, default_workers, relative
 from iml.ffhq_import import RESAMPLING, import_faces
+from iml.outputs import figure_set
 from util import (
     FAKE_FOLDER,
     FFHQ_DIR,
@@ -148,7 +149,7 @@ def build_parser():
     add_import_arguments(
         commands.add_parser("ffhq-import", help="import any face pictures into the FFHQ/StyleGAN layout")
     )
-    examples = commands.add_parser("ffhq-examples", help="figures/real.png and figures/fake.png from the data present")
+    examples = commands.add_parser("ffhq-examples", help="real.png and fake.png, one face of each folder")
     examples.add_argument(
         "--data",
         type=path_argument,
@@ -159,12 +160,7 @@ def build_parser():
     examples.add_argument(
         "--index", type=int_range(0, 10_000_000), default=0, help="which image of each folder, 0-10000000 (default: 0)"
     )
-    examples.add_argument(
-        "--out",
-        type=path_argument,
-        default=FIGURES_DIR,
-        help=f"folder for the figures (default: {relative(FIGURES_DIR)}/)",
-    )
+    add_out_argument(examples, "ffhq-examples")
     return parser
 
 
@@ -203,5 +199,7 @@ def main(argv=None):
         from iml.deepfake_plots import plot_examples
 
         source = ffhq_source(args.data)
-        for path in plot_examples(source, args.out, args.index):
+        with figure_set(args.out, "ffhq-examples") as written:
+            plot_examples(source, args.out, args.index)
+        for path in written:
             print(f"wrote {relative(path)}" + (" (stand-in data)" if util.is_standin(source) else ""))

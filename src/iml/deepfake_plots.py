@@ -1,14 +1,15 @@
 """Figures and tables of Task 3: mean maps of real and fake images and their difference, the radial
 profile of the spectra, the linear detector's weights beside the data's difference, and
-figures/real.png and fake.png; the confusion matrix and the table of representations. Signed maps use a diverging colour map centred at zero.
+real.png and fake.png; the confusion matrix and the table of representations. Signed maps use a diverging colour map centred at zero.
 """
 
 from pathlib import Path
 
 import numpy as np
 
-from iml.common import FIGURES_DIR, InputError, relative, save_figure
+from iml.common import InputError, relative
 from iml.ffhq_import import read_manifest
+from iml.outputs import save_figure
 from iml.spectra import REPRESENTATION_NAMES
 from util import FAKE_FOLDER, REAL_FOLDER, is_standin, list_images, read_rgb
 
@@ -254,8 +255,8 @@ def plot_resampling_study(rows, data_label, path):
     return save_figure(fig, path)
 
 
-def plot_examples(source_dir, out_dir=FIGURES_DIR, index=0):
-    """figures/real.png and figures/fake.png: image `index` of each folder, whole and a zoomed detail.
+def plot_examples(source_dir, out_dir, index=0):
+    """real.png and fake.png in `out_dir`: image `index` of each folder, whole and a zoomed detail.
 
     Returns the two paths. Raises InputError (hint "index") when a folder holds fewer images.
     """

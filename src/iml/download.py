@@ -284,7 +284,7 @@ def fetch_archive(zip_path, downloader):
         if received:
             raise InputError(f"{stopped}; {received / 1e6:.1f} MB were received and kept", hint="ffhq-resume") from None
         raise InputError(
-            f"{stopped}; nothing was received, check that drive.google.com can be reached", hint="ffhq-download"
+            f"{stopped}; nothing was received, check that drive.google.com can be reached", hint="ffhq-unreachable"
         ) from None
     if not zip_path.is_file():
         raise InputError(f"the download finished but {relative(zip_path)} was not written", hint="ffhq-rerun")

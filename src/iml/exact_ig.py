@@ -38,23 +38,55 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
+def runs_forward_of(module, kind):
+    """True when `module` is a `kind` whose forward is `kind`'s own and no hook changes what it computes.
+
+    A subclass that overrides forward (or a hook) can compute anything, so the layers that
+    `linear_layers` reads from it would not be the function it computes.
+    """
+    hooks = module._forward_hooks or module._forward_pre_hooks
+    return isinstance(module, kind) and type(module).forward is kind.forward and not hooks
+
+
+def sequential_leaves(module):
+    """The layers an nn.Sequential applies, nested ones unpacked; any other module is one leaf."""
+    if not runs_forward_of(module, nn.Sequential):
+        return [module]
+    return [leaf for child in module for leaf in sequential_leaves(child)]
+
+
 def linear_layers(net):
     """The layers of `net` in the order they are applied: a CNN (with its standardisation) or an nn.Sequential.
 
-    Raises ValueError naming the first layer that is neither affine nor a ReLU.
+    Raises TypeError for a network or layer whose forward is not the one of its class (CNN,
+    nn.Sequential, Conv2d, ...), e.g. a subclass that overrides it, or one with forward hooks:
+    nothing proves it piecewise linear. Raises ValueError naming the first layer of another kind.
     """
-    if isinstance(net, CNN):
-        layers = [Standardize(MNIST_MEAN, MNIST_STD), *net.features, *net.classifier]
-    elif isinstance(net, nn.Sequential):
-        layers = [leaf for module in net for leaf in (module if isinstance(module, nn.Sequential) else [module])]
+    if runs_forward_of(net, CNN) and all(runs_forward_of(part, nn.Sequential) for part in net.children()):
+        layers = [
+            Standardize(MNIST_MEAN, MNIST_STD),
+            *sequential_leaves(net.features),
+            *sequential_leaves(net.classifier),
+        ]
+    elif runs_forward_of(net, nn.Sequential):
+        layers = sequential_leaves(net)
     else:
-        raise ValueError(f"exact IG needs the project's CNN or an nn.Sequential, got {type(net).__name__}")
+        raise TypeError(
+            f"exact IG needs the project's CNN or an nn.Sequential with their own forward, which it can prove "
+            f"piecewise linear; got {type(net).__name__}, which overrides forward or has forward hooks"
+        )
     for index, layer in enumerate(layers):
-        if not isinstance(layer, (*AFFINE, nn.ReLU, Standardize)):
-            raise ValueError(
-                f"exact IG handles Conv2d, Linear, ReLU, AvgPool2d, Flatten and input standardisation; "
-                f"layer {index} is {type(layer).__name__}"
+        if isinstance(layer, Standardize) or any(runs_forward_of(layer, kind) for kind in (*AFFINE, nn.ReLU)):
+            continue
+        if isinstance(layer, (*AFFINE, nn.ReLU, nn.Sequential)):
+            raise TypeError(
+                f"exact IG cannot prove layer {index} ({type(layer).__name__}) piecewise linear: "
+                "it overrides the forward of its class or has forward hooks"
             )
+        raise ValueError(
+            f"exact IG handles Conv2d, Linear, ReLU, AvgPool2d, Flatten and input standardisation; "
+            f"layer {index} is {type(layer).__name__}"
+        )
     return layers
 
 
@@ -114,6 +146,18 @@ def _refine(layers, alphas, points):
     return alphas
 
 
+def check_images(images):
+    """Raise TypeError unless `images` is a floating-point tensor, ValueError unless it is (N, 1, 28, 28)."""
+    if not (torch.is_tensor(images) and images.is_floating_point()):
+        kind = f"a {images.dtype} tensor" if torch.is_tensor(images) else type(images).__name__
+        raise TypeError(f"exact IG needs images as a floating-point tensor (N, 1, 28, 28), got {kind}")
+    if images.dim() != 4 or images.shape[1:] != (1, 28, 28):
+        raise ValueError(
+            f"exact IG needs images of shape (N, 1, 28, 28), got {tuple(images.shape)}; "
+            "a single image (28, 28) becomes one with images.view(1, 1, 28, 28)"
+        )
+
+
 def exact_integrated_gradients(net, images, output_digit, baseline=None):
     """Integrated Gradients with no approximation, for a piecewise-linear network.
 
@@ -121,10 +165,13 @@ def exact_integrated_gradients(net, images, output_digit, baseline=None):
     eval mode; images (N, 1, 28, 28); output_digit: an int or one per image; baseline as in
     `mnist_integrated.integrate_gradients` (None: black). Computed in the dtype of `images`
     (use float64 for exactness). Returns (attributions (N, 1, 28, 28), pieces (N,) int64: the
-    number of linear pieces of each path). Raises ValueError for any other kind of layer.
+    number of linear pieces of each path). Raises ValueError for any other kind of layer and for
+    images of another shape, TypeError for a network it cannot prove piecewise linear (see
+    `linear_layers`) and for images that are not a floating-point tensor.
     """
     require_eval_mode(net)
     layers = linear_layers(net)
+    check_images(images)
     baseline = as_baseline(baseline, images)  # x', (N, 1, 28, 28)
     digits = output_digits(output_digit, len(images), images.device)  # (N,)
     attributions, pieces = torch.empty_like(images), torch.empty(len(images), dtype=torch.int64)

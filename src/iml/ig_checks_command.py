@@ -5,9 +5,9 @@
 
 - The model-parameter randomization test (Adebayo et al. 2018): the layers are re-initialised
   from the logits down, and the Spearman rank correlation of |IG| with the trained model's is
-  followed (figures/ig_randomisation.png, figures/ig_randomisation_maps.png).
+  followed (ig_randomization.png, ig_randomization_maps.png in outputs/ig-checks/).
 - Pixel deletion: pixels are set to black in the order of IG, of the plain gradient and at
-  random, and the probability of the explained digit is followed (figures/ig_deletion.png).
+  random, and the probability of the explained digit is followed (ig_deletion.png).
 
 IG is the fast twin of the exercise's `integrate_gradients`, black baseline.
 """
@@ -16,6 +16,7 @@ from iml.common import relative
 from iml.ig_command import command_parser, explained_digits
 from iml.integrated_checks import RANDOMIZATION_IMAGES, deletion_check, randomization_check
 from iml.integrated_fast import integrate_gradients_fast
+from iml.outputs import figure_set
 from iml.quadrature import RULES
 
 NAME = "ig-checks"
@@ -38,6 +39,7 @@ def main(argv=None):
         model, images, digits, args.steps, rule=args.rule, batch_points=args.batch_points
     )
     described = f"black baseline, m = {args.steps}, {args.rule} rule"
-    written = randomization_check(args, model, images[:RANDOMIZATION_IMAGES], digits[:RANDOMIZATION_IMAGES])
-    written.append(deletion_check(args, model, images, digits, attributions, described))
+    with figure_set(args.out, NAME) as written:  # the three figures together, or none
+        randomization_check(args, model, images[:RANDOMIZATION_IMAGES], digits[:RANDOMIZATION_IMAGES])
+        deletion_check(args, model, images, digits, attributions, described)
     print("\n".join(f"wrote {relative(path)}" for path in written))

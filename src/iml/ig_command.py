@@ -8,7 +8,7 @@
 Other baselines x' (a blur of the input, uniform noise averaged over draws), other integration
 rules (left, midpoint, trapezoid, Gauss-Legendre), SmoothGrad, bfloat16 autocast, torch.compile
 and the chunk size. It prints the speed and the completeness gap and draws the first digits'
-maps (figures/ig_maps.png). The exercise's own run is `python src/mnist_integrated.py`.
+maps (outputs/ig/ig_maps.png). The exercise's own run is `python src/mnist_integrated.py`.
 """
 
 import argparse
@@ -16,7 +16,15 @@ import time
 
 import torch
 
-from iml.attribution import BASELINES, BLUR_SIGMA, completeness_gap, make_baselines, smooth_grad
+from iml.attribution import (
+    BASELINES,
+    BLUR_SIGMA,
+    CPU_BATCH_POINTS,
+    GPU_BATCH_POINTS,
+    completeness_gap,
+    make_baselines,
+    smooth_grad,
+)
 from iml.cli import (
     UserError,
     add_common_arguments,
@@ -27,11 +35,12 @@ from iml.cli import (
     int_range,
     path_argument,
 )
-from iml.common import WEIGHTS_PATH, relative, save_figure, set_seed, synchronize
+from iml.common import WEIGHTS_PATH, relative, set_seed, synchronize
 from iml.integrated_checks import integrated_gradients_averaged, report_precision
-from iml.integrated_fast import CPU_BATCH_POINTS, GPU_BATCH_POINTS, CompileError
+from iml.integrated_fast import CompileError
 from iml.integrated_plots import plot_maps
 from iml.mnist_cnn import evaluate, load_test_digits, load_trained, predict
+from iml.outputs import figure_set, save_figure
 from iml.quadrature import RULES, quadrature
 
 NAME = "ig"
@@ -107,7 +116,7 @@ def command_parser(name, doc, num_images, steps=None, *adders):
     for add in adders:
         add(parser)
     add_speed_arguments(parser)
-    add_common_arguments(parser)
+    add_common_arguments(parser, name)
     return parser
 
 
@@ -228,5 +237,6 @@ def main(argv=None):
     baselines, attributions = explain(args, model, images, digits)
     report_completeness(args, model, images, digits, baselines, attributions)
     title = f"Integrated Gradients ({describe(args)}), MNIST test digits"
-    figure = plot_maps(images.cpu(), attributions.cpu(), labels, digits.cpu(), title)
-    print(f"wrote {relative(save_figure(figure, args.out / 'ig_maps.png'))}")
+    with figure_set(args.out, NAME) as written:
+        save_figure(plot_maps(images.cpu(), attributions.cpu(), labels, digits.cpu(), title), args.out / "ig_maps.png")
+    print(f"wrote {relative(written[0])}")

@@ -1,12 +1,13 @@
 """Figure and tables of ``python -m iml input-opt-regularized``: plain against regularized optima.
 
-Unbounded (signed) images use a diverging map centred at zero; clipped, image-like ones a grey scale
-from 0 (black) to 1 (white). (The exercise's own figures are drawn in src/input_opt.py.)
+Image-like rows share one grey scale from 0 (black) to 1 (white), as MNIST is shown; unbounded (unclipped)
+optima a diverging map centred at zero. The plain optima themselves are input_opt_grid.png's, drawn by
+src/input_opt.py, and are not repeated here.
 """
 
 import torch
 
-from iml.common import save_figure
+from iml.outputs import save_figure
 
 
 def describe(penalties, parametrization):
@@ -25,7 +26,9 @@ def describe(penalties, parametrization):
 @torch.no_grad()
 def classify(model, images):
     """Predicted digit and its probability for images (..., 1, 28, 28)."""
-    device = next(model.parameters()).device
+    from iml.attribution import network_device
+
+    device = network_device(model, images)
     flat = images.reshape(-1, 1, 28, 28).to(device)
     probabilities = model(flat).softmax(1)
     confidence, predicted = probabilities.max(1)
@@ -33,81 +36,82 @@ def classify(model, images):
     return predicted.view(shape).cpu(), confidence.view(shape).cpu()
 
 
-def _show_row(fig, ax, images, signed, label, captions, titles=None):
-    """Draw a row of images (K, 1, 28, 28) side by side in one axes, with a colour bar.
+GREY = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}  # pixels as MNIST shows them: 0 black, 1 white
 
-    Unbounded (signed) rows use a diverging map centred at zero; image-like rows use grey with
-    black at 0 and white at 1 (widened when pixels leave [0, 1]). One axes per row instead of one
-    per image keeps drawing fast.
+
+def _show_row(ax, images, scale, label, captions, titles=None):
+    """Draw a row of images (K, 1, 28, 28) side by side in one axes on `scale` (cmap, vmin, vmax); returns the image.
+
+    One axes per row instead of one per image keeps drawing fast; white gaps separate the images.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    if signed:
-        bound = max(float(images.abs().max()), 1e-6)
-        name, low, high = "RdBu_r", -bound, bound
-    else:
-        name, low, high = "gray", min(0.0, float(images.min())), max(1.0, float(images.max()))
-    cmap = plt.get_cmap(name).with_extremes(bad="white")
+    cmap = plt.get_cmap(scale["cmap"]).with_extremes(bad="white")
     size, gap = images.shape[-1], 4
     canvas = torch.full((size, len(images) * (size + gap) - gap), float("nan"))  # NaN: the gaps
     left = [k * (size + gap) for k in range(len(images))]
     for x, image in zip(left, images):
         canvas[:, x : x + size] = image[0]
-    shown = ax.imshow(canvas.numpy(), cmap=cmap, vmin=low, vmax=high)
+    shown = ax.imshow(canvas.numpy(), cmap=cmap, vmin=scale["vmin"], vmax=scale["vmax"])
     for x in left:
         ax.add_patch(
             Rectangle((x - 0.5, -0.5), size, size, fill=False, linewidth=0.6, edgecolor="black", clip_on=False)
         )
     centers = [x + (size - 1) / 2 for x in left]
-    ax.set_xticks(centers, captions, fontsize=8)
+    ax.set_xticks(centers, captions, fontsize=9)
     ax.tick_params(length=0)
     ax.set_yticks([])
-    ax.set_ylabel(label, fontsize=9)
+    ax.set_ylabel(label, fontsize=10)
     for spine in ax.spines.values():
         spine.set_visible(False)
     for x, text in zip(centers, titles or ()):
-        ax.text(x, -2, text, ha="center", va="bottom", fontsize=10)
-    bar = fig.colorbar(shown, ax=ax, fraction=0.015, pad=0.01)
-    bar.set_label("pixel value\n(MNIST: 0 black, 1 white)", fontsize=7)
-    bar.ax.tick_params(labelsize=7)
+        ax.text(x, -2, text, ha="center", va="bottom", fontsize=11)
+    return shown
+
+
+def _colorbar(fig, shown, axes, values, label):
+    """One colour bar for the rows `axes`; pointed ends when `values` leave its range (drawn as its end colours)."""
+    low, high = shown.get_clim()
+    below, above = float(values.min()) < low, float(values.max()) > high
+    extend = "both" if below and above else "min" if below else "max" if above else "neither"
+    bar = fig.colorbar(shown, ax=list(axes), fraction=0.02, pad=0.01, extend=extend)
+    bar.set_label(label + ("\n(pointed ends: beyond the scale)" if extend != "neither" else ""), fontsize=10)
+    bar.ax.tick_params(labelsize=9)
 
 
 def plot_comparison(plain, regularized, start_names, title, confident):
-    """Per start three rows: plain input when first sure, plain optimum, regularized optimum."""
+    """Top rows: the plain ascent's input when the target first reached probability `confident`, one per start;
+    bottom rows: the regularized optimum. Image-like rows share one grey scale (0 black, 1 white, as MNIST);
+    unclipped regularized optima are unbounded and get a diverging scale centred at zero instead."""
     import matplotlib.pyplot as plt
 
     S, K = plain.images.shape[:2]
-    fig, axes = plt.subplots(3 * S, 1, figsize=(1.45 * K + 1.2, 1.6 * 3 * S + 0.7), squeeze=False, layout="constrained")
-    for s in range(S):
-        name = f"{start_names[s]} start"
+    fig, axes = plt.subplots(2 * S, 1, figsize=(1.45 * K + 2, 1.75 * 2 * S + 1), squeeze=False, layout="constrained")
+    axes = axes[:, 0]
+    signed = not regularized.parametrization.clip
+    bound = max(float(regularized.images.abs().max()), 1e-6)
+    scale = {"cmap": "RdBu_r", "vmin": -bound, "vmax": bound} if signed else GREY
+    for s, name in enumerate(start_names):
         steps = [plain.confident_step[s, k].item() for k in range(K)]
-        _show_row(
-            fig,
-            axes[3 * s, 0],
+        sure = [f"step {step}" if step >= 0 else "never (final)" for step in steps]
+        first = _show_row(
+            axes[s],
             plain.confident_images[s],
-            False,
-            f"{name}\nplain, first\np ≥ {confident}",
-            [f"step {step}" if step >= 0 else "never" for step in steps],
+            GREY,
+            f"{name} start\nplain, first\np ≥ {confident}",
+            sure,
             [f"digit {n}" for n in plain.neurons] if s == 0 else None,
         )
-        _show_row(
-            fig,
-            axes[3 * s + 1, 0],
-            plain.images[s],
-            True,
-            f"{name}\nplain, final",
-            [f"p={plain.probability[-1, s, k]:.4f}" for k in range(K)],
-        )
-        _show_row(
-            fig,
-            axes[3 * s + 2, 0],
-            regularized.images[s],
-            not regularized.parametrization.clip,
-            f"{name}\nregularized",
-            [f"p={regularized.probability[-1, s, k]:.4f}" for k in range(K)],
-        )
-    fig.suptitle(title, fontsize=10)
+        final = [f"y={regularized.logit[-1, s, k]:.0f}, p={regularized.probability[-1, s, k]:.3f}" for k in range(K)]
+        last = _show_row(axes[S + s], regularized.images[s], scale, f"{name} start\nregularized", final)
+    grey_label = "pixel value, as MNIST shows it:\n0 black, 1 white"
+    if signed:
+        _colorbar(fig, first, axes[:S], plain.confident_images, grey_label)
+        _colorbar(fig, last, axes[S:], regularized.images, "pixel value (unbounded):\nred > 0, white 0, blue < 0")
+    else:
+        _colorbar(fig, first, axes, torch.stack([plain.confident_images, regularized.images]), grey_label)
+    fig.suptitle(title, fontsize=11)
     return fig
 
 
@@ -133,8 +137,10 @@ def format_table(result, start_names, predicted, confident):
 def write_comparison(args, network, start_names, plain, regular, regularizers, confident):
     """Draw plain against regularized optima into args.out/input_opt_regularized.png; returns its path."""
     title = (
-        f"Plain gradient ascent vs regularized, {network}, {args.steps} Adam steps (lr {args.lr:g}); "
-        f"p = softmax probability of the target digit\nregularizers: {regularizers}"
+        f"Plain vs regularized gradient ascent on the input of {network}, {args.steps} Adam steps (lr {args.lr:g})\n"
+        f"top: plain, the input when the target's probability p first reached {confident} (its final optimum: "
+        f"input_opt_grid.png); bottom: regularized, after the last step (y logit, p probability)\n"
+        f"regularizers: {regularizers}"
     )
     comparison = plot_comparison(plain, regular, start_names, title, confident)
     return save_figure(comparison, args.out / "input_opt_regularized.png")

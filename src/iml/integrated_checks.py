@@ -10,7 +10,6 @@ import time
 import torch
 
 from iml.attribution import area_under_curve, deletion_curve, randomization_test, saliency, target_outputs
-from iml.common import save_figure
 from iml.exact_ig import exact_integrated_gradients, rule_errors
 from iml.integrated_fast import integrate_gradients_fast, precision_deviation
 from iml.integrated_plots import (
@@ -21,6 +20,7 @@ from iml.integrated_plots import (
     plot_randomization_maps,
     stage_label,
 )
+from iml.outputs import save_figure
 from iml.quadrature import RULES
 
 SWEEP_STEPS = (2, 4, 8, 16, 32, 64, 128, 256)
@@ -127,10 +127,10 @@ def randomization_check(args, model, x, digits):
     title = f"Model-parameter randomisation test ({len(x)} MNIST test digits, black baseline, m = {steps})"
     maps_title = f"IG maps as the layers are re-initialised from the logits down\n(MNIST test digits, black baseline, m = {steps})"
     return [
-        save_figure(plot_randomization(stages, correlations, title), args.out / "ig_randomisation.png"),
+        save_figure(plot_randomization(stages, correlations, title), args.out / "ig_randomization.png"),
         save_figure(
             plot_randomization_maps(stages, maps[:, :4].cpu(), x[:4].cpu(), maps_title),
-            args.out / "ig_randomisation_maps.png",
+            args.out / "ig_randomization_maps.png",
         ),
     ]
 

@@ -26,6 +26,7 @@ from models import load_cnn, save_checkpoint
 from util import get_mnist_test_data, get_mnist_train_data
 
 SCRIPT = "python src/mnist_integrated.py"
+RETRAINED_PATH = WEIGHTS_PATH.with_name("weights_retrained.pth")
 
 
 def to_float_images(images_uint8, device):
@@ -71,10 +72,11 @@ def add_training_arguments(parser):
     parser.add_argument(
         "--weights",
         type=path_argument,
-        default=WEIGHTS_PATH,
-        help=f"checkpoint to load, or to write when training (default: {relative(WEIGHTS_PATH)})",
+        default=None,
+        help=f"checkpoint to load, or to write when training (default: {relative(WEIGHTS_PATH)}, the shipped "
+        f"weights; with --retrain, {relative(RETRAINED_PATH)}, so that the shipped file stays as it is)",
     )
-    parser.add_argument("--retrain", action="store_true", help="train anew and replace the weights file (default: off)")
+    parser.add_argument("--retrain", action="store_true", help="train anew and write the weights file (default: off)")
     parser.add_argument(
         "--train-only", action="store_true", help="stop after training or loading and testing (default: off)"
     )
@@ -98,15 +100,26 @@ def add_training_arguments(parser):
         default=0,
         help="use only this many training digits, 0-60000, 0 for all (default: 0)",
     )
-    add_common_arguments(parser)
+    add_common_arguments(parser, "mnist_integrated")
 
 
 def prepare(args):
-    """Check the outputs before any work (`check_outputs`), set the seed; returns the device of --device."""
+    """Choose the weights file (`weights_path`), check the outputs before any work (`check_outputs`) and set
+    the seed; returns the device of --device."""
+    args.weights = weights_path(args.weights, args.retrain)
     check_outputs(args)
     device = device_from_argument(args.device)
     set_seed(args.seed)
     return device
+
+
+def weights_path(given, retrain):
+    """The weights file to use: `given` (--weights) when set; else the shipped data/weights.pth, or with
+    `retrain` data/weights_retrained.pth beside it, so that retraining never replaces the shipped file
+    unless --weights names it."""
+    if given is not None:
+        return given
+    return RETRAINED_PATH if retrain else WEIGHTS_PATH
 
 
 def check_outputs(args):
@@ -170,7 +183,8 @@ def save_trained(model, config, accuracy, path):
             f"could not write {relative(path)} ({error.strerror}); the trained network was saved to "
             f"{relative(rescue)} instead: move it there, or pass --weights {relative(rescue)}."
         ) from None
-    print(f"saved {relative(path)}")
+    kept = f" (the shipped {relative(WEIGHTS_PATH)} is unchanged; --weights {relative(path)} uses it)"
+    print(f"saved {relative(path)}{kept if os.path.abspath(path) == str(RETRAINED_PATH) else ''}")
 
 
 def load_trained(path, device):

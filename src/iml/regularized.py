@@ -267,7 +267,7 @@ def build_parser():
     add_regularizer_arguments(
         parser.add_argument_group("regularizers of the second, regularized run (all 0 with --no-clip skips that run)")
     )
-    add_common_arguments(parser)
+    add_common_arguments(parser, "input-opt-regularized")
     return parser
 
 
@@ -314,6 +314,7 @@ def main(argv=None):
     from iml.cli import check_output_folder, device_from_argument
     from iml.common import relative, set_seed
     from iml.input_opt_plots import classify, format_table, write_comparison
+    from iml.outputs import figure_set
     from models import load_cnn
 
     args = build_parser().parse_args(argv)
@@ -333,12 +334,13 @@ def main(argv=None):
     network = f"the MNIST CNN ({relative(args.weights)})"
     print(f"plain gradient ascent on logit y_i of {network}: {where}, device {device}")
     print(format_table(plain, start_names, classify(model, plain.images)[0], CONFIDENT))
-    if regular is None:
-        print("\nno regularizer is set, so the regularized run and its figure were skipped")
-        return
-    print(f"\nregularized ({regularizers}):")
-    print(format_table(regular, start_names, classify(model, regular.images)[0], CONFIDENT))
-    written = write_comparison(args, network, start_names, plain, regular, regularizers, CONFIDENT)
+    with figure_set(args.out, "input-opt-regularized"):  # with no regularizer: an empty set, no stale figure
+        if regular is None:
+            print("\nno regularizer is set, so the regularized run and its figure were skipped")
+            return
+        print(f"\nregularized ({regularizers}):")
+        print(format_table(regular, start_names, classify(model, regular.images)[0], CONFIDENT))
+        written = write_comparison(args, network, start_names, plain, regular, regularizers, CONFIDENT)
     print(
         f"\nwrote {relative(written)}; "
         f"optimization {optimized - began:.1f} s, figure {time.perf_counter() - optimized:.1f} s"

@@ -14,7 +14,7 @@ import time
 
 import util
 from iml.cli import UserError, add_common_arguments, check_output_folder, check_output_outside
-from iml.common import FIGURES_DIR, relative, set_seed
+from iml.common import relative, set_seed
 from iml.deepfake_plots import (
     describe_data,
     format_confusion,
@@ -35,6 +35,7 @@ from iml.detector import (
     prepare_run,
     wilson_interval,
 )
+from iml.outputs import figure_set
 from iml.spectra import REPRESENTATIONS
 
 
@@ -81,8 +82,6 @@ def write_figures(args, splits, representation, model, test_accuracy, device):
             model.weight_maps(), difference, model.std, representation, trained_on, test_accuracy, weights_path
         )
     )
-    for path in written:
-        print(f"wrote {relative(path)}")
     return means
 
 
@@ -117,7 +116,7 @@ def build_parser():
         default="all",
         help="what the linear layer sees: fft (the exercise), dct, pixel, or all three in turn (default: all)",
     )
-    add_common_arguments(parser, out_default=FIGURES_DIR)
+    add_common_arguments(parser, "deepfake-representations")
     return parser
 
 
@@ -126,4 +125,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     check_output_folder(args.out)
     check_output_outside(args.out, {"--data": args.data})
-    return run(args)
+    with figure_set(args.out, "deepfake-representations") as written:  # every figure of the run, or none
+        results = run(args)
+    print("\n".join(f"wrote {relative(path)}" for path in written))
+    return results

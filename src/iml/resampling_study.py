@@ -24,7 +24,7 @@ from iml.cli import (
     device_from_argument,
     path_argument,
 )
-from iml.common import FIGURES_DIR, printable, relative, set_seed
+from iml.common import printable, relative, set_seed
 from iml.deepfake_plots import format_study, plot_resampling_study
 from iml.detector import (
     add_loading_arguments,
@@ -37,6 +37,7 @@ from iml.detector import (
     wilson_interval,
 )
 from iml.face_cache import load_splits, place_cache
+from iml.outputs import figure_set
 
 # (filter of the reals, filter of the fakes): the reals by Lanczos, the fakes by every filter
 # from the cleanest to the most aliased, then the control with the roles swapped
@@ -142,7 +143,8 @@ def run_study(args, device):
     print("\n" + format_study(rows))
     needed = args.train_size + args.val_size + args.test_size
     data_label = f"{needed} pictures per class from {printable(args.real)} (real) and {printable(args.fake)} (fake)"
-    path = plot_resampling_study(rows, data_label, args.out / STUDY_FIGURE)
+    with figure_set(args.out, "resampling-study"):
+        path = plot_resampling_study(rows, data_label, args.out / STUDY_FIGURE)
     print(f"wrote {relative(path)}\ntotal {time.perf_counter() - start:.1f} s")
     return rows
 
@@ -158,7 +160,7 @@ def build_parser():
     add_split_arguments(parser, STUDY_SPLIT)
     add_training_arguments(parser)
     add_loading_arguments(parser)
-    add_common_arguments(parser, out_default=FIGURES_DIR)
+    add_common_arguments(parser, "resampling-study")
     return parser
 
 

@@ -19,6 +19,7 @@ from iml.attribution import (
     completeness_gap,
     deletion_curve,
     make_baselines,
+    network_device,
     output_digits,
     randomization_test,
     saliency,
@@ -253,3 +254,13 @@ def test_deletion_curve_removes_the_highest_scores_first():
     expected = torch.tensor([[torch.sigmoid(torch.tensor(10.0)), 0.5, 0.5]])
     torch.testing.assert_close(probabilities, expected)
     assert area_under_curve(torch.tensor([0.0, 0.5, 1.0]), torch.tensor([[1.0, 0.0, 0.0]])).item() == 0.25
+
+
+def test_saliency_and_target_outputs_of_a_network_without_parameters_use_the_inputs_device():
+    net = nn.Sequential(nn.Flatten(), nn.Tanh()).eval()  # no parameters or buffers; Captum accepts it
+    images = torch.rand(2, 1, 28, 28, dtype=torch.float64)
+    digits = torch.tensor([5, 700])
+    assert network_device(net, images) == images.device
+    torch.testing.assert_close(target_outputs(net, images, digits), images.flatten(1).tanh()[[0, 1], [5, 700]])
+    expected = Saliency(net).attribute(images, target=digits, abs=False)
+    torch.testing.assert_close(saliency(net, images, digits), expected)

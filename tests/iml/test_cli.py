@@ -15,7 +15,8 @@ from models import CheckpointError
 def test_explain_names_the_retrain_command_for_the_default_weights():
     error = CheckpointError(WEIGHTS_PATH, "does not exist")
     assert cli.user_message(error) == (
-        "weights file data/weights.pth does not exist; recreate it with `python src/mnist_integrated.py --retrain`."
+        "weights file data/weights.pth does not exist; restore the shipped file with `git checkout data/weights.pth` "
+        "or recreate it with `python src/mnist_integrated.py --retrain --weights data/weights.pth`."
     )
 
 
@@ -118,7 +119,10 @@ def test_run_main_prints_one_line_and_exits_1(capsys):
     for error, line in (
         (cli.UserError("--val-size 60000 leaves no training digits."), "--val-size 60000 leaves no training digits."),
         (InputError("cuda was asked for but this machine has no CUDA GPU", hint="device"), "--device cuda was asked"),
-        (CheckpointError(WEIGHTS_PATH, "does not exist"), "weights file data/weights.pth does not exist; recreate"),
+        (
+            CheckpointError(WEIGHTS_PATH, "does not exist"),
+            "weights file data/weights.pth does not exist; restore the shipped file",
+        ),
     ):
         with pytest.raises(SystemExit) as info:
             cli.run_main(fails(error))
@@ -140,7 +144,9 @@ def test_run_main_lets_other_errors_through_and_exits_130_on_ctrl_c(capsys):
     with pytest.raises(SystemExit) as info:
         cli.run_main(interrupted)
     assert info.value.code == 130
-    assert capsys.readouterr().err == "interrupted; no partial output was written.\n"
+    assert (
+        capsys.readouterr().err == "interrupted; nothing was written, and the files of earlier runs are as they were.\n"
+    )
 
 
 def test_check_output_folder_refuses_a_file(tmp_path):

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import assert_clear_error, run_iml, run_script
+from conftest import assert_clear_error, run_iml, run_script, wait_for_handler
 
 import deepfake_interpretation
 import input_opt
@@ -213,18 +213,6 @@ def test_an_os_error_while_writing_is_one_line(capsys):
     )
 
 
-def wait_for_handler(child, number, timeout=120):
-    """Wait until process `child` catches signal `number` (its bit in /proc/PID/status's SigCgt), or fail."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and child.poll() is None:
-        with open(f"/proc/{child.pid}/status") as status:
-            caught = next(int(line.split()[1], 16) for line in status if line.startswith("SigCgt:"))
-        if caught >> (number - 1) & 1:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"process {child.pid} did not take over signal {number}")
-
-
 def test_sigterm_exits_143_and_leaves_no_temporary_files(tmp_path):
     out = tmp_path / "figures"
     command = [sys.executable, str(ROOT / "src" / "input_opt.py"), "--steps", "100000", "--out", str(out)]
@@ -234,7 +222,10 @@ def test_sigterm_exits_143_and_leaves_no_temporary_files(tmp_path):
     child.send_signal(signal.SIGTERM)
     _, stderr = child.communicate(timeout=60)
     assert child.returncode == 143, stderr
-    assert stderr.strip().splitlines()[-1] == "stopped by SIGTERM; no partial output was written."
+    assert (
+        stderr.strip().splitlines()[-1]
+        == "stopped by SIGTERM; nothing was written, and the files of earlier runs are as they were."
+    )
     assert "Traceback" not in stderr
     assert not [p for p in (out.iterdir() if out.exists() else []) if p.name.startswith(".")]
 
@@ -247,7 +238,9 @@ def test_ctrl_c_still_exits_130(capsys):
     with pytest.raises(SystemExit) as info:
         cli.run_main(main)
     assert info.value.code == 130
-    assert capsys.readouterr().err == "interrupted; no partial output was written.\n"
+    assert (
+        capsys.readouterr().err == "interrupted; nothing was written, and the files of earlier runs are as they were.\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -150,7 +150,9 @@ def test_ctrl_c_with_worker_processes_ends_in_one_line_and_leaves_nothing(tmp_pa
             os.killpg(run.pid, signal.SIGKILL)
     assert run.returncode == 130, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
-    assert stderr.strip().splitlines() == ["interrupted; no partial output was written."]
+    assert stderr.strip().splitlines() == [
+        "interrupted; nothing was written, and the files of earlier runs are as they were."
+    ]
     assert os.listdir(tmp_path) == []
 
 

@@ -143,7 +143,7 @@ def test_fuzz_ffhq_examples_command_line(argv, tiny_standin, tmp_path_factory, m
     prefix = ["ffhq-examples", "--data", str(tiny_standin), "--out", str(out)]
     outcome = run_cli(data_cli, prefix + argv, monkeypatch, script="iml")
     if not argv:
-        assert outcome == "ran" and sorted(p.name for p in out.iterdir()) == ["fake.png", "real.png"]
+        assert outcome == "ran" and sorted(p.name for p in out.glob("*.png")) == ["fake.png", "real.png"]
 
 
 @FUZZ

@@ -206,7 +206,9 @@ def test_download_resumes_after_an_interruption(tmp_path, zip_server, plenty_of_
     data = tmp_path / "data"
     downloader = functools.partial(download.gdown_download, url=url)
     with raises_explained(
-        r"downloading ffhq_style_gan.zip stopped .*; [0-9.]+ MB were received and kept, run `python -m iml ffhq-download` again to resume\.$"
+        r"downloading ffhq_style_gan.zip stopped .*; [0-9.]+ MB were received and kept, run `python -m iml ffhq-download` again to resume; or go on without it: "
+        r"`python -m iml ffhq-standin` makes a synthetic stand-in .*`python -m iml ffhq-import --real .* --out data/faces` "
+        r"imports faces you have \(then --data data/faces\)\.$"
     ):
         download.download_ffhq(data, verify3, downloader=downloader)
     parts = list(data.glob("ffhq_style_gan.zip*.part"))
@@ -244,7 +246,9 @@ def test_download_checks_space_layout_and_counts(tmp_path, monkeypatch):
         raise ConnectionError("Failed to resolve 'drive.google.com'\nmore detail")
 
     with raises_explained(
-        r"stopped \(ConnectionError: Failed to resolve 'drive.google.com'\); nothing was received, check that drive.google.com can be reached and run `python -m iml ffhq-download` again\.$"
+        r"stopped \(ConnectionError: Failed to resolve 'drive.google.com'\); nothing was received, check that drive.google.com can be reached and run `python -m iml ffhq-download` again; "
+        r"or go on without it: `python -m iml ffhq-standin` makes a synthetic stand-in \(then --data data/ffhq_standin\), "
+        r"and `python -m iml ffhq-import --real .* --fake .* --out data/faces` imports faces you have"
     ):
         download.download_ffhq(data, download.verify_ffhq, downloader=offline)
 

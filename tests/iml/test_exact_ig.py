@@ -4,6 +4,7 @@ rule on a linear network, find the same pieces however the path is chunked, and 
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -13,6 +14,7 @@ from iml.attribution import completeness_gap, target_outputs
 from iml.exact_ig import exact_integrated_gradients, linear_layers, path_breakpoints, rule_errors
 from iml.integrated_fast import integrate_gradients_fast
 from iml.quadrature import RULES
+from models import CNN
 
 
 def small_relu_net(seed=0, linear=False):
@@ -126,3 +128,73 @@ def test_the_check_does_not_change_the_model(model64, digits):
     before = copy.deepcopy(model64.state_dict())
     exact_integrated_gradients(model64, digits[0][:1].double(), digits[1][:1])
     assert all(torch.equal(before[k], v) for k, v in model64.state_dict().items())
+
+
+class Squared(CNN):
+    """A CNN whose forward squares the logits: the base CNN's layers no longer describe it."""
+
+    def forward(self, x):
+        return super().forward(x) ** 2
+
+
+class ShiftedSequential(nn.Sequential):
+    def forward(self, x):
+        return super().forward(x) + x.flatten(1)[:, :10] ** 2
+
+
+class LeakyReLU(nn.ReLU):
+    def forward(self, x):
+        return torch.where(x > 0, x, 0.1 * x)
+
+
+def hooked(net):
+    net.register_forward_hook(lambda module, inputs, output: output.exp())
+    return net
+
+
+NOT_PROVABLE = {
+    "CNN subclass with its own forward": (lambda: Squared(), "got Squared, which overrides forward"),
+    "Sequential subclass": (lambda: ShiftedSequential(nn.Flatten(), nn.Linear(784, 10)), "got ShiftedSequential"),
+    "CNN with a hook": (lambda: hooked(CNN()), "got CNN, which overrides forward or has forward hooks"),
+    "ReLU subclass": (
+        lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10), LeakyReLU()),
+        r"cannot prove layer 2 \(LeakyReLU\) piecewise linear",
+    ),
+    "hooked layer in the CNN": (lambda: hooked_layer_cnn(), r"cannot prove layer 1 \(Conv2d\)"),
+}
+
+
+def hooked_layer_cnn():
+    net = CNN()
+    hooked(net.features[0])
+    return net
+
+
+@pytest.mark.parametrize(("make", "message"), NOT_PROVABLE.values(), ids=NOT_PROVABLE.keys())
+def test_a_network_it_cannot_prove_piecewise_linear_is_refused(make, message):
+    with pytest.raises(TypeError, match=message):
+        exact_integrated_gradients(make().double().eval(), random_digits(1), 0)
+
+
+def test_a_cnn_subclass_that_keeps_the_forward_is_accepted(model64, digits):
+    class Renamed(CNN):
+        pass
+
+    net = Renamed().double().eval()
+    net.load_state_dict(model64.state_dict())
+    x = digits[0][:1].double()
+    torch.testing.assert_close(exact_integrated_gradients(net, x, 3)[0], exact_integrated_gradients(model64, x, 3)[0])
+
+
+@pytest.mark.parametrize(
+    ("images", "error", "message"),
+    [
+        (torch.rand(28, 28), ValueError, r"shape \(N, 1, 28, 28\), got \(28, 28\); .* images\.view\(1, 1, 28, 28\)$"),
+        (torch.rand(2, 3, 28, 28), ValueError, r"got \(2, 3, 28, 28\)"),
+        (torch.zeros(1, 1, 28, 28, dtype=torch.uint8), TypeError, "floating-point tensor .* got a torch.uint8 tensor$"),
+        (np.zeros((1, 1, 28, 28)), TypeError, "got ndarray$"),
+    ],
+)
+def test_images_of_another_shape_or_type_are_refused_before_any_work(images, error, message):
+    with pytest.raises(error, match=message):
+        exact_integrated_gradients(CNN().eval(), images, 0)

@@ -22,10 +22,10 @@ def test_it_prints_both_checks_and_writes_three_figures(tmp_path, capsys):
         r"pixel deletion, .*: Integrated Gradients \d\.\d{3}, plain gradient \d\.\d{3}, random \d\.\d{3}$",
         out.strip().splitlines()[-4],
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
         "ig_deletion.png",
-        "ig_randomisation.png",
-        "ig_randomisation_maps.png",
+        "ig_randomization.png",
+        "ig_randomization_maps.png",
     ]
 
 

@@ -62,7 +62,7 @@ def test_a_run_reports_speed_completeness_and_the_bfloat16_deviation(tmp_path):
     assert line.startswith("bfloat16 against float32 on the first 4 digits (plain IG): largest difference ")
     largest = float(line.split("largest difference ")[1].split()[0])
     assert 0 < largest < 0.1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ig_maps.png"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["ig_maps.png"]
 
 
 def test_digit_noise_baseline_and_smoothgrad(tmp_path, capsys, monkeypatch):

@@ -146,3 +146,11 @@ def test_write_comparison_writes_one_titled_png(tmp_path, monkeypatch):
     assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(titles) == 1 and "the test CNN" in titles[0] and "4 Adam steps" in titles[0]
     assert "regularizers: L2 0.05" in titles[0]
+
+
+def test_classify_runs_a_network_without_parameters_on_the_images_device():
+    weightless = torch.nn.Flatten()  # (N, 784) "logits", no parameters or buffers
+    images = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    predicted, confidence = classify(weightless, images)
+    assert torch.equal(predicted, images.flatten(1).argmax(1))
+    torch.testing.assert_close(confidence, images.flatten(1).softmax(1).max(1).values)

@@ -89,5 +89,5 @@ def test_randomization_summary_leaves_constant_maps_out_and_says_how_many(shippe
     summary = capsys.readouterr().out.strip()
     assert "nan" not in summary
     assert summary == clean + " (6 constant maps without a rank order left out)"
-    assert [p.name for p in paths] == ["ig_randomisation.png", "ig_randomisation_maps.png"]
+    assert [p.name for p in paths] == ["ig_randomization.png", "ig_randomization_maps.png"]
     assert all(p.stat().st_size > 0 for p in paths)

@@ -13,14 +13,12 @@ import torch
 from captum.attr import IntegratedGradients
 from captum.attr._utils.approximation_methods import approximation_parameters
 from conftest import linear_model, smooth_model
+from torch import nn
 
-from iml.attribution import blurred, completeness_gap
+from iml.attribution import CPU_BATCH_POINTS, GPU_BATCH_POINTS, blurred, completeness_gap, default_batch_points
 from iml.common import ROOT
 from iml.integrated_fast import (
-    CPU_BATCH_POINTS,
-    GPU_BATCH_POINTS,
     ChannelsLast,
-    default_batch_points,
     integrate_gradients_fast,
     pad_to_multiple,
     precision_deviation,
@@ -225,3 +223,18 @@ def test_captum_trapezoid_weights_sum_to_less_than_one(model64, digits):
     our_gap = completeness_gap(model64, x, ours, labels).abs()
     their_gap = completeness_gap(model64, x, theirs, labels).abs()
     assert our_gap.median() < their_gap.median()
+
+
+def parameterless_model():
+    """A network with no parameters and no buffers (N, 1, 28, 28) -> (N, 784), which Captum accepts."""
+    return nn.Sequential(nn.Flatten(), nn.Tanh()).eval()
+
+
+def test_a_network_without_parameters_runs_on_the_inputs_device_and_agrees_with_captum():
+    net, x = parameterless_model(), torch.rand(3, 1, 28, 28, dtype=torch.float64)
+    targets = torch.tensor([0, 400, 783])
+    ours = integrate_gradients_fast(net, x, targets, steps_m=16, rule="trapezoid")
+    theirs = captum_ig(net, x, targets, 16, CAPTUM_METHODS["trapezoid"], torch.zeros_like(x))
+    torch.testing.assert_close(ours * 15 / 16, theirs, rtol=1e-6, atol=1e-9)
+    gap = completeness_gap(net, x, integrate_gradients_fast(net, x, targets, 8, rule="gausslegendre"), targets)
+    assert gap.abs().max() < 1e-6

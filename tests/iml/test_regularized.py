@@ -21,8 +21,9 @@ from hypothesis import example, given
 
 import input_opt
 from iml import cli, regularized
-from iml.common import FIGURES_DIR, WEIGHTS_PATH
+from iml.common import WEIGHTS_PATH
 from iml.input_opt_plots import classify
+from iml.outputs import OUTPUTS_DIR
 from iml.regularized import (
     FREE_PIXELS,
     NO_PENALTIES,
@@ -235,7 +236,13 @@ def test_parser_shares_the_exercises_options_and_adds_the_regularizers(capsys):
     # every option of the exercise, with the same default and the same refusals
     shared = vars(exercise.parse_args([]))
     assert {name: getattr(args, name) for name in shared} == shared
-    assert (args.weights, args.out, args.steps, args.lr, args.seed) == (WEIGHTS_PATH, FIGURES_DIR, 100, 0.1, 0)
+    assert (args.weights, args.out, args.steps, args.lr, args.seed) == (
+        WEIGHTS_PATH,
+        OUTPUTS_DIR / "input-opt-regularized",
+        100,
+        0.1,
+        0,
+    )
     refused = [("--neuron", "10"), ("--neuron", "three"), ("--steps", "0"), ("--lr", "1e38"), ("--threads", "0")]
     refused += [("--init", "zeros"), ("--seed", "-1")]
     for argv in refused:
@@ -265,7 +272,7 @@ def test_main_prints_both_tables_and_writes_the_comparison(tmp_path, capsys):
     assert "random start" in out and "ones start" in out and "regularized (L2" in out
     rows = [line for line in out.splitlines() if line.strip().startswith("4 |")]
     assert len(rows) == 2  # one table row for the plain and one for the regularized run
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["input_opt_regularized.png"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["input_opt_regularized.png"]
     assert (tmp_path / "input_opt_regularized.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     no_reg = ["--l2", "0", "--tv", "0", "--jitter", "0", "--blur", "0", "--no-clip"]
@@ -301,7 +308,7 @@ def test_nan_during_input_optimization_stops_and_keeps_old_figures(tmp_path, mon
     ):
         regularized.main(["--steps", "20", "--out", str(tmp_path)])
     assert old.read_bytes() == b"previous figure"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["input_opt_regularized.png"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["input_opt_regularized.png"]
 
 
 @FUZZ
@@ -313,4 +320,4 @@ def test_fuzz_input_opt_regularized_command_line(argv, weights_copy, tmp_path_fa
     command = types.SimpleNamespace(__name__="regularized", main=lambda: regularized.main(sys.argv[1:]))
     outcome = run_cli(command, ["--weights", str(weights_copy), "--out", str(out), "--steps", "2", *argv], monkeypatch)
     # the plain defaults run both optimizations and write the one comparison
-    assert argv or (outcome == "ran" and [p.name for p in out.iterdir()] == ["input_opt_regularized.png"])
+    assert argv or (outcome == "ran" and [p.name for p in out.glob("*.png")] == ["input_opt_regularized.png"])
