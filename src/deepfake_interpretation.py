@@ -51,9 +51,9 @@ def load_split(data: Path, sizes: tuple[int, int, int], skip_unreadable: bool) -
     for name, real_files, fake_files in zip(("train", "val", "test"), real, fake):
         files = [*real_files, *fake_files]
         spectra = torch.empty(len(files), 3, util.IMAGE_SIZE, util.IMAGE_SIZE)  # (N, C, H, W)
-        for start in range(0, len(files), 250):  # in batches, as the exercise does
-            images = np.stack([util.read_rgb(path, util.IMAGE_SIZE) for path in files[start : start + 250]])
-            spectra[start : start + 250] = torch.from_numpy(transform(images).astype(np.float32)).permute(0, 3, 1, 2)
+        for i, chunk in enumerate(util.batches(files, 250, f"reading {name}", "images")):  # as the exercise does
+            images = np.stack([util.read_rgb(path, util.IMAGE_SIZE) for path in chunk])
+            spectra[250 * i : 250 * (i + 1)] = torch.from_numpy(transform(images)).float().permute(0, 3, 1, 2)
         splits[name] = (spectra, torch.cat([torch.zeros(len(real_files)), torch.ones(len(fake_files))]).long())
     return splits
 
@@ -107,7 +107,7 @@ def train(model: nn.Module, splits: dict[str, tuple[Tensor, Tensor]], args: argp
     order = torch.Generator().manual_seed(args.seed)
     for epoch in range(1, args.epochs + 1):
         total = 0.0
-        for batch in torch.randperm(len(y), generator=order).split(args.batch_size):
+        for batch in util.batches(torch.randperm(len(y), generator=order), args.batch_size, f"epoch {epoch}", "images"):
             loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training diverged: the loss became {loss.item()}")

@@ -219,6 +219,7 @@ def run(args: argparse.Namespace) -> None:
     from iml.cli import UserError, check_output_folder, device_from_argument
     from iml.common import relative
     from iml.outputs import write_figures
+    from iml.progress import optimizer_steps
 
     check_output_folder(args.out)
     torch.set_num_threads(args.threads)
@@ -227,7 +228,8 @@ def run(args: argparse.Namespace) -> None:
     names = STARTS if args.init == "both" else (args.init,)
     starts = {name: make_start(name, torch.Generator().manual_seed(args.seed)).to(device) for name in names}
     try:
-        ascent = optimize_input(net, args.neuron, starts, args.steps, args.lr)
+        with optimizer_steps(args.steps, "gradient ascent"):  # a bar counts Adam's steps
+            ascent = optimize_input(net, args.neuron, starts, args.steps, args.lr)
     except FloatingPointError as error:
         raise UserError(f"{error}; lower --lr (now {args.lr:g}) and run again.") from None
     about = f"the MNIST CNN ({relative(args.weights)}), {args.steps} Adam steps (lr {args.lr:g})"

@@ -10,13 +10,13 @@ attributions_i = (x_i - x'_i) * (1/m) * sum_{k=1..m} dF(x' + k/m (x - x'))/dx_i
 import argparse
 import math
 
-import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import OneCycleLR
 
 from models import CNN
+from util import batches
 
 Data = tuple[Tensor, Tensor]  # images (N, 1, 28, 28) in [0, 1], labels (N,)
 
@@ -40,7 +40,7 @@ def train(args: argparse.Namespace, model: nn.Module, data: Data, scheduler: One
     (images, labels), total = data, 0.0
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
     model.train()
-    for step, index in enumerate(order.to(images.device).split(args.batch_size)):
+    for step, index in enumerate(batches(order.to(images.device), args.batch_size, f"epoch {epoch}", "digits")):
         scheduler.optimizer.zero_grad(set_to_none=True)
         loss = nn.functional.cross_entropy(model(images[index]), labels[index])
         if not torch.isfinite(loss):
@@ -126,41 +126,24 @@ def integrate_gradients(net: nn.Module, test_images: Tensor, output_digit: int |
     ### END SOLUTION
 
 
-def plot_attributions(images: Tensor, attributions: Tensor, labels: Tensor, title: str, per_class: int = 2) -> Figure:
-    """Draw input, attribution and overlay of `per_class` digits per class; one colour scale per row.
+def plot_attributions(
+    images: Tensor, attributions: Tensor, labels: Tensor, title: str, per_class: int | None = None
+) -> Figure:
+    """Draw each digit beside its attribution, a group per class 0-9, on one colour scale centred at zero.
 
     Args:
         images: Images (N, 1, 28, 28) in [0, 1].
         attributions: Their attributions (N, 1, 28, 28).
         labels: The digit each was explained as (N,).
         title: What and on which data.
-        per_class: Digits drawn per class.
+        per_class: Digits drawn per class (default: all given, at most 6); a class without any is named.
 
     Returns:
         The figure.
     """
-    classes = labels.unique().tolist()
-    size = (5 * per_class + 1, 1.8 * len(classes) + 1)  # no constrained layout: it takes seconds for 60 axes
-    grid = {"top": 1 - 1 / size[1]}
-    fig, axes = plt.subplots(len(classes), 3 * per_class, figsize=size, squeeze=False, gridspec_kw=grid)
-    for row, digit in zip(axes, classes):
-        index = torch.nonzero(labels == digit).flatten()[:per_class]
-        limit = float(attributions[index].abs().max()) or 1.0  # the row's scale, centred at zero
-        for j, i in enumerate(index.tolist()):
-            image, attribution = images[i, 0].numpy(), attributions[i, 0].numpy()
-            cells = row[3 * j : 3 * j + 3]
-            cells[0].imshow(image, cmap="gray", vmin=0, vmax=1)
-            shown = cells[1].imshow(attribution, cmap="RdBu_r", vmin=-limit, vmax=limit)
-            cells[2].imshow(image, cmap="gray", vmin=0, vmax=2.5)  # dimmed, so the colours stand out
-            opacity = (abs(attribution) / limit).clip(0, 1)
-            cells[2].imshow(attribution, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=opacity)
-            for ax, text in zip(cells, (f"digit {digit}", f"attribution, sum {attribution.sum():.1f}", "overlay")):
-                ax.set_title(text, fontsize=8)
-        fig.colorbar(shown, ax=list(row), fraction=0.015, pad=0.01, label="attribution")
-    for ax in axes.flat:
-        ax.set_axis_off()
-    fig.suptitle(f"{title}\nred raises the output of the digit, blue lowers it; one colour scale per row")
-    return fig
+    from iml.integrated_plots import plot_attribution_grid
+
+    return plot_attribution_grid(images, attributions, labels, title, per_class)
 
 
 def plot_class_means(attributions: Tensor, labels: Tensor, title: str) -> Figure:
@@ -174,17 +157,9 @@ def plot_class_means(attributions: Tensor, labels: Tensor, title: str) -> Figure
     Returns:
         The figure.
     """
-    classes, rows = labels.unique().tolist(), math.ceil(len(labels.unique()) / 5)
-    means = torch.stack([attributions[labels == c].mean(0)[0] for c in classes])  # (C, 28, 28)
-    limit = float(means.abs().max()) or 1.0
-    fig, axes = plt.subplots(rows, 5, figsize=(13, 2.6 * rows + 0.6), squeeze=False, layout="constrained")
-    for ax, c, mean in zip(axes.flat, classes, means):
-        ax.set_axis_off()
-        shown = ax.imshow(mean.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.set_title(f"digit {c} ({int((labels == c).sum())} images)", fontsize=9)
-    fig.colorbar(shown, ax=list(axes.flat), fraction=0.02, pad=0.02, label="mean attribution")
-    fig.suptitle(title)
-    return fig
+    from iml.integrated_plots import plot_mean_attributions
+
+    return plot_mean_attributions(attributions, labels, title)
 
 
 def build_parser() -> argparse.ArgumentParser:

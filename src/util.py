@@ -7,6 +7,7 @@ PNG files; `load_folder` gives the exercise's split of one of them. The data com
 """
 
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +74,11 @@ def list_images(folder: str | Path, skip_unreadable: bool = False) -> list[Path]
         InputError: The folder is missing or empty, or holds another file and not `skip_unreadable`.
     """
     from iml.common import InputError, relative
-    from iml.image_files import empty_folder_facts, name_listing, png_problem, visible_files
+    from iml.image_files import empty_folder_facts, image_folder_error, name_listing, png_problem, visible_files
 
     folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{relative(folder)} does not exist", hint="ffhq-missing")
+    if (error := image_folder_error(folder)) is not None:
+        raise error
     names = visible_files(folder)
     if not names:
         raise InputError(*empty_folder_facts(folder, FFHQ_DIR, is_standin(folder)))
@@ -143,12 +144,14 @@ def read_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
         The pixels.
 
     Raises:
-        InputError: Pillow cannot decode the file, or its size is wrong.
+        InputError: The file is larger than an exercise image can be, Pillow cannot decode it, or its size is wrong.
     """
     from PIL import Image
 
     from iml.common import InputError, relative
+    from iml.image_files import check_image_size
 
+    check_image_size(path)
     try:
         with Image.open(path) as image:
             array = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
@@ -161,6 +164,26 @@ def read_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
             f"every image must be a {size}x{size} RGB picture as in ffhq_style_gan."
         )
     return array
+
+
+def batches(items: Sequence | torch.Tensor, batch_size: int, desc: str, unit: str) -> Iterator:
+    """Hand out `items` `batch_size` at a time, behind a progress bar that counts them.
+
+    Args:
+        items: A list, or a tensor such as a random order of indices.
+        batch_size: Items per batch; the last may be smaller.
+        desc: What the bar says is running, e.g. "epoch 1".
+        unit: What the items are, e.g. "images".
+
+    Yields:
+        The batches, slices of `items`.
+    """
+    from iml.progress import progress
+
+    with progress(total=len(items), unit=unit, desc=desc) as bar:
+        for start in range(0, len(items), batch_size):
+            yield items[start : start + batch_size]
+            bar.update(min(batch_size, len(items) - start))
 
 
 def is_standin(path: str | Path) -> bool:

@@ -166,15 +166,39 @@ def wait_for_handler(child, number, timeout=120):
     pytest.fail(f"process {child.pid} did not take over signal {number}")
 
 
-def run_script(script, *args, timeout=300, cwd=ROOT):
-    """Run `python src/<script> args` as a user would; returns the CompletedProcess."""
-    return run_as_user([sys.executable, str(ROOT / "src" / script), *map(str, args)], timeout, cwd, {})
+def run_script(script, *args, timeout=300, cwd=ROOT, env=None):
+    """Run `python src/<script> args` as a user would, with the variables `env` added; returns the CompletedProcess."""
+    return run_as_user([sys.executable, str(ROOT / "src" / script), *map(str, args)], timeout, cwd, env or {})
 
 
-def run_iml(*args, timeout=300, cwd=ROOT):
+def run_iml(*args, timeout=300, cwd=ROOT, env=None):
     """Run `python -m iml args` as a user would (src/ on PYTHONPATH, as `pip install -e .` puts it)."""
     path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
-    return run_as_user([sys.executable, "-m", "iml", *map(str, args)], timeout, cwd, {"PYTHONPATH": path})
+    argv = [sys.executable, "-m", "iml", *map(str, args)]
+    return run_as_user(argv, timeout, cwd, {"PYTHONPATH": path, **(env or {})})
+
+
+def every_parser():
+    """(name, parser) of each script and of each `python -m iml` command that has a `build_parser`."""
+    import argparse
+    import importlib
+
+    import deepfake_interpretation
+    import input_opt
+    import mnist_integrated
+    from iml.__main__ import COMMANDS
+
+    parsers = [(m.__name__, m.build_parser()) for m in (input_opt, mnist_integrated, deepfake_interpretation)]
+    for name, (module_name, _) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        if not hasattr(module, "build_parser"):  # handout and grade build theirs in main
+            continue
+        parser = module.build_parser()
+        for action in parser._actions:  # the data commands share one parser with subcommands
+            if isinstance(action, argparse._SubParsersAction):
+                parser = action.choices[name]
+        parsers.append((name, parser))
+    return parsers
 
 
 def argparse_error(parser, argv, capsys):

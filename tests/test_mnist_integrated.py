@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from captum.attr import IntegratedGradients  # noqa: E402
@@ -155,22 +156,57 @@ def assert_centered_at_zero(image):
     assert norm.vmax > 0 and norm.vmin == -norm.vmax, (norm.vmin, norm.vmax)
 
 
+def made_up_digits(labels, seed=0):
+    """Images (N, 1, 28, 28) in [0, 1] and attributions (N, 1, 28, 28) for the digits `labels`."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(len(labels), 1, 28, 28, generator=generator), torch.randn(
+        len(labels), 1, 28, 28, generator=generator
+    )
+
+
 @pytest.mark.usefixtures("close_figures")
-def test_plot_attributions_centers_each_rows_scale_at_zero():
+def test_plot_attributions_puts_every_digit_on_one_scale_centered_at_zero_and_names_missing_classes():
     labels = torch.tensor([3, 3, 7, 1, 3])
-    images = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    attributions = torch.randn(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    attributions[2] *= 10  # the 7 has the largest values; its row must not squash the others
+    images, attributions = made_up_digits(labels)
+    attributions[2] *= 10  # one loud digit: a robust limit keeps the others readable, arrows mark the clipped
     fig = plot_attributions(images, attributions, labels, "IG of five digits", per_class=2)
-    assert "IG of five digits" in fig.get_suptitle()
+    title = fig.get_suptitle()
+    assert title.startswith("IG of five digits")
+    assert "no digit of class 0, 2, 4, 5, 6, 8, 9 was explained" in " ".join(title.split())
     shown = signed_maps(fig)
-    assert len(shown) == 2 * 4  # the attribution and its overlay for each digit shown, two of the three 3s
+    assert len(shown) == 4  # one attribution per digit drawn: the 1, two of the three 3s, the 7
+    drawn = attributions[[3, 0, 1, 2]]
+    limit = np.percentile(drawn.abs().flatten().numpy(), 99.5)
     for image in shown:
         assert_centered_at_zero(image)
-    limits = sorted({round(image.norm.vmax, 6) for image in shown})
-    expected = [float(attributions[torch.nonzero(labels == c).flatten()[:2]].abs().max()) for c in (1, 3, 7)]
-    assert limits == sorted(round(v, 6) for v in expected)
-    assert [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"] == ["attribution"] * 3
+        assert image.norm.vmax == pytest.approx(limit, rel=1e-6)
+    (bar,) = [ax for ax in fig.axes if hasattr(ax, "_colorbar")]  # one bar for all
+    assert bar.get_ylabel().startswith("attribution") and bar.get_ylabel().count("red") == 1
+    assert bar._colorbar.extend == "both"  # pointed ends: the loud 7 reaches beyond the limit
+    labels_drawn = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel().startswith("digit")]
+    assert labels_drawn == [f"digit {c}" + ("\n(only 1)" if c in (1, 7) else "") for c in range(10)]
+
+
+@pytest.mark.parametrize("per_class, classes_in_a_row", [(1, 5), (2, 2), (3, 2), (5, 1), (6, 1)])
+def test_the_attribution_grid_fills_its_rows_for_few_and_many_digits_per_class(per_class, classes_in_a_row):
+    from iml.integrated_plots import classes_per_row
+
+    assert classes_per_row(per_class) == classes_in_a_row
+    assert 10 % classes_in_a_row == 0  # ten classes, no ragged last row
+
+
+@pytest.mark.usefixtures("close_figures")
+@pytest.mark.parametrize("per_class", [2, 5, 8])
+def test_plot_attributions_draws_what_the_script_explains_by_default(per_class):
+    labels = torch.arange(10).repeat_interleave(per_class)
+    fig = plot_attributions(*made_up_digits(labels), labels, "IG")  # as run() calls it: no per_class
+    shown = min(per_class, 6)
+    assert len(signed_maps(fig)) == 10 * shown
+    assert (f"the first 6 of up to {per_class} digits per class" in " ".join(fig.get_suptitle().split())) == (
+        per_class > 6
+    )
+    width, height = fig.get_size_inches()
+    assert 6 < width < 16 and height < 20  # neither ragged nor endless
 
 
 @pytest.mark.usefixtures("close_figures")
@@ -178,14 +214,32 @@ def test_plot_class_means_uses_one_scale_centered_at_zero():
     digits = torch.tensor([0, 0, 5, 9])
     attributions = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     fig = plot_class_means(attributions, digits, "Mean IG per digit")
-    assert fig.get_suptitle() == "Mean IG per digit"
+    assert fig.get_suptitle().startswith("Mean IG per digit")
+    assert "no digit of class 1, 2, 3, 4, 6, 7, 8 was explained" in " ".join(fig.get_suptitle().split())
     shown = signed_maps(fig)
     assert len(shown) == 3
     means = torch.stack([attributions[digits == c].mean(0) for c in (0, 5, 9)])
     for image in shown:
         assert_centered_at_zero(image)
         assert image.norm.vmax == pytest.approx(float(means.abs().max()))
-    assert [ax.get_title() for ax in fig.axes[:3]] == ["digit 0 (2 images)", "digit 5 (1 images)", "digit 9 (1 images)"]
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["digit 0 (2 images)", "digit 5 (1 image)", "digit 9 (1 image)"]
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_the_title_of_one_class_mean_does_not_overlap_its_panel():
+    fig = plot_class_means(
+        torch.randn(1, 1, 28, 28), torch.tensor([8]), "Mean attribution per digit (1 MNIST test digit)"
+    )
+    fig.canvas.draw()
+    (panel,) = [ax for ax in fig.axes if ax.images]
+    assert (
+        panel.get_title() == "digit 8 (1 image)"
+        and fig.get_suptitle() == "Mean attribution per digit (1 MNIST test digit)"
+    )
+    renderer = fig.canvas.get_renderer()
+    suptitle, title = fig._suptitle.get_window_extent(renderer), panel.title.get_window_extent(renderer)
+    assert suptitle.y0 > title.y1  # the figure's title sits wholly above the panel's
+    assert suptitle.x0 >= 0 and suptitle.x1 <= fig.bbox.width  # and fits the figure
 
 
 # ------------------------------------------------------------------ the command line

@@ -7,19 +7,25 @@ models.load_checkpoint asks `checkpoint_problem` with its limits, then loads wit
 
 import zipfile
 
-from iml.common import file_problem
+from iml.file_limits import size_problem, zip_directory_problem
 
 NOT_A_CHECKPOINT = "is truncated or not a PyTorch checkpoint"
+# torch.save stores its members uncompressed, so the file is its members plus about 100 bytes of
+# headers each; the CNN's checkpoint has 16 members and a table of contents of 1.2 KB.
+MAX_TABLE_OF_CONTENTS = 64 * 2**10
 
 
 def checkpoint_problem(path, max_unpacked, max_pickled):
     """Why `path` cannot be a checkpoint of the exercise's CNN, judged without unpacking it, or None.
 
-    Looks only at the file's type and the zip archive's table of contents: a folder, pipe, link
-    loop or unreadable file, a file that is not a zip archive and an archive whose members unpack
-    to more than `max_unpacked` bytes (or whose pickle exceeds `max_pickled`) each get their reason.
+    Looks only at the file's type and size and the zip archive's table of contents: a folder,
+    pipe, link loop or unreadable file, a file of more than `max_unpacked` bytes, a table of
+    contents of more than MAX_TABLE_OF_CONTENTS, a file that is not a zip archive and an archive
+    whose members unpack to more than `max_unpacked` bytes (or whose pickle exceeds `max_pickled`)
+    each get their reason.
     """
-    problem = file_problem(path)
+    problem = size_problem(path, max_unpacked, "accepted for this CNN's weights, whose file takes 1.6 MB")
+    problem = problem or zip_directory_problem(path, MAX_TABLE_OF_CONTENTS, "of a checkpoint of this CNN")
     if problem is not None:
         return problem
     if not zipfile.is_zipfile(path):

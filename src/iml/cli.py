@@ -7,7 +7,9 @@ scripts' `main` functions know flags and commands.
 """
 
 import argparse
+import contextlib
 import difflib
+import errno
 import math
 import os
 import signal
@@ -17,7 +19,7 @@ import traceback
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from iml.common import ROOT, WEIGHTS_PATH, InputError, get_device, relative, written_files
+from iml.common import ROOT, WEIGHTS_PATH, InputError, get_device, printable, relative, written_files
 from iml.outputs import default_out
 from iml.progress import bars_cleared_on_error
 from models import CheckpointError
@@ -135,6 +137,10 @@ def run_main(main):
     exits 130 and SIGTERM 143, after the same cleanup (temporary files are removed on the way out).
     """
     signal.signal(signal.SIGTERM, _terminate)
+    for stream in (sys.stdout, sys.stderr):  # any encoding can show any path: what it lacks is escaped
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
+    check_plotting_backend()
     try:
         with bars_cleared_on_error():
             main()
@@ -166,6 +172,22 @@ def run_main(main):
     except KeyboardInterrupt:
         print(one_line(stop_message("interrupted")), file=sys.stderr)
         sys.exit(130)
+
+
+def check_plotting_backend():
+    """Before any work: a plotting backend that matplotlib refuses (MPLBACKEND) is replaced by Agg, which
+    writes files and needs no screen, with a note; the figures are saved to files either way."""
+    name = os.environ.get("MPLBACKEND")
+    if not name or "matplotlib" in sys.modules:  # already imported: it accepted the name
+        return
+    try:
+        import matplotlib  # noqa: F401 - it checks MPLBACKEND as it loads
+    except (ValueError, ImportError) as error:
+        os.environ["MPLBACKEND"] = "agg"
+        for module in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+            del sys.modules[module]  # half-loaded: the next import starts afresh
+        reason = str(error).split(";")[0]
+        print(f"note: MPLBACKEND={printable(name)} cannot be used ({reason}); drawing with Agg.", file=sys.stderr)
 
 
 def stop_message(what):
@@ -245,10 +267,27 @@ weight_decay = float_range(0, 1000)
 
 
 def path_argument(text):
-    """An argparse type for a file or folder name: a Path, refusing the empty string (which means '.')."""
+    """An argparse type for a file or folder name: a Path, refusing the empty string (which means '.'), a
+    NUL character and a symbolic link loop anywhere on the path, before any work is done."""
     if not text.strip():
         raise argparse.ArgumentTypeError("must name a file or folder, got an empty string")
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"{printable(text)} holds a NUL character; give a path without it")
+    if in_link_loop(text):
+        raise argparse.ArgumentTypeError(f"{printable(text)} {LOOP}")
     return Path(text)
+
+
+LOOP = "goes through a symbolic link loop (a link that leads back to itself); remove the link or give another path"
+
+
+def in_link_loop(path):
+    """Whether `path`, or a folder on the way to it, is a symbolic link loop (the system says ELOOP)."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        return error.errno == errno.ELOOP
+    return False
 
 
 def add_common_arguments(parser, command):
@@ -282,6 +321,8 @@ def check_output_folder(path, flag="--out"):
     file in the way, a read-only disk or a missing permission is found now, not after the work.
     """
     path = Path(path)
+    if in_link_loop(path):
+        raise UserError(f"{flag} {relative(path)} {LOOP}.")
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {relative(path)} is a file, not a folder; give the name of a folder.")
     existing = next(folder for folder in (path, *path.absolute().parents) if folder.exists())

@@ -158,7 +158,7 @@ def check_images(images):
         )
 
 
-def exact_integrated_gradients(net, images, output_digit, baseline=None):
+def exact_integrated_gradients(net, images, output_digit, baseline=None, progress=None):
     """Integrated Gradients with no approximation, for a piecewise-linear network.
 
     net: the project's CNN or an nn.Sequential of Conv2d, Linear, ReLU, AvgPool2d and Flatten, in
@@ -167,7 +167,8 @@ def exact_integrated_gradients(net, images, output_digit, baseline=None):
     (use float64 for exactness). Returns (attributions (N, 1, 28, 28), pieces (N,) int64: the
     number of linear pieces of each path). Raises ValueError for any other kind of layer and for
     images of another shape, TypeError for a network it cannot prove piecewise linear (see
-    `linear_layers`) and for images that are not a floating-point tensor.
+    `linear_layers`) and for images that are not a floating-point tensor. progress: a bar that
+    counts the digits done, or None.
     """
     require_eval_mode(net)
     layers = linear_layers(net)
@@ -186,15 +187,18 @@ def exact_integrated_gradients(net, images, output_digit, baseline=None):
             gradients = saliency(net, points, digits[n].repeat(len(a)))  # (B, 1, 28, 28), constant per piece
             total += (w[:, None, None, None] * gradients).sum(0, keepdim=True)
         attributions[n], pieces[n] = ((end - start) * total)[0], len(middles)
+        if progress is not None:
+            progress.update()
     return attributions, pieces
 
 
-def rule_errors(net, images, digits, exact, steps, rules):
+def rule_errors(net, images, digits, exact, steps, rules, progress=None):
     """The true error and the completeness gap of every rule against m, per image.
 
     exact: `exact_integrated_gradients` of the same images (N, 1, 28, 28), black baseline. Returns
     {rule: (errors (len(steps), N), gaps (len(steps), N))}: error = ||IG_rule - IG_exact|| /
     ||IG_exact|| (L2 over the pixels), gap = |sum IG_rule - (F(x) - F(x'))| / |F(x) - F(x')|.
+    progress: a bar that counts the path points done, or None.
     """
     from iml.attribution import target_outputs
     from iml.integrated_fast import integrate_gradients_fast
@@ -205,7 +209,7 @@ def rule_errors(net, images, digits, exact, steps, rules):
     for rule in rules:
         errors, gaps = [], []
         for m in steps:
-            approximate = integrate_gradients_fast(net, images, digits, m, rule=rule)
+            approximate = integrate_gradients_fast(net, images, digits, m, rule=rule, progress=progress)
             errors.append((approximate - exact).flatten(1).norm(dim=1) / size)
             gaps.append((approximate.flatten(1).sum(1) - change).abs() / change.abs())
         table[rule] = (torch.stack(errors), torch.stack(gaps))

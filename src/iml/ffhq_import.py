@@ -29,6 +29,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from iml.common import InputError, file_problem, folder_in_place, relative, require_free_space, write_lock
+from iml.file_limits import size_problem
 from iml.image_files import IMPORT_MANIFEST as MANIFEST
 from iml.image_files import fake_name, name_listing, real_name, visible_files
 from iml.processes import parallel_map
@@ -42,6 +43,11 @@ RESAMPLING = {
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
+# A manifest row takes about 120 bytes (a long source path 4 KB): 64 MiB lists over 500,000
+# pictures, and reading it costs about three times its size.
+MAX_MANIFEST_BYTES = 64 * 2**20
+# Pillow decodes at most 89 million pixels of an untrusted file: 716 MB even at 8 bytes a pixel.
+MAX_PICTURE_BYTES = 2**30
 MANIFEST_COLUMNS = ("file", "class", "source", "format", "width", "height", "mode", "orientation", "crop_box", "filter")
 ORIENTATION_TAG = 0x0112  # EXIF: how the camera was held; 1 is upright
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # and 32-bit integer grey
@@ -89,7 +95,7 @@ def face_square(path, size=IMAGE_SIZE, resample="lanczos", allow_upscale=False):
     when Pillow cannot decode the whole file, and ImageProblem("small", why) when the square is
     smaller than `size` and not `allow_upscale`.
     """
-    if (problem := file_problem(path)) is not None:
+    if (problem := size_problem(path, MAX_PICTURE_BYTES, "of the largest picture Pillow decodes")) is not None:
         raise ImageProblem("unreadable", problem)
     try:
         with warnings.catch_warnings():
@@ -272,10 +278,18 @@ def write_manifest(path, rows):
 
 
 def read_manifest(data_dir):
-    """The rows of data_dir/MANIFEST.csv as dicts, or [] when the folder was not made by `import_faces` or the file is unreadable."""
+    """The rows of data_dir/MANIFEST.csv as dicts, or [] when the folder was not made by `import_faces` or the file is unreadable.
+
+    Raises InputError for a file larger than MAX_MANIFEST_BYTES, before reading it.
+    """
     path = Path(data_dir) / MANIFEST
     if file_problem(path) is not None:  # missing, or a pipe that would block the reader
         return []
+    if problem := size_problem(path, MAX_MANIFEST_BYTES, "that ffhq-import writes for up to 500,000 pictures"):
+        raise InputError(
+            f"{relative(path)} {problem}; it was not written by ffhq-import, delete it "
+            "or import the pictures again with `python -m iml ffhq-import --force`."
+        )
     try:
         with open(path, newline="", encoding="utf-8") as file:
             return list(csv.DictReader(file))

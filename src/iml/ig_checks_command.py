@@ -14,7 +14,7 @@ IG is the fast twin of the exercise's `integrate_gradients`, black baseline.
 
 from iml.common import relative
 from iml.ig_command import command_parser, explained_digits
-from iml.integrated_checks import RANDOMIZATION_IMAGES, deletion_check, randomization_check
+from iml.integrated_checks import RANDOMIZATION_IMAGES, deletion_check, path_points, randomization_check
 from iml.integrated_fast import integrate_gradients_fast
 from iml.outputs import figure_set
 from iml.quadrature import RULES
@@ -35,9 +35,10 @@ def main(argv=None):
     """Run ``python -m iml ig-checks`` with the options `argv`."""
     args = build_parser().parse_args(argv)
     model, images, _, digits = explained_digits(args)
-    attributions = integrate_gradients_fast(
-        model, images, digits, args.steps, rule=args.rule, batch_points=args.batch_points
-    )
+    with path_points(len(images) * args.steps, "Integrated Gradients") as bar:
+        attributions = integrate_gradients_fast(
+            model, images, digits, args.steps, rule=args.rule, batch_points=args.batch_points, progress=bar
+        )
     described = f"black baseline, m = {args.steps}, {args.rule} rule"
     with figure_set(args.out, NAME) as written:  # the three figures together, or none
         randomization_check(args, model, images[:RANDOMIZATION_IMAGES], digits[:RANDOMIZATION_IMAGES])

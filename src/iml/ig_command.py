@@ -41,6 +41,7 @@ from iml.integrated_fast import CompileError
 from iml.integrated_plots import plot_maps
 from iml.mnist_cnn import evaluate, load_test_digits, load_trained, predict
 from iml.outputs import figure_set, save_figure
+from iml.progress import progress
 from iml.quadrature import RULES, quadrature
 
 NAME = "ig"
@@ -192,16 +193,17 @@ def explain(args, model, images, digits):
     options["steps_m"] = args.steps
 
     def attribute(x):
-        return integrated_gradients_averaged(model, x, digits, baselines, **options)
+        return integrated_gradients_averaged(model, x, digits, baselines, **options, progress=bar)
 
     points = len(images) * args.steps * (args.noise_draws if args.baseline == "noise" else 1) * max(1, args.smoothgrad)
     synchronize(images.device)
     start = time.perf_counter()
     try:
-        if args.smoothgrad:
-            attributions = smooth_grad(attribute, images, args.smoothgrad, args.smoothgrad_sigma, generator)
-        else:
-            attributions = attribute(images)
+        with progress(total=points, unit="points", desc="Integrated Gradients, path points") as bar:
+            if args.smoothgrad:
+                attributions = smooth_grad(attribute, images, args.smoothgrad, args.smoothgrad_sigma, generator)
+            else:
+                attributions = attribute(images)
     except CompileError as error:
         raise UserError(f"{error}: install one, or run without --compile.") from None
     synchronize(images.device)

@@ -7,11 +7,16 @@ ffhq_import.py) write files under the same names.
 
 import os
 import re
+import stat
 from pathlib import Path
 
-from iml.common import relative
+from iml.common import InputError, relative
+from iml.file_limits import format_size, size_problem
 
 IMPORT_MANIFEST = "MANIFEST.csv"  # written by ffhq_import into every folder it makes
+# A 128x128 RGB PNG holds 49 KB of pixels before compression; the rest allows for metadata (an ICC
+# profile, EXIF). Pillow's verify() reads each chunk whole, so a larger file could fill the memory.
+MAX_PNG_BYTES = 4 * 2**20
 # Pillow's modes of a PNG that is not RGB, named as the PNG colour types
 PNG_MODES = {"1": "grayscale", "L": "grayscale", "I": "grayscale", "I;16": "grayscale", "I;16B": "grayscale"}
 PNG_MODES.update({"P": "palette", "LA": "grayscale+alpha", "RGBA": "RGBA"})
@@ -58,8 +63,10 @@ def png_problem(path, size=128):
 
     try:
         with open(path, "rb") as file:
-            if os.fstat(file.fileno()).st_size == 0:
+            if (length := os.fstat(file.fileno()).st_size) == 0:
                 return "empty file"
+            if length > MAX_PNG_BYTES:
+                return f"{format_size(length)}, more than the {format_size(MAX_PNG_BYTES)} a {size}x{size} PNG takes"
             try:
                 image = PngImagePlugin.PngImageFile(file)
             except Exception as error:  # Pillow's SyntaxError, or a struct or EOF error of a short header
@@ -89,6 +96,48 @@ def verify_problem(image):
     except Exception as error:  # a chunk's checksum (SyntaxError) or another damage Pillow finds
         return f"corrupt PNG ({error})"
     return None
+
+
+def folder_problem(path):
+    """Why `path` cannot be listed as a folder, or None when it can: "does not exist", "is a file,
+    not a folder", "is a link to nothing (...)", "cannot be reached (Too many levels of symbolic
+    links)", "is not readable (permission denied)", ..."""
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return "does not exist" if not path.is_symlink() else "is a link to nothing (its target does not exist)"
+    except OSError as error:  # ELOOP: a symbolic link loop, ENOTDIR: a file above it, EACCES on a parent, ...
+        return f"cannot be reached ({error.strerror})"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is a file, not a folder" if stat.S_ISREG(info.st_mode) else "is not a folder (a pipe, socket or device)"
+    if not os.access(path, os.R_OK | os.X_OK):
+        return "is not readable (permission denied)"
+    return None
+
+
+def image_folder_error(folder):
+    """The InputError for an image folder (A_ffhq, B_stylegan) that cannot be listed, or None.
+
+    A missing folder gets the hint "ffhq-missing" (how to fetch the data); anything else that is
+    there says what it is and what to do.
+    """
+    problem = folder_problem(folder)
+    if problem is None:
+        return None
+    if problem == "does not exist":
+        return InputError(f"{relative(folder)} does not exist", hint="ffhq-missing")
+    fix = "make it readable (chmod u+rx)" if "permission" in problem else "remove it"
+    return InputError(
+        f"{relative(folder)} {problem}; an image folder must be a readable folder of PNG files: {fix}, "
+        "or use another data folder."
+    )
+
+
+def check_image_size(path):
+    """Raise InputError if the image file `path` is larger than MAX_PNG_BYTES, before it is read."""
+    if problem := size_problem(path, MAX_PNG_BYTES, "that an exercise image takes"):
+        raise InputError(f"{relative(path)} {problem}; delete or replace it and run again.")
 
 
 def empty_folder_facts(folder, download_dir, standin):

@@ -21,6 +21,7 @@ from iml.integrated_plots import (
     stage_label,
 )
 from iml.outputs import save_figure
+from iml.progress import progress as progress_bar
 from iml.quadrature import RULES
 
 SWEEP_STEPS = (2, 4, 8, 16, 32, 64, 128, 256)
@@ -39,17 +40,25 @@ def integrated_gradients_averaged(net, images, output_digit, baselines, **option
     return total / len(baselines)
 
 
-def completeness_sweep(net, images, digits, steps=SWEEP_STEPS, batch_points=None):
+def path_points(total, desc):
+    """A progress bar (iml.progress) for `total` path points of IG, to pass to `integrate_gradients_fast`."""
+    return progress_bar(total=total, unit="points", desc=f"{desc}, path points")
+
+
+def completeness_sweep(net, images, digits, steps=SWEEP_STEPS, batch_points=None, progress=None):
     """{rule: [median |gap| / |F(x) - F(x')| for each m in steps]} with the black baseline.
 
     The gap is `completeness_gap`'s, sum_i attr_i - (F(x) - F(x')), with F(x) - F(x') computed once.
+    progress: a bar that counts the path points done, or None.
     """
     change = target_outputs(net, images, digits) - target_outputs(net, torch.zeros_like(images), digits)  # (N,)
     sweep = {}
     for rule in RULES:
         sweep[rule] = []
         for m in steps:
-            attributions = integrate_gradients_fast(net, images, digits, m, rule=rule, batch_points=batch_points)
+            attributions = integrate_gradients_fast(
+                net, images, digits, m, rule=rule, batch_points=batch_points, progress=progress
+            )
             gap = attributions.flatten(1).sum(1) - change
             sweep[rule].append(float((gap.abs() / change.abs()).median()))
     return sweep
@@ -77,7 +86,8 @@ def report_precision(model, images, digits, baselines, options, reduced=None, co
 
 def completeness_check(args, model, images, digits):
     """Print and draw the completeness gap of every rule against m; returns the figure's path."""
-    sweep = completeness_sweep(model, images, digits, batch_points=args.batch_points)
+    with path_points(len(images) * sum(SWEEP_STEPS) * len(RULES), "completeness sweep") as bar:
+        sweep = completeness_sweep(model, images, digits, batch_points=args.batch_points, progress=bar)
     print("completeness gap (median relative, black baseline) at m = " + ", ".join(map(str, SWEEP_STEPS)) + ":")
     for rule, gaps in sweep.items():
         print(f"  {rule:>13}: " + " ".join(f"{g:.1e}" for g in gaps))
@@ -91,13 +101,15 @@ def exact_check(args, model, images, digits):
     net = copy.deepcopy(model).double().cpu()
     images = images.double().cpu()
     start = time.perf_counter()
-    exact, pieces = exact_integrated_gradients(net, images, digits.cpu())
+    with progress_bar(total=len(images), unit="digits", desc="exact IG") as bar:
+        exact, pieces = exact_integrated_gradients(net, images, digits.cpu(), progress=bar)
     seconds = time.perf_counter() - start
     print(
         f"exact IG of {len(images)} digits (float64): {', '.join(map(str, pieces.tolist()))} linear pieces, "
         f"{seconds / len(images):.1f} s per digit"
     )
-    table = rule_errors(net, images, digits.cpu(), exact, SWEEP_STEPS, RULES)
+    with path_points(len(images) * sum(SWEEP_STEPS) * len(RULES), "every rule against exact IG") as bar:
+        table = rule_errors(net, images, digits.cpu(), exact, SWEEP_STEPS, RULES, progress=bar)
     print(
         "true error ||IG - IG_exact|| / ||IG_exact|| (median) / completeness gap (median) at m = "
         + ", ".join(map(str, SWEEP_STEPS))

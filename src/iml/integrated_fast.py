@@ -109,6 +109,7 @@ def integrate_gradients_fast(
     batch_points=None,
     precision="float32",
     compile=False,
+    progress=None,
 ):
     """Integrated Gradients as the exercise's `integrate_gradients`, fast; (N, 1, 28, 28). Arguments as
     there, plus baseline x' (None: black, a number, a tensor that broadcasts to `images`), `rule` and: the N * m path points go through `net` (on its device) in chunks of
@@ -117,6 +118,7 @@ def integrate_gradients_fast(
     compile: evaluate the chunks with torch.compile (the first call compiles, for seconds; the
     steps are padded with nodes of weight 0 and the images with copies of the last one, dropped at
     the end, so later calls reuse it); raises CompileError when no compiler is found.
+    progress: a bar (iml.progress) that counts the path points done, or None.
     Returns the attributions on the device and in the dtype of `images`.
     """
     require_eval_mode(net)
@@ -133,12 +135,10 @@ def integrate_gradients_fast(
         alphas, weights = pad_to_multiple(alphas, steps_per_chunk, 1.0), pad_to_multiple(weights, steps_per_chunk, 0.0)
         x_all, base_all, digits = (pad_to_multiple(t, images_per_chunk) for t in (x_all, base_all, digits))
     path = StraightPaths(net, summed_gradient, alphas, weights, steps_per_chunk, precision == "bfloat16")
+    done = None if progress is None else (lambda count: progress.update(count * steps_m))
     with torch.no_grad():  # torch.func.grad still differentiates; nothing else builds a graph
-        chunks = [
-            path.attributions(x_all[chunk], base_all[chunk], digits[chunk])
-            for chunk in (slice(s, s + images_per_chunk) for s in range(0, len(x_all), images_per_chunk))
-        ]
-    return torch.cat(chunks)[: len(images)].to(images.device)
+        attributions = path.all_attributions(x_all, base_all, digits, images_per_chunk, len(images), done)
+    return attributions[: len(images)].to(images.device)
 
 
 def fast_twin(compile=False):
@@ -166,6 +166,17 @@ class StraightPaths:
         self.params, self.buffers = functional_state(self.body)  # convolution weights channels-last
         self.summed_gradient, self.bfloat16 = summed_gradient, bfloat16
         self.alphas, self.weights, self.steps_per_chunk = alphas, weights, steps_per_chunk
+
+    def all_attributions(self, x_all, base_all, digits, images_per_chunk, count, done=None):
+        """The attributions (N, 1, 28, 28) of all images, `images_per_chunk` at a time. After each chunk,
+        `done` (if given) is called with its number of images among the first `count`, which are not padding."""
+        chunks = []
+        for s in range(0, len(x_all), images_per_chunk):
+            chunk = slice(s, s + images_per_chunk)
+            chunks.append(self.attributions(x_all[chunk], base_all[chunk], digits[chunk]))
+            if done is not None:
+                done(min(s + images_per_chunk, count) - s)
+        return torch.cat(chunks)
 
     def attributions(self, x, base, digits):
         """(x - x') * sum_k w_k dF/dx at the path points, for a chunk x, base (n, 1, 28, 28)."""

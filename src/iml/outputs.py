@@ -5,7 +5,7 @@ figure of one run written together or not at all.
   figures, which are tracked, so that an ordinary run never changes a tracked file.
 - Inside `figure_set(out, command)`, `save_figure` renders each figure into a hidden temporary file
   beside its target. When the block ends without an error, the files are renamed into place one
-  after the other with Ctrl-C and SIGTERM held back for those few renames (they arrive right after);
+  after the other with Ctrl-C and SIGTERM held back for those few renames (they take effect right after);
   a run stopped or failed earlier leaves the previous figures as they were, and no temporary file.
 - Runs with different options never leave a mix: the names a command wrote into a folder are kept
   in the hidden file `.<command>.figures` there, and a figure of the previous set that this run
@@ -140,15 +140,23 @@ def previous_names(manifest):
 
 @contextlib.contextmanager
 def signals_held():
-    """Hold back SIGINT and SIGTERM during the block; one that arrives meanwhile is handled right after.
+    """Hold back SIGINT and SIGTERM during the block: one that arrives meanwhile is noted, and handled by
+    the usual handler right after it.
 
-    Only the main thread of a POSIX system can do this; elsewhere the block runs unprotected.
+    Python-level handlers, not a signal mask: a mask holds only the calling thread, and the system
+    may hand a signal for the process to any other (PyTorch's worker threads). Only the main
+    thread can set handlers; elsewhere the block runs unprotected.
     """
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    arrived = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, lambda number, frame: arrived.append(number)) for number in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+        for number in dict.fromkeys(arrived):
+            signal.raise_signal(number)

@@ -7,7 +7,8 @@ and stays short; a loop that ends sooner writes nothing there. The environment v
 IML_PROGRESS_INTERVAL sets that interval in seconds (0: a line at every update); TQDM_DISABLE=1
 hides the bars.
 
-`bars_cleared_on_error` clears the bars an error leaves open, so the error's one line stands alone.
+`optimizer_steps` counts the steps of a loop that cannot hold a bar; `bars_cleared_on_error` clears
+the bars an error leaves open, so that the error's one line stands alone.
 """
 
 import contextlib
@@ -60,6 +61,23 @@ def progress(iterable=None, *, total=None, unit, desc, leave=True):
         return tqdm(iterable, file=stream, dynamic_ncols=True, **settings)
     interval = log_interval()
     return tqdm(iterable, file=LogLines(stream), mininterval=interval, maxinterval=interval, delay=interval, **settings)
+
+
+@contextlib.contextmanager
+def optimizer_steps(total, desc):
+    """A bar in steps that every `torch.optim` optimizer's step advances while the block runs.
+
+    For a loop that cannot hold a bar itself (the exercise's own, which students write): the
+    optimizer steps are counted by torch's global step hook, removed again on the way out.
+    """
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    with progress(total=total, unit="steps", desc=desc) as bar:
+        hook = register_optimizer_step_post_hook(lambda *_: bar.update())
+        try:
+            yield bar
+        finally:
+            hook.remove()
 
 
 @contextlib.contextmanager

@@ -294,16 +294,19 @@ def optimize_both(args, model, starts, generator):
     """(plain result, regularized result or None when every regularizer is off, the regularizers in words)."""
     from iml.cli import UserError
     from iml.input_opt_plots import describe
+    from iml.progress import optimizer_steps
 
     penalties = Penalties(l2=args.l2, tv=args.tv)
     parametrization = Parametrization(jitter=args.jitter, blur=args.blur, clip=args.clip)
+    runs = 1 if penalties == NO_PENALTIES and parametrization == FREE_PIXELS else 2
     try:
-        plain = optimize_inputs(model, args.neuron, starts, args.steps, args.lr)
-        regular = None
-        if penalties != NO_PENALTIES or parametrization != FREE_PIXELS:
-            regular = optimize_inputs(
-                model, args.neuron, starts, args.steps, args.lr, penalties, parametrization, generator
-            )
+        with optimizer_steps(runs * args.steps, "plain, then regularized ascent" if runs == 2 else "gradient ascent"):
+            plain = optimize_inputs(model, args.neuron, starts, args.steps, args.lr)
+            regular = None
+            if runs == 2:
+                regular = optimize_inputs(
+                    model, args.neuron, starts, args.steps, args.lr, penalties, parametrization, generator
+                )
     except FloatingPointError as error:
         raise UserError(f"{error}; lower --lr (now {args.lr:g}) and run again.") from None
     return plain, regular, describe(penalties, parametrization)

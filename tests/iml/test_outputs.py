@@ -2,8 +2,6 @@
 together or not at all, a new set leaves no figure of an older one behind, a stopped run says what
 it wrote, and retraining leaves the shipped weights alone."""
 
-import argparse
-import importlib
 import os
 import re
 import signal
@@ -13,13 +11,12 @@ import time
 
 import matplotlib.pyplot as plt
 import pytest
-from conftest import wait_for_handler
+from conftest import every_parser, wait_for_handler
 
 import deepfake_interpretation
 import input_opt
 import mnist_integrated
 from iml import cli, common, outputs
-from iml.__main__ import COMMANDS
 from iml.common import ROOT, WEIGHTS_PATH
 from iml.mnist_cnn import RETRAINED_PATH, weights_path
 from iml.outputs import OUTPUTS_DIR, figure_set, save_figure, write_figures
@@ -29,21 +26,6 @@ def tiny_figure(value=0.0):
     fig, ax = plt.subplots(figsize=(1, 1))
     ax.plot([0, 1], [value, value])
     return fig
-
-
-def every_parser():
-    """(name, parser) of each script and of each `python -m iml` command and subcommand."""
-    parsers = [(m.__name__, m.build_parser()) for m in (input_opt, mnist_integrated, deepfake_interpretation)]
-    for name, (module_name, _) in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        if not hasattr(module, "build_parser"):  # handout and grade write only where they are told
-            continue
-        parser = module.build_parser()
-        for action in parser._actions:  # the data commands share one parser with subcommands
-            if isinstance(action, argparse._SubParsersAction):
-                parser = action.choices[name]
-        parsers.append((name, parser))
-    return parsers
 
 
 def out_default(parser):

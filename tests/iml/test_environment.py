@@ -1,0 +1,73 @@
+"""Paths and surroundings a user can get wrong: symbolic link loops on every path option, a plotting
+backend matplotlib refuses, and a terminal whose encoding cannot show a path."""
+
+import re
+
+import pytest
+from conftest import argparse_error, assert_clear_error, every_parser, run_iml, run_script
+
+from iml import cli
+from iml.__main__ import main as iml_main
+
+LOOP = "goes through a symbolic link loop (a link that leads back to itself); remove the link or give another path"
+
+
+@pytest.fixture
+def loop(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    return tmp_path / "loop"
+
+
+def path_options(parser):
+    return [a for a in parser._actions if a.type is cli.path_argument]
+
+
+PATH_OPTIONS = [(name, parser, a) for name, parser in every_parser() for a in path_options(parser)]
+
+
+@pytest.mark.parametrize(
+    ("name", "parser", "action"), PATH_OPTIONS, ids=[f"{n}{a.option_strings}" for n, _, a in PATH_OPTIONS]
+)
+def test_every_path_option_refuses_a_link_loop_before_any_work(name, parser, action, loop, capsys):
+    for path in (loop, loop / "below"):
+        argv = [action.option_strings[0], str(path)] if action.option_strings else [str(path)]
+        assert f"{path} {LOOP}" in argparse_error(parser, argv, capsys)
+
+
+def test_there_are_path_options_to_check():
+    assert len(PATH_OPTIONS) >= 20
+
+
+@pytest.mark.parametrize("argv", [["handout", "--out"], ["grade"], ["grade", "--json"]])
+def test_handout_and_grade_refuse_a_link_loop(argv, loop, capsys):
+    with pytest.raises(SystemExit) as info:
+        iml_main([*argv, str(loop)])
+    assert info.value.code == 2 and LOOP in capsys.readouterr().err
+
+
+def test_an_output_folder_below_a_link_loop_is_refused(loop):
+    with pytest.raises(cli.UserError, match=f"^--out .*loop/a {re.escape(LOOP)}.$"):
+        cli.check_output_folder(loop / "a")
+
+
+def test_a_plotting_backend_matplotlib_refuses_is_replaced_by_agg_before_the_work(tmp_path):
+    result = run_iml(
+        "input-opt-regularized", "--neuron", "3", "--steps", "2", "--out", tmp_path, env={"MPLBACKEND": "nosuch"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        "note: MPLBACKEND=nosuch cannot be used (Key backend: 'nosuch' is not a valid value for backend); "
+        "drawing with Agg."
+    )
+    assert (tmp_path / "input_opt_regularized.png").exists()
+
+
+def test_any_output_encoding_can_show_a_path(tmp_path):
+    out = tmp_path / "bilder-ä"
+    result = run_script(
+        "input_opt.py", "--neuron", "3", "--steps", "2", "--out", out, env={"PYTHONIOENCODING": "ascii"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "bilder-\\xe4/input_opt_grid.png" in result.stdout
+    failing = run_script("input_opt.py", "--weights", out / "nö.pth", env={"PYTHONIOENCODING": "ascii"})
+    assert_clear_error(failing, "n\\xf6.pth does not exist")
