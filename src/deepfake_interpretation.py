@@ -159,7 +159,7 @@ def detect(args: argparse.Namespace, device: torch.device) -> dict:
 
 
 def plot(result: dict, data_label: str, trained_on: str) -> dict[str, plt.Figure]:
-    """Plot the mean spectra and their difference, and the weights reshaped to the image's shape.
+    """Plot the mean spectra and their difference, and what the weights decide: fake − real, as a spectrum.
 
     Args:
         result: What `detect` returns: means, difference, weights and the test's confusion matrix.
@@ -169,24 +169,17 @@ def plot(result: dict, data_label: str, trained_on: str) -> dict[str, plt.Figure
     Returns:
         The figures deepfake_spectra.png and deepfake_weights.png by file name.
     """
-    from iml.deepfake_plots import show_map
+    from iml.deepfake_plots import mean_maps_figure, weights_figure
 
     rgb = {key: result[key].float().mean(dim=-3).cpu().numpy() for key in ("means", "difference", "weights")}
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5), layout="constrained")
-    low, high = rgb["means"].min(), rgb["means"].max()  # one colour scale for real and fake
-    for ax, values, name in zip(axes, rgb["means"], ("real", "fake")):
-        show_map(fig, ax, values, "fft", f"{name}: mean ln(|FFT2| + eps)", False, low, high, "ln(|FFT2| + eps)")
-    show_map(fig, axes[2], rgb["difference"], "fft", "difference: fake − real", True, label="fake − real")
-    fig.suptitle(f"Mean log spectrum, averaged over RGB, of {data_label}")
-    figures = {"deepfake_spectra.png": fig}
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5), layout="constrained")
-    for ax, values, name in zip(axes, rgb["weights"], ("real", "fake")):
-        show_map(fig, ax, values, "fft", f"weights of the '{name}' logit", True, label="weight")
+    title = f"Mean log spectrum, averaged over RGB, of {data_label} (frequency zero in the centre)"
+    figures = {
+        "deepfake_spectra.png": mean_maps_figure(rgb["means"][0], rgb["means"][1], rgb["difference"], "fft", title)
+    }
     decision = rgb["weights"][1] - rgb["weights"][0]  # only the difference of the two logits decides
-    show_map(fig, axes[2], decision, "fft", "fake − real (red pushes towards 'fake')", True, label="weight")
     accuracy = f"test accuracy {(result['test'].trace() / result['test'].sum()).item():.2%}"
-    fig.suptitle(f"One nn.Linear on standardized log spectra, {accuracy}\ntrained on {trained_on}")
-    return {**figures, "deepfake_weights.png": fig}
+    title = f"One nn.Linear on standardized log spectra, {accuracy}\ntrained on {trained_on}"
+    return {**figures, "deepfake_weights.png": weights_figure(decision, "fft", title)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -152,7 +152,7 @@ def plot_grid(ascent: Ascent, title: str) -> plt.Figure:
         ax.set(xticks=[], yticks=[], title=f"digit {ascent.neurons[k]}" if s == 0 else "")
         ax.set_xlabel(f"y={ascent.logit[-1, s, k]:.0f}, p={ascent.probability[-1, s, k]:.3f}", fontsize=8)
         ax.set_ylabel(f"{ascent.start_names[s]} start" if k == 0 else "")
-    fig.colorbar(shown, ax=axes, shrink=0.8, label="pixel value: red > 0, white 0, blue < 0 (MNIST pixels: 0 to 1)")
+    fig.colorbar(shown, ax=axes, shrink=0.8, label="pixel value\nred > 0, white 0, blue < 0\n(MNIST pixels: 0 to 1)")
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -216,15 +216,13 @@ def run(args: argparse.Namespace) -> None:
     Raises:
         UserError: When the ascent breaks down (iml.cli's one-line error).
     """
-    from iml.cli import UserError, check_output_folder, device_from_argument
-    from iml.common import relative
+    from iml.cli import UserError, check_output_folder, device_from_argument, relative
     from iml.outputs import write_figures
     from iml.progress import optimizer_steps
 
     check_output_folder(args.out)
     torch.set_num_threads(args.threads)
-    device = device_from_argument(args.device)
-    net = load_cnn(args.weights, device)
+    net = load_cnn(args.weights, device := device_from_argument(args.device))
     names = STARTS if args.init == "both" else (args.init,)
     starts = {name: make_start(name, torch.Generator().manual_seed(args.seed)).to(device) for name in names}
     try:
@@ -234,10 +232,9 @@ def run(args: argparse.Namespace) -> None:
         raise UserError(f"{error}; lower --lr (now {args.lr:g}) and run again.") from None
     about = f"the MNIST CNN ({relative(args.weights)}), {args.steps} Adam steps (lr {args.lr:g})"
     print(f"gradient ascent on logit y_i of {about}, device {device}\n{format_table(ascent)}")
-    figures = {
-        "input_opt_grid.png": plot_grid(ascent, f"Inputs that maximize logit $y_i$ of {about}"),
-        "input_opt_curves.png": plot_curves(ascent, f"Gradient ascent on the input of {about}"),
-    }
+    grid = plot_grid(ascent, f"Inputs that maximize logit $y_i$ of {about}")
+    curves = plot_curves(ascent, f"Gradient ascent on the input of {about}")
+    figures = {"input_opt_grid.png": grid, "input_opt_curves.png": curves}
     written = ", ".join(relative(path) for path in write_figures(figures, args.out, "input_opt"))  # all or none
     print(f"wrote {written}\nfurther: `{FURTHER}` adds L2, total variation, jitter, blur and clipping")
 

@@ -105,17 +105,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises:
         CheckpointError: A missing, unreadable, truncated, oversized, unsafe or foreign file.
     """
-    from iml.checkpoint_files import NOT_A_CHECKPOINT, checkpoint_problem
+    from iml.checkpoint_files import NOT_A_CHECKPOINT, checkpoint_problem, refusal_reason
 
     path = Path(path)
     if (problem := checkpoint_problem(path, MAX_CHECKPOINT_BYTES, MAX_PICKLE_BYTES)) is not None:
         raise CheckpointError(path, problem)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        culprit = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), "unsafe content")
-        reason = f"was refused by the safe loader because it would run code ({culprit.rstrip('.')})"
-        raise CheckpointError(path, reason) from None
+    except pickle.UnpicklingError as error:  # a tensor subclass, or a pickle that would call a function
+        raise CheckpointError(path, refusal_reason(path, error)) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as error:
         raise CheckpointError(path, f"{NOT_A_CHECKPOINT} ({type(error).__name__})") from None
     if not (isinstance(checkpoint, dict) and "model" in checkpoint):
@@ -138,11 +136,11 @@ def load_cnn(path: str | Path, device: str | torch.device = "cpu") -> CNN:
     Raises:
         CheckpointError: As `load_checkpoint`, for another network's weights, and for NaN or Inf weights.
     """
+    from iml.checkpoint_files import load_weights  # also takes the names of DataParallel and torch.compile
+
     checkpoint, model = load_checkpoint(path), CNN()
-    try:
-        model.load_state_dict(checkpoint["model"])
-    except (RuntimeError, TypeError, AttributeError):
-        raise CheckpointError(path, "belongs to another network, not this CNN") from None
+    if (problem := load_weights(model, checkpoint["model"], path)) is not None:
+        raise CheckpointError(path, problem)
     # checked after loading, when every tensor has this CNN's shape: a crafted view could be far larger
     for name, tensor in model.state_dict().items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():

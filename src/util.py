@@ -71,14 +71,13 @@ def list_images(folder: str | Path, skip_unreadable: bool = False) -> list[Path]
         The paths.
 
     Raises:
-        InputError: The folder is missing or empty, or holds another file and not `skip_unreadable`.
+        InputError: The folder is missing, no readable folder or empty, or holds another file and not `skip_unreadable`.
     """
     from iml.common import InputError, relative
-    from iml.image_files import empty_folder_facts, image_folder_error, name_listing, png_problem, visible_files
+    from iml.image_files import check_image_folder, empty_folder_facts, name_listing, png_problem, visible_files
 
     folder = Path(folder)
-    if (error := image_folder_error(folder)) is not None:
-        raise error
+    check_image_folder(folder)  # missing, a file, a link loop, unreadable: each named
     names = visible_files(folder)
     if not names:
         raise InputError(*empty_folder_facts(folder, FFHQ_DIR, is_standin(folder)))
@@ -114,14 +113,15 @@ def load_folder(
         The (train, validation, test) lists.
 
     Raises:
-        ValueError: A size is not a non-negative int.
+        ValueError: A size is not a whole number from 0 up (an int or a numpy integer; bool and float are refused).
         InputError: The folder holds fewer usable images than asked for (or see `list_images`).
     """
     from iml.common import InputError, relative
 
     for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be a whole number of images from 0 up (int or numpy integer), got {value!r}")
+    train_size, val_size, test_size = int(train_size), int(val_size), int(test_size)  # numpy's uint8 would wrap
     files = list_images(folder, skip_unreadable)
     needed = train_size + val_size + test_size
     if len(files) < needed:

@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -128,12 +129,13 @@ def sparse_mnist(path):
         file.truncate(2 * GIB)
 
 
-def gzip_mnist_bomb(path):
-    """A .gz labels file with a valid header for 10,000 labels that inflates to 1 GiB (4.7 MB on disk)."""
-    with gzip.open(path, "wb", compresslevel=1) as file:
+def gzip_mnist_bomb(path, level=1, inflated=GIB):
+    """A .gz labels file with a valid header for 10,000 labels that inflates to `inflated` bytes
+    (1 GiB: 4.7 MB on disk, refused by its size; 512 MiB at level 9: 0.5 MB, refused while inflated)."""
+    with gzip.open(path, "wb", compresslevel=level) as file:
         file.write(IDX_LABELS_MAGIC.to_bytes(4, "big") + (10_000).to_bytes(4, "big"))
         chunk = bytes(16 * 2**20)
-        for _ in range(GIB // len(chunk)):
+        for _ in range(inflated // len(chunk)):
             file.write(chunk)
 
 
@@ -166,6 +168,36 @@ def sparse_weights(path):
     """A 2 GiB sparse file of zeros named like weights (torch's legacy format would read all of it)."""
     with open(path, "wb") as file:
         file.truncate(2 * GIB)
+
+
+def crowded_checkpoint(path, members=1_000_000):
+    """A 47 MB zip archive whose table of contents lists a million empty members: zipfile turns each
+    into a Python object, about 1 GB in all, before anything is unpacked."""
+    fields = (b"PK\x01\x02", 20, 3, 20, 0, 0, 0, 0, 33, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0)
+    entry = struct.pack(zipfile.structCentralDir, *fields) + b"a"
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, len(entry) * members, 0, 0)
+    zip64_end = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, members, members, len(entry) * members, 0)
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, len(entry) * members, 1)
+    with open(path, "wb") as file:
+        file.write(entry * members + zip64_end + locator + end)
+
+
+def sparse_manifest(path):
+    """MANIFEST.csv of an imported folder: its header, then a 1 GiB sparse tail."""
+    path.parent.mkdir()
+    with open(path, "w") as file:
+        file.write("file,class,source,format,width,height,mode,orientation,crop_box,filter\n")
+        file.truncate(GIB)
+
+
+def sparse_png(path):
+    """A 128x128 RGB PNG header whose first IDAT chunk declares 2 GiB, all of it a sparse tail:
+    Pillow's verify() reads each chunk whole to check its CRC."""
+    signature, ihdr = b"\x89PNG\r\n\x1a\n", struct.pack(">2I5B", 128, 128, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    with open(path, "wb") as file:
+        file.write(signature + chunk + struct.pack(">I", 2 * GIB - 1) + b"IDAT")
+        file.truncate(2 * GIB + 64)
 
 
 CHILD = r"""
@@ -211,6 +243,14 @@ BOMBS = {
         "t10k-labels-idx1-ubyte.gz",
         gzip_mnist_bomb,
         "read_idx(path, IDX_LABELS_MAGIC, (10_000,))",
+        r"InputError: .* is [\d.]+ MiB, more than a gzip of its 10,008 bytes can be \(1.0 MiB\); it is corrupt, "
+        r"delete it and run again\.$",
+        "gzip.open(path).read()",
+    ),
+    "compact gzip bomb": (
+        "t10k-labels-idx1-ubyte.gz",
+        lambda path: gzip_mnist_bomb(path, level=9, inflated=GIB // 2),
+        "read_idx(path, IDX_LABELS_MAGIC, (10_000,))",
         r"InputError: .* has more than 10000 data bytes, not 10000; it is truncated or corrupt",
         "gzip.open(path).read()",
     ),
@@ -226,10 +266,39 @@ BOMBS = {
         "weights.pth",
         sparse_weights,
         "models.load_cnn(path)",
-        r"CheckpointError: weights file .* is truncated or not a PyTorch checkpoint$",
+        r"CheckpointError: weights file .* is 2,048 MiB, more than the 64 MiB accepted for this CNN's weights, "
+        r"whose file takes 1.6 MB$",
         "open(path, 'rb').read()",
     ),
+    "crowded checkpoint": (
+        "weights.pth",
+        crowded_checkpoint,
+        "models.load_cnn(path)",
+        r"CheckpointError: weights file .* has a table of contents of 45 MiB, more than the 64 KiB of a checkpoint "
+        r"of this CNN$",
+        "__import__('zipfile').ZipFile(path).infolist()",
+    ),
+    "sparse manifest": (
+        "faces/MANIFEST.csv",
+        sparse_manifest,
+        "__import__('iml.ffhq_import').ffhq_import.read_manifest(path.rsplit('/', 1)[0])",
+        r"InputError: .*MANIFEST.csv is 1,024 MiB, more than the 64 MiB that ffhq-import writes for up to 500,000 "
+        r"pictures; it was not written by ffhq-import, delete it or import the pictures again with "
+        r"`python -m iml ffhq-import --real DIR --fake DIR --out .*faces --force`\.$",
+        "open(path).read()",
+    ),
+    "sparse PNG": (
+        "00000.png",
+        sparse_png,
+        "raise ValueError(__import__('iml.image_files').image_files.png_problem(path))",
+        r"ValueError: 2,048 MiB, more than the 4.0 MiB a 128x128 PNG takes$",
+        "__import__('PIL.PngImagePlugin').PngImagePlugin.PngImageFile(path).verify()",
+    ),
 }
+
+
+# a table of contents cannot be sparse: a million members take 47 MB on disk, and 1 GB once zipfile read them
+ON_DISK = {"crowded checkpoint": 64 * 2**20}
 
 
 @pytest.mark.parametrize("bomb", list(BOMBS))
@@ -237,7 +306,7 @@ def test_a_memory_bomb_is_refused_within_300_mb(tmp_path, bomb):
     name, make, refusal, refused, control = BOMBS[bomb]
     path = tmp_path / name
     make(path)
-    assert os.stat(path).st_blocks * 512 < 8 * 2**20  # small on disk
+    assert os.stat(path).st_blocks * 512 < ON_DISK.get(bomb, 8 * 2**20)  # small on disk
     code = CHILD.format(src=str(ROOT / "src"), budget=BUDGET, refusal=refusal, control=control)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     result = subprocess.run(

@@ -227,6 +227,8 @@ def test_grid_has_its_title_and_shows_unbounded_optima_on_a_diverging_scale_cent
     # a colour bar that names its quantity
     bar = next(ax for ax in fig.axes if not ax.images)
     assert "pixel value" in bar.get_ylabel()
+    # the label describes this red-blue scale (white is 0), not MNIST's black-and-white rendering
+    assert "white 0" in bar.get_ylabel() and "black" not in bar.get_ylabel()
     assert [ax.get_title() for ax in images[:3]] == ["digit 3", "digit 5", "digit 8"]
     assert [images[0].get_ylabel(), images[3].get_ylabel()] == ["random start", "ones start"]
     # below each image its final logit and probability

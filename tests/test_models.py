@@ -70,7 +70,10 @@ def test_checkpoint_round_trip_and_foreign_weights(tmp_path):
     torch.save({"model": torch.nn.Linear(3, 2).state_dict()}, path)
     with pytest.raises(CheckpointError) as info:
         load_cnn(path)
-    assert "belongs to another network, not this CNN; recreate it with" in cli.user_message(info.value)
+    assert (
+        "belongs to another network, not this CNN (it lacks features.0.weight, features.0.bias, features.3.weight "
+        "and 7 more, and it has weight, bias, which this CNN lacks); recreate it with"
+    ) in cli.user_message(info.value)
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError) as info:
         load_cnn(path)
@@ -256,3 +259,88 @@ def test_weights_holding_nan_stop_input_optimization_before_it_starts(tmp_path):
     assert_clear_error(result, "nan.pth holds NaN or Inf in classifier.1.weight; recreate it with", "--retrain")
     assert "learning rate" not in result.stderr and "--lr" not in result.stderr
     assert not (tmp_path / "figures").exists()
+
+
+# ------------------------------------------------------------------ state dicts of wrapped networks, tensor subclasses
+
+
+WRAPPED = {
+    "DataParallel": ("module.", "nn.DataParallel or DistributedDataParallel"),
+    "torch.compile": ("_orig_mod.", "torch.compile"),
+    "both": ("module._orig_mod.", "nn.DataParallel or DistributedDataParallel and torch.compile"),
+}
+
+
+@pytest.mark.parametrize(("prefix", "wrapper"), WRAPPED.values(), ids=WRAPPED.keys())
+@pytest.mark.parametrize("bare", [False, True], ids=["checkpoint", "bare state dict"])
+def test_weights_of_a_wrapped_network_load_without_the_prefix_and_say_so(tmp_path, capsys, prefix, wrapper, bare):
+    model, path = CNN(), tmp_path / "wrapped.pth"
+    state = {prefix + name: value for name, value in model.state_dict().items()}
+    torch.save(state if bare else {"model": state}, path)
+    loaded = load_cnn(path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    note = capsys.readouterr().err.strip()
+    assert note == (
+        f"note: weights file {path} was saved from a network wrapped by {wrapper} "
+        f"(every name starts with '{prefix}'); loaded without that prefix."
+    )
+
+
+def test_a_prefix_on_only_some_names_is_another_network(tmp_path, capsys):
+    state = CNN().state_dict()
+    state["module.features.0.weight"] = state.pop("features.0.weight")
+    path = tmp_path / "half.pth"
+    torch.save({"model": state}, path)
+    with pytest.raises(CheckpointError, match=r"it lacks features\.0\.weight, and it has module\.features\.0\.weight"):
+        load_cnn(path)
+    torch.save({"model": {f"module.{k}": v for k, v in torch.nn.Linear(3, 2).state_dict().items()}}, path)
+    with pytest.raises(CheckpointError, match=r"it has weight, bias, which this CNN lacks\)$"):
+        load_cnn(path)  # another network behind a wrapper's prefix: no note that it was loaded
+    assert capsys.readouterr().err == ""
+
+
+def test_weights_of_another_shape_are_named_with_both_shapes(tmp_path):
+    state = CNN().state_dict()
+    state["classifier.3.weight"] = torch.zeros(2, 256)
+    path = tmp_path / "shape.pth"
+    torch.save({"model": state}, path)
+    with pytest.raises(
+        CheckpointError, match=r"not this CNN \(classifier\.3\.weight is \(2, 256\), not \(10, 256\)\)$"
+    ):
+        load_cnn(path)
+
+
+def test_parameters_saved_in_the_state_dict_load_safely(tmp_path):
+    model, path = CNN(), tmp_path / "parameters.pth"
+    torch.save({"model": {name: torch.nn.Parameter(value) for name, value in model.state_dict().items()}}, path)
+    loaded = load_cnn(path)
+    assert torch.equal(loaded.features[0].weight, model.features[0].weight)
+
+
+class LabelledTensor(torch.Tensor):
+    """A tensor subclass, such as libraries define: the safe loader would have to import it."""
+
+
+def test_a_tensor_subclass_is_named_as_one_not_as_code_that_would_run(tmp_path):
+    path = tmp_path / "subclass.pth"
+    state = {name: value.as_subclass(LabelledTensor) for name, value in CNN().state_dict().items()}
+    torch.save({"model": state}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_cnn(path)
+    assert info.value.reason == (
+        f"holds tensors of the class {__name__}.LabelledTensor, a subclass of torch.Tensor, which the safe loader "
+        "does not build because that would import the class and run its code (save plain tensors, "
+        "t.as_subclass(torch.Tensor))"
+    )
+
+
+def test_a_pickle_that_calls_a_function_names_it(tmp_path):
+    marker, path = tmp_path / "ran", tmp_path / "evil.pth"
+    torch.save({"model": RunsCommand(f"touch {marker}")}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_cnn(path)
+    assert (
+        info.value.reason
+        == f"was refused by the safe loader because it would run code (it calls {os.system.__module__}.system)"
+    )
+    assert not marker.exists()

@@ -3,6 +3,8 @@ reader. The MNIST files' reader and fetchers (iml/mnist_data.py) are tested in t
 the PNG check (iml/image_files.py) in tests/iml/test_image_files.py, the data commands (`python -m iml ...`)
 in tests/iml/test_data_cli.py; memory bombs among the MNIST files are refused in test_hardening_reading.py."""
 
+import os
+import re
 import zlib
 
 import numpy as np
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import util
-from iml import cli
+from iml import cli, image_files
 from iml.common import InputError
 from iml.image_files import fake_name, natural_key, real_name
 from iml.mnist_data import MNIST_TEST_LABEL_COUNTS, write_mnist_raw
@@ -113,6 +115,47 @@ def test_load_folder_sorts_naturally_splits_disjointly_and_checks_sizes(tmp_path
     (tmp_path / "empty").mkdir()
     with raises_explained("empty holds no image files"):
         util.load_folder(tmp_path / "empty", 1, 1, 1)
+
+
+def test_load_folder_takes_numpy_integer_sizes_and_refuses_bool_float_and_negative_ones(tmp_path):
+    folder = tmp_path / "A_ffhq"
+    for i in range(4):
+        write_png(folder / real_name(i), seed=i)
+    train, val, test = util.load_folder(folder, np.int64(2), np.int32(1), np.uint8(1))
+    assert (len(train), len(val), len(test)) == (2, 1, 1)
+    for value in (True, np.bool_(True), 2.0, np.float64(2.0), "2", None, -1, np.int64(-1)):
+        expected = f"val_size must be a whole number of images from 0 up (int or numpy integer), got {value!r}"
+        with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+            util.load_folder(folder, 1, value, 1)
+    with raises_explained(r"holds 4 usable images, fewer than the 300 asked for \(train 200 \+ validation 100"):
+        util.load_folder(folder, np.uint8(200), np.uint8(100), 0)  # added as numpy's uint8, 300 would wrap to 44
+
+
+def odd_image_folder(path, kind):
+    """Put at `path` something that is not a readable folder; returns the words that name it."""
+    if kind == "file":
+        path.write_bytes(png_bytes())
+        return "is a file, not a folder; an image folder must be a readable folder of PNG files: remove it"
+    if kind == "link loop":
+        path.symlink_to(path)
+        return "cannot be reached (Too many levels of symbolic links); an image folder must be"
+    if kind == "dangling link":
+        path.symlink_to(path.with_name("gone"))
+        return "is a link to nothing (its target does not exist); an image folder must be"
+    path.mkdir()
+    path.chmod(0)
+    return "is not readable (permission denied); an image folder must be a readable folder of PNG files: make it"
+
+
+@pytest.mark.parametrize("kind", ["file", "link loop", "dangling link", "unreadable"])
+def test_load_folder_names_what_is_there_instead_of_a_folder(tmp_path, kind, monkeypatch):
+    if kind == "unreadable" and os.geteuid() == 0:  # root reads a folder of mode 000: deny it as a user's access would
+        monkeypatch.setattr(image_files.os, "access", lambda path, mode: False)
+    folder = tmp_path / "A_ffhq"
+    words = odd_image_folder(folder, kind)
+    with raises_explained(rf"^{re.escape(str(folder))} {re.escape(words)}") as info:
+        util.load_folder(folder, 1, 0, 0)
+    assert "does not exist;" not in cli.user_message(info.value) and "ffhq-download" not in cli.user_message(info.value)
 
 
 # (hint, the line after the facts) of an empty folder, by the dataset it belongs to
@@ -326,3 +369,14 @@ def test_welford_empty_batch_after_data_changes_nothing():
     assert estimator.count == 9
     assert torch.isfinite(mean).all() and torch.isfinite(std).all()
     assert torch.equal(mean, before[0]) and torch.equal(std, before[1])
+
+
+def test_read_rgb_refuses_a_file_larger_than_an_exercise_image_before_reading_it(tmp_path):
+    path = tmp_path / "00000.png"
+    with open(path, "wb") as file:
+        file.truncate(5 * 2**20)  # sparse: no disk space
+    with raises_explained(
+        rf"^{re.escape(str(path))} is 5.0 MiB, more than the 4.0 MiB that an exercise image takes; "
+        r"delete or replace it and run again\.$"
+    ):
+        util.read_rgb(path, util.IMAGE_SIZE)

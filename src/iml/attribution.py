@@ -209,13 +209,13 @@ def randomization_test(net, explain, images, digits, mask=None, seed=0):
 
 
 @torch.no_grad()
-def deletion_curve(net, images, digits, scores, fractions, fill=0.0):
+def deletion_curve(net, images, digits, scores, fractions, fill=0.0, progress=None):
     """Probability of `digits` as the highest-scoring pixels are replaced by `fill` (the pixel-deletion
     curve of Samek et al. 2017, "Evaluating the visualization of what a deep neural network has
     learned", arXiv:1509.06321).
 
-    images, scores: (N, 1, H, W); fractions: (F,) in [0, 1] of the pixels to remove.
-    Returns the softmax probabilities (N, F).
+    images, scores: (N, 1, H, W); fractions: (F,) in [0, 1] of the pixels to remove; progress: a bar
+    that counts the images evaluated, N per fraction, or None. Returns the softmax probabilities (N, F).
     """
     n = len(images)
     pixels = images[0].numel()
@@ -227,6 +227,8 @@ def deletion_curve(net, images, digits, scores, fractions, fill=0.0):
         removed = (rank < round(fraction * pixels)).view_as(images)
         logits = net(torch.where(removed, torch.full_like(images, fill), images))
         probabilities.append(logits.softmax(dim=1).gather(1, digits[:, None]).squeeze(1))
+        if progress is not None:
+            progress.update(n)
     return torch.stack(probabilities, dim=1)
 
 

@@ -2,17 +2,26 @@
 the reader forever) and a zip archive, as torch.save writes, whose members unpack to no more than
 models.py allows, so that a tiny file cannot make torch.load allocate gigabytes.
 
-models.load_checkpoint asks `checkpoint_problem` with its limits, then loads with weights_only=True.
+models.load_checkpoint asks `checkpoint_problem` with its limits, then loads with weights_only=True
+and explains a refusal with `refusal_reason`; models.load_cnn loads the state dict with
+`load_weights`, which accepts the names of a network wrapped by DataParallel or torch.compile.
 """
 
+import re
+import sys
 import zipfile
 
+import torch
+
+from iml.common import printable, relative
 from iml.file_limits import size_problem, zip_directory_problem
 
 NOT_A_CHECKPOINT = "is truncated or not a PyTorch checkpoint"
 # torch.save stores its members uncompressed, so the file is its members plus about 100 bytes of
 # headers each; the CNN's checkpoint has 16 members and a table of contents of 1.2 KB.
 MAX_TABLE_OF_CONTENTS = 64 * 2**10
+# The prefix that a wrapper puts on every name of a network's state dict, and the wrapper.
+WRAPPERS = {"module.": "nn.DataParallel or DistributedDataParallel", "_orig_mod.": "torch.compile"}
 
 
 def checkpoint_problem(path, max_unpacked, max_pickled):
@@ -48,3 +57,85 @@ def checkpoint_problem(path, max_unpacked, max_pickled):
             f"(at most {max_pickled // 2**20} MiB is accepted)"
         )
     return None
+
+
+def refusal_reason(path, error):
+    """Why torch.load(weights_only=True) refused `path`, from its UnpicklingError `error`, said precisely.
+
+    Tensors of a subclass of torch.Tensor are pickled as a call of _rebuild_from_type_v2 with the
+    class, which the safe loader would have to import: that case is named apart from a pickle
+    that calls any other function (os.system, ...). Nothing was run in either case.
+    """
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    culprit = found.group(1) if found else "unsafe content"
+    if found and b"_rebuild_from_type_v2" in pickle_bytes(path):
+        return (
+            f"holds tensors of the class {culprit}, a subclass of torch.Tensor, which the safe loader does not "
+            "build because that would import the class and run its code (save plain tensors, "
+            "t.as_subclass(torch.Tensor))"
+        )
+    return f"was refused by the safe loader because it would run code (it calls {culprit})"
+
+
+def pickle_bytes(path):
+    """The pickle member of the checkpoint `path` (its size was bounded by `checkpoint_problem`), or b""."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+            return archive.read(name) if name else b""
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return b""
+
+
+def unwrapped_state(state, path):
+    """(`state` with the prefix that a wrapper put on every key removed, the note that says so), for
+    "module." of nn.DataParallel and DistributedDataParallel and "_orig_mod." of torch.compile, also
+    nested; (`state`, None) when its keys carry none."""
+    removed = []
+    while state and (
+        prefix := next((p for p in WRAPPERS if all(isinstance(k, str) and k.startswith(p) for k in state)), None)
+    ):
+        state = {key[len(prefix) :]: value for key, value in state.items()}
+        removed.append(prefix)
+    if not removed:
+        return state, None
+    wrappers = " and ".join(dict.fromkeys(WRAPPERS[prefix] for prefix in removed))
+    return state, (
+        f"note: weights file {relative(path)} was saved from a network wrapped by {wrappers} "
+        f"(every name starts with '{''.join(removed)}'); loaded without that prefix."
+    )
+
+
+def load_weights(model, state, path):
+    """Load the state dict `state` of the weights file `path` into `model`, wrapper prefixes removed
+    (`unwrapped_state`, said on stderr once loaded); returns None, or, when it does not fit, the
+    reason for models.CheckpointError, saying how the names or shapes differ."""
+    state, note = unwrapped_state(state, path)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError):
+        return f"belongs to another network, not this CNN{differences(model, state)}"
+    if note is not None:
+        print(note, file=sys.stderr)
+    return None
+
+
+def differences(model, state):
+    """How the names and shapes of `state` differ from `model`'s: " (it lacks a, b, c and 7 more, and ...)", or ""."""
+    own = model.state_dict()
+    missing = [name for name in own if name not in state]
+    extra = [printable(name) for name in state if name not in own]
+    shapes = [
+        f"{name} is {tuple(value.shape) if torch.is_tensor(value) else type(value).__name__}, not {tuple(own[name].shape)}"
+        for name, value in state.items()
+        if name in own and not (torch.is_tensor(value) and value.shape == own[name].shape)
+    ]
+    parts = [f"it lacks {brief(missing)}"] if missing else []
+    parts += [f"it has {brief(extra)}, which this CNN lacks"] if extra else []
+    parts += [brief(shapes)] if shapes else []
+    return f" ({', and '.join(parts)})" if parts else ""
+
+
+def brief(items, shown=3):
+    """ "a, b, c and 4 more" for messages."""
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")

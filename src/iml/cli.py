@@ -19,7 +19,7 @@ import traceback
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from iml.common import ROOT, WEIGHTS_PATH, InputError, get_device, printable, relative, written_files
+from iml.common import ROOT, WEIGHTS_PATH, InputError, forget_written, get_device, printable, relative, written_files
 from iml.outputs import default_out
 from iml.progress import bars_cleared_on_error
 from models import CheckpointError
@@ -136,11 +136,7 @@ def run_main(main):
     or writing (a full disk, a read-only folder) exits 1 naming the path and the reason; Ctrl-C
     exits 130 and SIGTERM 143, after the same cleanup (temporary files are removed on the way out).
     """
-    signal.signal(signal.SIGTERM, _terminate)
-    for stream in (sys.stdout, sys.stderr):  # any encoding can show any path: what it lacks is escaped
-        with contextlib.suppress(AttributeError, ValueError):
-            stream.reconfigure(errors="backslashreplace")
-    check_plotting_backend()
+    prepare_process()
     try:
         with bars_cleared_on_error():
             main()
@@ -172,6 +168,17 @@ def run_main(main):
     except KeyboardInterrupt:
         print(one_line(stop_message("interrupted")), file=sys.stderr)
         sys.exit(130)
+
+
+def prepare_process():
+    """What every run sets up first: SIGTERM unwinds like Ctrl-C, stdout and stderr escape what their
+    encoding lacks (so any path can be shown), a usable plotting backend, and an empty record of writes."""
+    signal.signal(signal.SIGTERM, _terminate)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
+    check_plotting_backend()
+    forget_written()
 
 
 def check_plotting_backend():

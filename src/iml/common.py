@@ -32,6 +32,7 @@ HOST = re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname().split(".")[0])[:32]
 _held_locks = set()
 _written = []  # what this run has written so far, for the message when it is stopped
 LOCK_WAIT_S = 0.5  # how long a second writer waits for the first one to finish before it gives up
+MAX_LOCK_BYTES = 256  # a lock file holds "<pid>@<host>": whatever is larger is not read
 
 
 class InputError(ValueError):
@@ -218,6 +219,11 @@ def record_written(path):
     _written.append(Path(path))
 
 
+def forget_written():
+    """Start a new record of what this run writes (a process that runs several commands, like the tests)."""
+    _written.clear()
+
+
 def written_files():
     """The files and folders this run has put into place so far, in that order."""
     return list(_written)
@@ -263,6 +269,19 @@ def folder_in_place(target_dir):
     try:
         yield tmp
         replace_folder(tmp, target_dir)
+    finally:
+        remove_path(tmp)
+
+
+@contextlib.contextmanager
+def scratch_folder(name):
+    """Yield a fresh private folder in the system's temporary folder (TMPDIR) for work that is
+    thrown away, removed when the block ends however it ends. It is a partial folder of
+    `TMPDIR/name` (`make_partial_folder`), so one that a killed run left is removed by the next run."""
+    tmp = make_partial_folder(Path(tempfile.gettempdir()) / name)
+    os.chmod(tmp, 0o700)
+    try:
+        yield tmp
     finally:
         remove_path(tmp)
 
@@ -359,8 +378,13 @@ def _take_lock(path, target):
 
 
 def lock_holder(path):
-    """The "<pid>@<host>" written into the lock file `path`, or "" when there is none."""
+    """The "<pid>@<host>" written into the lock file `path`, or "" when there is none.
+
+    Only its first MAX_LOCK_BYTES are read, and only from a regular file (a pipe would block)."""
+    if file_problem(path) is not None:
+        return ""
     try:
-        return path.read_text(errors="replace").strip()[:200]
+        with open(path, "rb") as file:
+            return file.read(MAX_LOCK_BYTES).decode(errors="replace").strip()[:200]
     except OSError:
         return ""

@@ -13,6 +13,8 @@ from iml.outputs import save_figure
 from iml.spectra import REPRESENTATION_NAMES
 from util import FAKE_FOLDER, REAL_FOLDER, is_standin, list_images, read_rgb
 
+CLIPPED = "colour scales end at robust percentiles; a pointed colour-bar end marks values beyond them"
+
 
 def describe_data(data_dir, split_name, count):
     """The data named in every title and log line; stand-in data always says so, imported data names its filters."""
@@ -48,41 +50,55 @@ def display_map(values, representation):
 
 
 def map_axes(ax, representation, shape):
-    """Image extent and axis labels for a map of `representation`."""
+    """(extent, origin) of a map of `representation`, with its axis labels.
+
+    Frequencies increase to the right and upwards, negative ones at the left and bottom; pixel maps
+    keep the image's row 0 at the top.
+    """
     h, w = shape
+    if representation == "pixel":
+        ax.set(xlabel="x (pixels)", ylabel="y (pixels)")
+        return (-0.5, w - 0.5, h - 0.5, -0.5), "upper"
+    ax.set(xlabel="horizontal frequency (cycles/pixel)", ylabel="vertical frequency (cycles/pixel)")
     if representation == "fft":
-        extent = (-0.5, 0.5 - 1 / w, 0.5 - 1 / h, -0.5)
-        ax.set_xlabel("horizontal frequency (cycles/pixel)")
-        ax.set_ylabel("vertical frequency (cycles/pixel)")
-    elif representation == "dct":
-        extent = (0, (w - 1) / (2 * w), (h - 1) / (2 * h), 0)
-        ax.set_xlabel("horizontal frequency (cycles/pixel)")
-        ax.set_ylabel("vertical frequency (cycles/pixel)")
-    else:
-        extent = (0, w, h, 0)
-        ax.set_xlabel("x (pixels)")
-        ax.set_ylabel("y (pixels)")
-    return extent
+        fy, fx = (np.fft.fftshift(np.fft.fftfreq(n)) for n in (h, w))  # the centres of the shifted rows, columns
+        return (fx[0] - 0.5 / w, fx[-1] + 0.5 / w, fy[0] - 0.5 / h, fy[-1] + 0.5 / h), "lower"
+    return (-0.25 / w, (w - 0.5) / (2 * w), -0.25 / h, (h - 0.5) / (2 * h)), "lower"  # DCT-II: k / (2n)
+
+
+def robust_range(*maps):
+    """The 0.5th and 99.5th percentiles over all `maps`: one extreme coefficient (the zero frequency, about
+    14 where the rest of a log spectrum lies between 5 and 8) must not take the whole colour scale."""
+    low, high = np.percentile(np.concatenate([np.ravel(m) for m in maps]), (0.5, 99.5))
+    return float(low), float(high)
+
+
+def extend_of(values, low, high):
+    """The colour bar's `extend`: pointed ends on the sides where `values` reach beyond [low, high]."""
+    below, above = float(np.min(values)) < low, float(np.max(values)) > high
+    return "both" if below and above else "min" if below else "max" if above else "neither"
 
 
 def show_map(fig, ax, values, representation, title, signed, vmin=None, vmax=None, label=None):
     """One map with its colour bar; signed maps get a diverging colour map centred at zero.
 
-    A few extreme coefficients (the zero frequency, a single artefact peak) would wash out the rest,
-    so a signed map's colour range ends at the 99.5th percentile of |values|; the colour bar's
-    pointed ends mark values beyond it.
+    A few extreme coefficients (the zero frequency, a single artefact peak) would wash out the rest, so a
+    signed map's colour range ends at the 99.5th percentile of |values|, and an unsigned map's (unless
+    vmin and vmax are given) at its 0.5th and 99.5th percentiles; the colour bar's pointed ends mark values beyond.
     """
     values = display_map(values, representation)
-    extend = "neither"
+    cmap = "RdBu_r" if signed else "viridis"
     if signed:
         limit = float(np.percentile(np.abs(values), 99.5)) or float(np.abs(values).max()) or 1.0
-        vmin, vmax, cmap = -limit, limit, "RdBu_r"
-        extend = "both" if np.abs(values).max() > limit else "neither"
-    else:
-        cmap = "viridis"
-    extent = map_axes(ax, representation, values.shape)
-    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, extent=extent, interpolation="nearest")
-    ax.set_title(title, fontsize=10)
+        vmin, vmax = -limit, limit
+    elif vmin is None or vmax is None:
+        vmin, vmax = robust_range(values)
+    extent, origin = map_axes(ax, representation, values.shape)
+    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, extent=extent, origin=origin, interpolation="nearest")
+    ax.set_title(title, fontsize=11)
+    extend = extend_of(values, vmin, vmax)
+    if extend != "neither":  # say what the pointed ends hide
+        label = f"{label or ''}\n(scale {vmin:.3g} to {vmax:.3g}; values reach {np.min(values):.3g} to {np.max(values):.3g})"
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=label, extend=extend)
 
 
@@ -91,31 +107,29 @@ def quantity(representation):
     return {"fft": "mean ln(|FFT2| + eps)", "dct": "mean ln(|DCT| + eps)", "pixel": "mean pixel value"}[representation]
 
 
+def mean_maps_figure(real, fake, difference, representation, title):
+    """The mean maps (H, W) of the real and of the fake images on one colour scale, and fake − real."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.8), layout="constrained")
+    low, high = robust_range(real, fake)
+    what = quantity(representation)
+    for ax, values, name in zip(axes, (real, fake), ("real", "fake")):
+        show_map(fig, ax, values, representation, f"{name} images: {what}", False, low, high, label=what)
+    show_map(fig, axes[2], difference, representation, "difference: fake − real", True, label=f"fake − real, {what}")
+    fig.suptitle(f"{title}\n{CLIPPED}", fontsize=12)
+    return fig
+
+
 def plot_mean_maps(means, difference, representation, data_label, path):
     """Mean representation of real and of fake images and fake minus real, each averaged over channels.
 
     means: (2, C, H, W) of the real and the fake images; difference: (C, H, W), fake - real.
     """
-    import matplotlib.pyplot as plt
-
     real, fake = means.mean(dim=1).cpu().numpy()  # (H, W) each
-    low, high = min(real.min(), fake.min()), max(real.max(), fake.max())
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    what = quantity(representation)
-    show_map(fig, axes[0], real, representation, f"real: {what}", False, low, high, label=what)
-    show_map(fig, axes[1], fake, representation, f"fake: {what}", False, low, high, label=what)
-    show_map(
-        fig,
-        axes[2],
-        difference.mean(dim=0).cpu().numpy(),
-        representation,
-        "difference: fake − real",
-        True,
-        label="fake − real",
-    )
     where = " (shifted: frequency zero in the centre)" if representation == "fft" else ""
-    fig.suptitle(f"{REPRESENTATION_NAMES[representation]} averaged over RGB and over {data_label}{where}", fontsize=12)
-    fig.tight_layout()
+    title = f"{REPRESENTATION_NAMES[representation]} averaged over RGB and over {data_label}{where}"
+    fig = mean_maps_figure(real, fake, difference.mean(dim=0).cpu().numpy(), representation, title)
     return save_figure(fig, path)
 
 
@@ -139,6 +153,7 @@ def plot_radial_profile(means, difference, data_label, path):
     bottom.plot(freq, difference_profile, ".-", ms=3, color="black")
     bottom.axhline(0, color="grey", lw=0.8)
     bottom.set_ylabel("fake − real")
+    bottom.set_title("difference of the two curves above: fake − real", fontsize=10)
     bottom.set_xlabel("radial frequency |f| (cycles/pixel)")
     for ax in (top, bottom):
         ax.axvline(0.5, color="grey", ls="--", lw=0.8)
@@ -148,7 +163,7 @@ def plot_radial_profile(means, difference, data_label, path):
         0.5,
         "Nyquist (0.5): beyond it\nonly the corners",
         transform=top.get_xaxis_transform(),
-        fontsize=8,
+        fontsize=9,
         color="grey",
     )
     top.set_title(f"Spectrum averaged over rings of equal frequency and RGB\n{data_label}", fontsize=11)
@@ -156,68 +171,65 @@ def plot_radial_profile(means, difference, data_label, path):
     return save_figure(fig, path)
 
 
-def plot_weights(weights, difference, std, representation, data_label, test_accuracy, path):
-    """The classifier's weights per class and their difference, next to the mean difference of the data.
-
-    weights (2, C, H, W); difference (C, H, W), mean fake - mean real; std (C, H, W), the training
-    split's spread that the classifier's inputs were divided by. FFT maps get a radial profile below.
-    """
+def weights_figure(decision, representation, title, standardized=None):
+    """What decides: the fake − real weights (H, W) as a map and, for FFT maps, averaged over rings of equal
+    frequency on one axis; beside them, when given, the data's standardised gap (H, W) the weights act on."""
     import matplotlib.pyplot as plt
 
+    maps = [(decision, "fake − real weights: what decides\n(red pushes towards 'fake')", "fake − real weight")]
+    if standardized is not None:
+        maps.append(
+            (standardized, "data: (fake − real mean) / std\n(what the weights multiply)", "gap in units of std")
+        )
+    profiles = maps if representation == "fft" else []
+    shape = (1 + bool(profiles), 2) if standardized is not None else (1, 1 + bool(profiles))
+    size = (8 * shape[1], 5.6 * shape[0] + 0.8)
+    fig, axes = plt.subplots(*shape, figsize=size, squeeze=False, layout="constrained")
+    for ax, (values, text, label) in zip(axes.flat, maps):
+        show_map(fig, ax, values, representation, text, True, label=label)
+    for ax, (values, _, label) in zip(list(axes.flat)[len(maps) :], profiles):
+        plot_ring_means(ax, values, label)
+    note = "only the fake − real weights decide a two-way softmax"
+    fig.suptitle(f"{title}\n{note}; {CLIPPED}", fontsize=12)
+    return fig
+
+
+def plot_weights(weights, difference, std, representation, data_label, test_accuracy, path):
+    """The classifier's fake − real weights next to the data's gap between the classes, in units of std.
+
+    weights (2, C, H, W); difference (C, H, W), mean fake - mean real; std (C, H, W), the training
+    split's spread that the classifier's inputs were divided by. FFT maps get radial profiles below.
+    """
     real_w, fake_w = weights.float().mean(dim=1).cpu().numpy()  # (H, W) each: averaged over RGB
-    radial = representation == "fft"
-    fig = plt.figure(figsize=(21, 9.5 if radial else 5.2))
-    grid = fig.add_gridspec(2 if radial else 1, 4, height_ratios=(1.25, 1) if radial else None)
-    panels = [
-        (real_w, "weights of the 'real' logit", "weight"),
-        (fake_w, "weights of the 'fake' logit", "weight"),
-        (fake_w - real_w, "fake − real weights: what decides\n(red pushes towards 'fake')", "weight"),
-        (difference.mean(dim=0).cpu().numpy(), f"data: {quantity(representation)}\nfake − real", "fake − real"),
-    ]
-    for column, (values, title, label) in enumerate(panels):
-        show_map(fig, fig.add_subplot(grid[0, column]), values, representation, title, True, label=label)
-    if radial:
-        # the weights act on standardised coefficients, so compare them with the gap in units of std
-        standardized = (difference / std).mean(dim=0).cpu().numpy()
-        plot_radial_weights(fig.add_subplot(grid[1, :]), fake_w - real_w, standardized)
-    fig.suptitle(
+    standardized = (difference / std).mean(dim=0).cpu().numpy()  # the weights act on standardised coefficients
+    title = (
         f"One nn.Linear on standardised {REPRESENTATION_NAMES[representation]} (RGB averaged), "
-        f"test accuracy {test_accuracy:.2%}\n{data_label}",
-        fontsize=12,
+        f"test accuracy {test_accuracy:.2%}\n{data_label}"
     )
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(weights_figure(fake_w - real_w, representation, title, standardized), path)
 
 
-def plot_radial_weights(ax, decision, standardized):
-    """Ring means of the fake − real weights (H, W) and of the standardised data gap (H, W), on twin axes."""
-    freq, decision_profile = radial_profile(decision)
-    _, magnitude = radial_profile(np.abs(decision))
-    _, data = radial_profile(standardized)
-    ax.plot(freq, decision_profile, ".-", ms=3, color="tab:red", label="fake − real weight, ring mean")
-    ax.plot(freq, magnitude, ".-", ms=3, color="tab:orange", label="|fake − real weight|, ring mean")
+def plot_ring_means(ax, values, label):
+    """The ring means of a signed map (H, W) and of its magnitude against radial frequency, on one axis."""
+    freq, signed = radial_profile(values)
+    _, magnitude = radial_profile(np.abs(values))
+    ax.plot(freq, signed, ".-", ms=3, color="tab:red", label="ring mean")
+    ax.plot(freq, magnitude, ".-", ms=3, color="tab:orange", label="ring mean of |value|: how large, either sign")
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel("radial frequency |f| (cycles/pixel)")
-    ax.set_ylabel("weight (on standardised input)")
-    twin = ax.twinx()
-    twin.plot(freq, data, ".-", ms=3, color="tab:blue", label="data: (fake − real mean) / std, ring mean")
-    twin.set_ylabel("(fake − real) / std of the coefficient", color="tab:blue")
-    # both axes symmetric about zero, so their zero lines coincide
-    ax.set_ylim(-1.1 * np.abs(magnitude).max(), 1.1 * np.abs(magnitude).max())
-    twin.set_ylim(-1.1 * np.abs(data).max(), 1.1 * np.abs(data).max())
     ax.axvline(0.5, color="grey", ls="--", lw=0.8)
+    box = {"facecolor": "white", "alpha": 0.8, "edgecolor": "none"}  # readable where a curve passes behind
     ax.text(
         0.505,
-        0.05,
-        "Nyquist (0.5): beyond it only the corners",
+        0.97,
+        "Nyquist (0.5): beyond it\nonly the corners",
         transform=ax.get_xaxis_transform(),
-        fontsize=8,
-        color="grey",
+        va="top",
+        bbox=box,
     )
-    lines = ax.get_lines()[:2] + twin.get_lines()
-    ax.legend(lines, [line.get_label() for line in lines], loc="upper left")
+    ax.set(xlabel="radial frequency |f| (cycles/pixel)", ylabel=label)
+    ax.set_title("the same, averaged over rings of equal frequency |f|", fontsize=11)
+    ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
-    ax.set_title("the same along radial frequency", fontsize=10)
 
 
 def plot_resampling_study(rows, data_label, path):
@@ -234,8 +246,10 @@ def plot_resampling_study(rows, data_label, path):
     limit = max(float(np.percentile(np.abs(m), 99.5)) for m in maps) or 1.0
     fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 4.9), squeeze=False)
     for ax, row, values in zip(axes[0], rows, maps):
-        extent = map_axes(ax, "fft", values.shape)
-        image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit, extent=extent, interpolation="nearest")
+        extent, origin = map_axes(ax, "fft", values.shape)
+        image = ax.imshow(
+            values, cmap="RdBu_r", vmin=-limit, vmax=limit, extent=extent, origin=origin, interpolation="nearest"
+        )
         low, high = row["test_interval"]
         ax.set_title(
             f"reals: {row['real']}, fakes: {row['fake']}\ntest accuracy {row['test_accuracy']:.0%} "
@@ -243,13 +257,14 @@ def plot_resampling_study(rows, data_label, path):
             fontsize=10,
         )
         ax.label_outer()
-    extend = "both" if max(np.abs(m).max() for m in maps) > limit else "neither"
+    extend = extend_of(np.stack(maps), -limit, limit)
     fig.colorbar(
         image, ax=axes[0].tolist(), fraction=0.02, pad=0.02, extend=extend, label="fake − real, mean ln(|FFT2| + eps)"
     )
     fig.suptitle(
         "Mean log-spectrum difference, fake − real, when both classes are resized to 128 px with different filters "
-        f"(frequency zero in the centre)\n{data_label}",
+        f"(frequency zero in the centre)\n{data_label}; one colour scale, ending at the largest 99.5th percentile "
+        "of |difference|; pointed ends: beyond",
         fontsize=12,
     )
     return save_figure(fig, path)

@@ -11,13 +11,11 @@ exercise's path; tests/test_deepfake_interpretation.py checks that both reach th
 """
 
 import math
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 import util
 from iml.cli import (
@@ -33,6 +31,7 @@ from iml.cli import (
 from iml.common import default_workers, relative
 from iml.deepfake_plots import describe_data
 from iml.face_cache import check_data_folder, load_splits, place_cache
+from iml.progress import progress
 from iml.spectra import feature_batches, standardization
 
 WEIGHT_DECAY = 30.0  # chosen on the shared faces: bench/select_weight_decay.py
@@ -70,7 +69,9 @@ def class_means(images, labels, representation, device, batch_size):
     """Mean representation of real and of fake images, (2, C, H, W) float64, streamed in batches."""
     sums, counts = None, torch.zeros(2, dtype=torch.float64, device=device)
     labels = labels.to(device)
-    for index, features in feature_batches(images, representation, device, batch_size):
+    for index, features in feature_batches(
+        images, representation, device, batch_size, desc=f"{representation}: class means"
+    ):
         y = labels[index]
         if sums is None:
             sums = torch.zeros((2, *features.shape[1:]), dtype=torch.float64, device=device)
@@ -87,14 +88,9 @@ def train_epoch(model, images, labels, representation, optimizer, device, batch_
     model.train()
     order = torch.randperm(len(images), generator=generator).to(images.device)
     total, count = 0.0, 0
-    progress = tqdm(
-        feature_batches(images, representation, device, batch_size, order),
-        total=math.ceil(len(images) / batch_size),
-        desc=desc,
-        leave=False,
-        file=sys.stderr,
-    )
-    for step, (index, features) in enumerate(progress):
+    batches = feature_batches(images, representation, device, batch_size, order)
+    bar = progress(batches, total=math.ceil(len(images) / batch_size), unit="batches", desc=desc, leave=False)
+    for step, (index, features) in enumerate(bar):
         y = labels[index.to(labels.device)].to(device)  # the cache may be on the CPU, the labels on the GPU
         loss = F.cross_entropy(model(features), y)
         if not torch.isfinite(loss):
@@ -105,7 +101,7 @@ def train_epoch(model, images, labels, representation, optimizer, device, batch_
         total += loss.detach() * len(y)
         count += len(y)
         if step % 20 == 0:
-            progress.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}")
     return (total / count).item()
 
 
@@ -115,7 +111,9 @@ def evaluate(model, images, labels, representation, device, batch_size):
     model.eval()
     confusion = torch.zeros(2, 2, dtype=torch.int64, device=device)
     labels = labels.to(device)
-    for index, features in feature_batches(images, representation, device, batch_size):
+    for index, features in feature_batches(
+        images, representation, device, batch_size, desc=f"{representation}: evaluating"
+    ):
         predicted = model(features).argmax(dim=1)
         confusion += torch.bincount(labels[index] * 2 + predicted, minlength=4).reshape(2, 2)
     confusion = confusion.cpu()

@@ -17,12 +17,17 @@ import zlib
 from pathlib import Path
 
 from iml.common import InputError, make_partial_folder, relative, require_free_space, write_lock
+from iml.file_limits import zip_directory_problem
+from iml.progress import progress
 from util import FAKE_FOLDER, FFHQ_IMAGES_PER_FOLDER, REAL_FOLDER, list_images
 
 FFHQ_NAME = "ffhq_style_gan"  # the archive's name and the folder it becomes under data/ (util.FFHQ_DIR)
 FFHQ_DRIVE_ID = "1MOHKuEVqURfCKAN9dwp1o2tuR19OTQCF"
 FFHQ_ZIP_BYTES = 4_200_000_000  # approximate, for the disk-space check before the download starts
 FFHQ_LAYOUT = ("source_data/A_ffhq", "source_data/B_stylegan")  # the folders the archive must hold
+# The table of contents, which zipfile reads whole (about 1 KB of memory per member), lists 140,000
+# images in about 18 MB; a larger one is no FFHQ/StyleGAN archive.
+MAX_TABLE_OF_CONTENTS = 32 * 2**20
 # zipfile reads stored and Deflate members, bzip2 and LZMA where Python was built with them
 READABLE_METHODS = {0, 8} | {method for method, lib in ((12, "bz2"), (14, "lzma")) if importlib.util.find_spec(lib)}
 METHOD_NAMES = {1: "Shrink", 6: "Implode", 9: "Deflate64", 12: "bzip2", 14: "LZMA", 93: "Zstandard", 95: "XZ"}
@@ -68,7 +73,10 @@ def member_parts(name):
 
 
 def open_zip(zip_path):
-    """The zip archive at `zip_path`, opened; InputError if it is missing or not a complete archive."""
+    """The zip archive at `zip_path`, opened; InputError if it is missing, not a complete archive, or
+    lists far more members than the dataset holds (MAX_TABLE_OF_CONTENTS)."""
+    if problem := zip_directory_problem(zip_path, MAX_TABLE_OF_CONTENTS, "of the FFHQ/StyleGAN archive"):
+        raise InputError(f"{relative(zip_path)} {problem}; delete it", hint="ffhq-download")
     try:
         return zipfile.ZipFile(zip_path)
     except FileNotFoundError:
@@ -182,7 +190,7 @@ def extract_members(archive, members, zip_path, target_dir, check):
     tmp = make_partial_folder(target_dir)
     info = None
     try:
-        for info, part in members:
+        for info, part in progress(members, unit="files", desc=f"extracting {zip_path.name}"):
             write_member(archive, info, tmp.joinpath(*part) if part else None)
         if check is not None:
             check(tmp)

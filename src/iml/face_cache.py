@@ -6,16 +6,16 @@ three splits with `decode_images` in worker processes and returns slices of one 
 """
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import util
 from iml.common import InputError, relative
+from iml.image_files import check_image_folder, folder_problem
 from iml.processes import parallel_map
+from iml.progress import progress
 
 
 def decode_chunk(files):
@@ -35,21 +35,26 @@ def decode_images(files, workers, desc="decoding"):
     chunk = max(16, min(256, math.ceil(len(files) / (4 * max(1, workers)))))
     starts = range(0, len(files), chunk)
     chunks = [files[start : start + chunk] for start in starts]
-    with tqdm(total=len(files), desc=desc, unit="img", leave=False, file=sys.stderr) as progress:
+    with progress(total=len(files), unit="images", desc=desc, leave=False) as bar:
         for block, start in zip(parallel_map(decode_chunk, chunks, workers), starts):
             view[start : start + len(block)] = block
-            progress.update(len(block))
+            bar.update(len(block))
     return images
 
 
 def check_data_folder(data_dir):
-    """Raise InputError unless `data_dir` holds A_ffhq/ and B_stylegan/ folders."""
+    """Raise InputError unless `data_dir` holds A_ffhq/ and B_stylegan/ folders; what is there
+    instead (a file, a link loop, a folder without read permission) is named."""
     data_dir = Path(data_dir)
-    if not data_dir.is_dir():
+    problem = folder_problem(data_dir)
+    if problem == "does not exist":
         raise InputError(f"no image folder at {relative(data_dir)}", hint="ffhq-data-folder")
+    if problem is not None:
+        raise InputError(f"the image folder {relative(data_dir)} {problem}", hint="ffhq-data-folder")
     for folder in (util.REAL_FOLDER, util.FAKE_FOLDER):
-        if not (data_dir / folder).is_dir():
+        if folder_problem(data_dir / folder) == "does not exist":
             raise InputError(f"{relative(data_dir)} has no {folder}/ folder", hint="ffhq-data-layout")
+        check_image_folder(data_dir / folder)
 
 
 def load_splits(data_dir, train_size, val_size, test_size, workers, skip_unreadable=False):

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
-from tqdm import tqdm
 
 from iml.common import InputError, file_problem, folder_in_place, relative, require_free_space, write_lock
 from iml.file_limits import size_problem
 from iml.image_files import IMPORT_MANIFEST as MANIFEST
 from iml.image_files import fake_name, name_listing, real_name, visible_files
 from iml.processes import parallel_map
+from iml.progress import progress, write_line
 from util import FAKE_FOLDER, IMAGE_SIZE, REAL_FOLDER
 
 RESAMPLING = {
@@ -181,7 +181,7 @@ def check_problems(folder, sources, results, size, skip_unreadable):
                 f"{where} are not readable images: {listing}; replace or delete them, or pass skip_unreadable=True",
                 hint="skip-unreadable",
             )
-        print(f"warning: skipped {where}, which are not readable images: {listing}.", file=sys.stderr)
+        write_line(f"warning: skipped {where}, which are not readable images: {listing}.", sys.stderr)
     if all(problem for _, problem in results):
         raise InputError(f"{relative(folder)} holds no readable images; give a folder of face pictures.")
 
@@ -260,10 +260,10 @@ def import_faces(
         rows = []
         with (
             folder_in_place(out_dir) as tmp,
-            tqdm(total=count, unit="img", desc="importing", disable=None, file=sys.stderr) as progress,
+            progress(total=count, unit="images", desc="importing") as bar,
         ):
             for source_dir, sources, name, label, resample in classes:
-                rows += import_class(source_dir, sources, tmp / name, label, resample, settings, progress)
+                rows += import_class(source_dir, sources, tmp / name, label, resample, settings, bar)
             write_manifest(tmp / MANIFEST, rows)
     return rows
 
@@ -287,8 +287,8 @@ def read_manifest(data_dir):
         return []
     if problem := size_problem(path, MAX_MANIFEST_BYTES, "that ffhq-import writes for up to 500,000 pictures"):
         raise InputError(
-            f"{relative(path)} {problem}; it was not written by ffhq-import, delete it "
-            "or import the pictures again with `python -m iml ffhq-import --force`."
+            f"{relative(path)} {problem}; it was not written by ffhq-import, delete it or import the pictures "
+            f"again with `python -m iml ffhq-import --real DIR --fake DIR --out {relative(data_dir)} --force`."
         )
     try:
         with open(path, newline="", encoding="utf-8") as file:

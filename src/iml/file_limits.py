@@ -9,14 +9,13 @@ costs 1 GiB of memory and more once it is parsed.
 
 import os
 import zipfile
-from pathlib import Path
 
-from iml.common import InputError, file_problem, relative
+from iml.common import file_problem
 
 
 def format_size(count):
-    """A byte count for messages: "200 bytes", "12 KiB", "1.6 MiB", "1,024 MiB"."""
-    if count < 2**10:
+    """A byte count for messages: "1,060 bytes", "64 KiB", "1.6 MiB", "1,024 MiB"."""
+    if count < 2**16:
         return f"{count:,} bytes"
     if count < 2**20:
         return f"{count / 2**10:,.0f} KiB"
@@ -36,32 +35,15 @@ def size_problem(path, limit, holds):
     return None
 
 
-def read_bounded(path, limit, holds, fix):
-    """The bytes of `path`, read only when `size_problem` finds none, and never more than `limit`
-    of them (a file that grows after the check is refused as well).
-
-    Raises InputError "<path> <problem>; <fix>", e.g. fix "delete it and run again."
-    """
-    path = Path(path)
-    problem = size_problem(path, limit, holds)
-    if problem is None:
-        try:
-            with open(path, "rb") as file:
-                data = file.read(limit + 1)
-        except OSError as error:
-            problem = f"could not be read ({error.strerror or error})"
-        else:
-            if len(data) <= limit:
-                return data
-            problem = f"grew beyond the {format_size(limit)} {holds} while it was read"
-    raise InputError(f"{relative(path)} {problem}; {fix}")
-
-
 def zip_directory_problem(path, limit, holds):
     """Why zipfile should not open the archive `path`: its table of contents (central directory),
     which zipfile reads whole and turns into one Python object of about 1 KB per member, is larger
-    than `limit` bytes; None when it is not, or when `path` is no zip archive at all (zipfile then
-    says so itself)."""
+    than `limit` bytes. A file that is there but cannot be read (a pipe would block zipfile) gets
+    common.file_problem's reason; None for a missing file and one that is no zip archive at all
+    (zipfile then says so itself)."""
+    problem = file_problem(path)
+    if problem is not None:
+        return None if problem == "does not exist" else problem
     try:
         with open(path, "rb") as file:
             end = zipfile._EndRecData(file)  # the end record, Zip64 included, as ZipFile itself reads it

@@ -29,8 +29,8 @@ EXERCISE_FILES = ("input_opt.py", "mnist_integrated.py", "deepfake_interpretatio
 # What the handout holds besides the stubbed exercise files: the package's data, command-line and
 # grading modules (not its fast twins, checks or studies, which would give the solutions away).
 PACKAGE_MODULES = (
-    "__init__.py", "__main__.py", "cli.py", "common.py", "outputs.py", "checkpoint_files.py", "mnist_data.py", "image_files.py",
-    "mnist_cnn.py", "attribution.py", "detector.py", "face_cache.py", "spectra.py", "processes.py", "progress.py",
+    "__init__.py", "__main__.py", "cli.py", "common.py", "outputs.py", "checkpoint_files.py", "file_limits.py",
+    "mnist_data.py", "image_files.py", "mnist_cnn.py", "attribution.py", "detector.py", "face_cache.py", "spectra.py", "processes.py", "progress.py",
     "deepfake_plots.py", "integrated_plots.py", "data_cli.py", "download.py", "standin.py", "ffhq_import.py",
     "handout.py", "grade.py", "grading_checks.py",
 )  # fmt: skip

@@ -116,22 +116,21 @@ def folder_problem(path):
     return None
 
 
-def image_folder_error(folder):
-    """The InputError for an image folder (A_ffhq, B_stylegan) that cannot be listed, or None.
+def check_image_folder(folder):
+    """Raise InputError unless the image folder `folder` (A_ffhq, B_stylegan) can be listed.
 
     A missing folder gets the hint "ffhq-missing" (how to fetch the data); anything else that is
     there says what it is and what to do.
     """
     problem = folder_problem(folder)
-    if problem is None:
-        return None
     if problem == "does not exist":
-        return InputError(f"{relative(folder)} does not exist", hint="ffhq-missing")
-    fix = "make it readable (chmod u+rx)" if "permission" in problem else "remove it"
-    return InputError(
-        f"{relative(folder)} {problem}; an image folder must be a readable folder of PNG files: {fix}, "
-        "or use another data folder."
-    )
+        raise InputError(f"{relative(folder)} does not exist", hint="ffhq-missing")
+    if problem is not None:
+        fix = "make it readable (chmod u+rx)" if "permission" in problem else "remove it"
+        raise InputError(
+            f"{relative(folder)} {problem}; an image folder must be a readable folder of PNG files: {fix}, "
+            "or use another data folder."
+        )
 
 
 def check_image_size(path):

@@ -5,6 +5,8 @@ optima a diverging map centred at zero. The plain optima themselves are input_op
 src/input_opt.py, and are not repeated here.
 """
 
+import textwrap
+
 import torch
 
 from iml.outputs import save_figure
@@ -76,7 +78,7 @@ def _colorbar(fig, shown, axes, values, label):
     below, above = float(values.min()) < low, float(values.max()) > high
     extend = "both" if below and above else "min" if below else "max" if above else "neither"
     bar = fig.colorbar(shown, ax=list(axes), fraction=0.02, pad=0.01, extend=extend)
-    bar.set_label(label + ("\n(pointed ends: beyond the scale)" if extend != "neither" else ""), fontsize=10)
+    bar.set_label(label + ("\n(arrow: beyond)" if extend != "neither" else ""), fontsize=10)
     bar.ax.tick_params(labelsize=9)
 
 
@@ -87,7 +89,8 @@ def plot_comparison(plain, regularized, start_names, title, confident):
     import matplotlib.pyplot as plt
 
     S, K = plain.images.shape[:2]
-    fig, axes = plt.subplots(2 * S, 1, figsize=(1.45 * K + 2, 1.75 * 2 * S + 1), squeeze=False, layout="constrained")
+    size = (1.45 * K + 2.4, 1.75 * 2 * S + 1.2)
+    fig, axes = plt.subplots(2 * S, 1, figsize=size, squeeze=False, layout="constrained")
     axes = axes[:, 0]
     signed = not regularized.parametrization.clip
     bound = max(float(regularized.images.abs().max()), 1e-6)
@@ -105,13 +108,14 @@ def plot_comparison(plain, regularized, start_names, title, confident):
         )
         final = [f"y={regularized.logit[-1, s, k]:.0f}, p={regularized.probability[-1, s, k]:.3f}" for k in range(K)]
         last = _show_row(axes[S + s], regularized.images[s], scale, f"{name} start\nregularized", final)
-    grey_label = "pixel value, as MNIST shows it:\n0 black, 1 white"
+    grey_label = "pixel value\n0 black, 1 white"
     if signed:
         _colorbar(fig, first, axes[:S], plain.confident_images, grey_label)
-        _colorbar(fig, last, axes[S:], regularized.images, "pixel value (unbounded):\nred > 0, white 0, blue < 0")
+        _colorbar(fig, last, axes[S:], regularized.images, "pixel value\nred > 0, blue < 0")
     else:
         _colorbar(fig, first, axes, torch.stack([plain.confident_images, regularized.images]), grey_label)
-    fig.suptitle(title, fontsize=11)
+    characters = int(size[0] * 72 / (0.55 * 11))  # the title's lines wrapped to the figure's width
+    fig.suptitle("\n".join(textwrap.fill(line, characters) for line in title.split("\n")), fontsize=11)
     return fig
 
 

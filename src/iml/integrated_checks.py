@@ -155,9 +155,12 @@ def deletion_check(args, model, images, digits, attributions, described):
         "plain gradient": saliency(model, images, digits),
         "random": torch.rand(images.shape, generator=generator).to(images),
     }
-    curves = {
-        name: deletion_curve(model, images, digits, scores, DELETION_FRACTIONS).cpu() for name, scores in orders.items()
-    }
+    count = len(orders) * len(DELETION_FRACTIONS) * len(images)
+    with progress_bar(total=count, unit="images", desc="pixel deletion") as bar:
+        curves = {
+            name: deletion_curve(model, images, digits, scores, DELETION_FRACTIONS, progress=bar).cpu()
+            for name, scores in orders.items()
+        }
     print(
         "pixel deletion, mean probability of the explained digit over the first 25% of pixels removed "
         "(lower is more faithful): "

@@ -163,17 +163,28 @@ def plot_maps(images, attributions, labels, digits, title, count=8):
     fig, axes = plt.subplots(2, count, figsize=(1.9 * count + 1.2, 4.6), squeeze=False, layout="constrained")
     for i in range(count):
         axes[0, i].imshow(images[i, 0].numpy(), cmap="gray", vmin=0, vmax=1)
-        axes[0, i].set_title(f"digit {labels[i]}", fontsize=9)
+        axes[0, i].set_title(f"digit {labels[i]}", fontsize=10)
         shown = axes[1, i].imshow(attributions[i, 0].numpy(), cmap="RdBu_r", norm=norm)
-        axes[1, i].set_title(f"for {digits[i]}, sum {attributions[i].sum():.1f}", fontsize=9)
+        axes[1, i].set_title(f"for {digits[i]}, sum {attributions[i].sum():.1f}", fontsize=10)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0, 0].set_ylabel("input")
-    axes[1, 0].set_ylabel("attribution")
+    axes[0, 0].set_ylabel("input", fontsize=11)
+    axes[1, 0].set_ylabel("attribution", fontsize=11)
     fig.colorbar(shown, ax=list(axes[1]), fraction=0.03, pad=0.02, label="attribution")
-    fig.suptitle(title + "\nred raises the output of the explained digit, blue lowers it")
+    note = "\nred raises the output of the explained digit, blue lowers it" + (
+        "; one colour scale" if count > 1 else ""
+    )
+    note += f"; the first {count} of {len(images)} digits" if count < len(images) else ""
+    fig.suptitle(wrapped(title + note, 1.9 * count + 1.2, 12), fontsize=12)
     return fig
+
+
+def percent_axis(axis):
+    """Write the ticks of an axis of fractions as percentages: 0.01 becomes "1 %"."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{100 * value:.6g} %"))
 
 
 def plot_completeness(steps, relative_gaps, title):
@@ -186,8 +197,9 @@ def plot_completeness(steps, relative_gaps, title):
     ax.loglog(steps, [1 / m for m in steps], "k:", label="1/m (for reference)")
     ax.set_xticks(steps, [str(m) for m in steps])
     ax.minorticks_off()
+    percent_axis(ax.yaxis)
     ax.set_xlabel("steps m")
-    ax.set_ylabel("median |sum of attributions - (F(x) - F(x'))|\n/ |F(x) - F(x')|")
+    ax.set_ylabel("median relative completeness gap (%):\n|sum of attributions − (F(x) − F(x'))| / |F(x) − F(x')|")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
@@ -209,16 +221,18 @@ def plot_exact_errors(steps, table, pieces, title):
             line = ax.loglog(steps, values.median(1).values, style, marker="o", ms=3, label=label)[0]
             ax.fill_between(steps, values.min(1).values, values.max(1).values, color=line.get_color(), alpha=0.15)
         ax.axhline(0.01, color="grey", lw=0.8, ls=":", label="1 %")
-        ax.set_xticks(steps, [str(m) for m in steps], fontsize=7)
+        ax.set_xticks(steps, [str(m) for m in steps], fontsize=9)
         ax.minorticks_off()
+        percent_axis(ax.yaxis)
         ax.set_xlabel("steps m")
-        ax.set_title(rule, fontsize=10)
+        ax.set_title(f"{rule} rule", fontsize=11)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("relative error (median; band: range over digits)")
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].set_ylabel("relative error in % (line: median,\nband: range over the digits)")
+    axes[0][0].legend(fontsize=9)
     pieces = ", ".join(map(str, pieces.tolist()))
     fig.suptitle(
-        f"{title}\ntrue error = ||IG - IG_exact|| / ||IG_exact||; exact IG from {pieces} linear pieces per path"
+        f"{title}\ntrue error = ||IG - IG_exact|| / ||IG_exact||, completeness gap = |sum of IG - (F(x) - F(x'))| "
+        f"/ |F(x) - F(x')|; exact IG from {pieces} linear pieces per path"
     )
     fig.tight_layout()
     return fig
@@ -279,8 +293,9 @@ def plot_deletion(fractions, curves, title):
     for name, probabilities in curves.items():
         auc = area_under_curve(fractions, probabilities).mean()
         ax.plot(fractions, probabilities.mean(0), label=f"{name} (mean probability {auc:.3f})")
-    ax.set_xlabel("fraction of the 784 pixels removed (set to black), highest-ranked first")
-    ax.set_ylabel("probability of the explained digit")
+    percent_axis(ax.xaxis)
+    ax.set_xlabel("pixels removed, % of the 784 (set to black, highest-ranked first)")
+    ax.set_ylabel("probability of the explained digit\n(mean over the digits)")
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)

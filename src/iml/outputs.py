@@ -111,6 +111,8 @@ def _commit(out, command, staged):
     manifest = out / f".{command}.figures"
     targets = {target: tmp for tmp, target in staged}  # a name saved twice: the last one wins
     names = sorted(target.name for target in targets if target.parent == out)
+    if not targets and not manifest.exists():  # nothing drawn now, nothing of an earlier set to remove
+        return []
     with write_lock(manifest):
         stale = [out / name for name in previous_names(manifest) if name not in names]
         with signals_held():

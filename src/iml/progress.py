@@ -22,18 +22,21 @@ BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {unit} [{ela
 
 
 class LogLines:
-    """The stream of a bar outside a terminal: each redraw becomes one line, a cleared bar nothing."""
+    """The stream of a bar outside a terminal: each redraw becomes one line; a cleared bar, or a count
+    already written (the last update, then the close), writes nothing."""
 
     def __init__(self, stream):
-        self.stream = stream
+        self.stream, self.last = stream, None
         self.encoding = getattr(stream, "encoding", None)
 
     def write(self, text):
         line = text.replace("\x1b[A", "").replace("\r", "").replace("\n", "").rstrip()
-        if line:
+        count = line.split(" [")[0]  # the bar without its times
+        if line and count != self.last:
             sys.stdout.flush()  # where stdout and stderr share a log, what was printed before comes first
             self.stream.write(line + "\n")
             self.stream.flush()
+            self.last = count
 
     def flush(self):
         self.stream.flush()
@@ -61,6 +64,14 @@ def progress(iterable=None, *, total=None, unit, desc, leave=True):
         return tqdm(iterable, file=stream, dynamic_ncols=True, **settings)
     interval = log_interval()
     return tqdm(iterable, file=LogLines(stream), mininterval=interval, maxinterval=interval, delay=interval, **settings)
+
+
+def write_line(text, stream=None):
+    """Print `text` as a line on `stream` (None: stdout) and flush it, beside open bars: on a terminal
+    they are cleared first and drawn again below, so that the line does not run into one."""
+    stream = sys.stdout if stream is None else stream
+    tqdm.write(text, file=stream)
+    stream.flush()
 
 
 @contextlib.contextmanager

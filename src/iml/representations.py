@@ -36,19 +36,22 @@ from iml.detector import (
     wilson_interval,
 )
 from iml.outputs import figure_set
+from iml.progress import progress, write_line
 from iml.spectra import REPRESENTATIONS
 
 
 def run_representation(args, splits, representation, device):
     """Statistics, training, test and figures for one representation; returns a result dict."""
     start = time.perf_counter()
-    model, val_accuracy = fit_detector(args, splits, representation, device)
+    model, val_accuracy = fit_detector(args, splits, representation, device, log=write_line)
     train_seconds = time.perf_counter() - start
     train_accuracy, train_confusion = evaluate(model, *splits["train"], representation, device, args.batch_size)
     test_accuracy, confusion = evaluate(model, *splits["test"], representation, device, args.batch_size)
-    print(f"{representation}: training accuracy {format_accuracy(train_confusion, interval=False)}")
-    print(f"{representation}: test accuracy {format_accuracy(confusion)}")
-    print(f"{representation}: confusion matrix (rows: true class, columns: predicted)\n{format_confusion(confusion)}")
+    write_line(f"{representation}: training accuracy {format_accuracy(train_confusion, interval=False)}")
+    write_line(f"{representation}: test accuracy {format_accuracy(confusion)}")
+    write_line(
+        f"{representation}: confusion matrix (rows: true class, columns: predicted)\n{format_confusion(confusion)}"
+    )
     means = write_figures(args, splits, representation, model, test_accuracy, device)
     return {
         "representation": representation,
@@ -93,7 +96,8 @@ def run(args):
     start = time.perf_counter() - decode_seconds
     representations = list(REPRESENTATIONS) if args.representation == "all" else [args.representation]
     try:
-        results = [run_representation(args, splits, r, device) for r in representations]
+        bar = progress(representations, unit="representations", desc="deepfake-representations")
+        results = [run_representation(args, splits, r, device) for r in bar]  # their lines go above the bar
     except FloatingPointError as error:
         raise UserError(f"{error}; lower --lr and run again.") from None
     for result in results:

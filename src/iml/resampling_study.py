@@ -9,7 +9,6 @@ from the filter, not from the faces or the generator. The control, reals by near
 Lanczos, swaps the roles: if the detector still wins, it has learnt the filter, not the fakes.
 """
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from iml.cli import (
     device_from_argument,
     path_argument,
 )
-from iml.common import printable, relative, set_seed
+from iml.common import printable, relative, scratch_folder, set_seed
 from iml.deepfake_plots import format_study, plot_resampling_study
 from iml.detector import (
     add_loading_arguments,
@@ -38,6 +37,7 @@ from iml.detector import (
 )
 from iml.face_cache import load_splits, place_cache
 from iml.outputs import figure_set
+from iml.progress import progress, write_line
 
 # (filter of the reals, filter of the fakes): the reals by Lanczos, the fakes by every filter
 # from the cleanest to the most aliased, then the control with the roles swapped
@@ -50,6 +50,7 @@ COMBINATIONS = (
 )
 STUDY_FIGURE = "deepfake_resampling_study.png"
 STUDY_SPLIT = (150, 20, 30)  # training, validation, test images per class
+SCRATCH_NAME = "iml-resampling-study"  # the imports go to TMPDIR/.iml-resampling-study.partial-<pid>@<host>-*
 
 
 def study_combination(args, folder, real_resample, fake_resample, device):
@@ -109,20 +110,23 @@ def resampling_study(args, device, combinations=COMBINATIONS):
 
     args: real, fake (folders of pictures), train_size, val_size, test_size (images per class),
     skip_unreadable, workers, and the training settings of `fit_detector`. The imports go to a
-    temporary folder that is deleted afterwards.
+    temporary folder that is deleted afterwards, or by the next study if this one is killed.
     """
     rows = []
-    with tempfile.TemporaryDirectory(prefix="resampling-study-") as workdir:
+    with (
+        scratch_folder(SCRATCH_NAME) as workdir,
+        progress(total=len(combinations), unit="pairs", desc="resampling study, filter pairs") as bar,
+    ):
         for real_resample, fake_resample in combinations:
             start = time.perf_counter()
             folder = Path(workdir) / f"{real_resample}-{fake_resample}"
             rows.append(study_combination(args, folder, real_resample, fake_resample, device))
             low, high = rows[-1]["test_interval"]
-            print(
+            write_line(
                 f"reals by {real_resample}, fakes by {fake_resample}: test accuracy "
-                f"{rows[-1]['test_accuracy']:.1%} ({low:.1%}-{high:.1%}) in {time.perf_counter() - start:.1f} s",
-                flush=True,
+                f"{rows[-1]['test_accuracy']:.1%} ({low:.1%}-{high:.1%}) in {time.perf_counter() - start:.1f} s"
             )
+            bar.update()
     return rows
 
 

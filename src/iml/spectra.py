@@ -7,12 +7,11 @@ batches of uint8 images (N, H, W, C) on any device, and their statistics streame
 """
 
 import math
-import sys
 
 import torch
-from tqdm import tqdm
 
 import util
+from iml.progress import progress
 
 EPS = 1e-8  # keeps log finite where a coefficient is exactly zero
 REPRESENTATION_NAMES = {
@@ -68,12 +67,16 @@ def pixels(images):
 REPRESENTATIONS = {"fft": log_fft, "dct": log_dct, "pixel": pixels}
 
 
-def feature_batches(images, representation, device, batch_size, order=None):
+def feature_batches(images, representation, device, batch_size, order=None, desc=None):
     """Yield (index, features float32 (B, C, H, W) on `device`) over uint8 images (N, H, W, C).
 
-    order: a permutation of the N images to visit them in (None: in order).
+    order: a permutation of the N images to visit them in (None: in order). desc: what a progress
+    bar that counts the batches says (None: no bar).
     """
-    for start in range(0, len(images), batch_size):
+    starts = range(0, len(images), batch_size)
+    if desc is not None:
+        starts = progress(starts, unit="batches", desc=desc, leave=False)
+    for start in starts:
         index = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
         yield index, REPRESENTATIONS[representation](images[index].to(device, non_blocking=True))
 
@@ -82,12 +85,7 @@ def feature_batches(images, representation, device, batch_size, order=None):
 def standardization(images, representation, device, batch_size):
     """Per-coefficient mean and std (C, H, W) of a split's representation, streamed in batches (util.WelfordEstimator)."""
     estimator = util.WelfordEstimator()
-    for _, features in tqdm(
-        feature_batches(images, representation, device, batch_size),
-        total=math.ceil(len(images) / batch_size),
-        desc=f"{representation}: training mean and std",
-        leave=False,
-        file=sys.stderr,
-    ):
+    desc = f"{representation}: training mean and std"
+    for _, features in feature_batches(images, representation, device, batch_size, desc=desc):
         estimator.update(features)
     return estimator.finalize()

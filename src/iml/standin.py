@@ -203,7 +203,7 @@ def make_standin(out_dir, per_class, seed=0, workers=None, force=False, provenan
 
 def write_standin_images(folder, per_class, seed, workers):
     """Write both classes' images into `folder`, in chunks spread over `workers` processes."""
-    from tqdm import tqdm
+    from iml.progress import progress
 
     chunk = max(1, min(500, -(-per_class // (4 * workers))))
     jobs = [
@@ -211,9 +211,9 @@ def write_standin_images(folder, per_class, seed, workers):
         for fake in (False, True)
         for start in range(0, per_class, chunk)
     ]
-    with tqdm(total=2 * per_class, unit="img", desc="stand-in", disable=None) as progress:
+    with progress(total=2 * per_class, unit="images", desc="writing the stand-in") as bar:
         for done in parallel_map(_write_standin_chunk, jobs, workers):  # Ctrl-C: the parent cleans up
-            progress.update(done)
+            bar.update(done)
 
 
 def standin_description(per_class, seed, provenance=None):

@@ -177,6 +177,35 @@ def test_weights_that_name_a_folder_are_refused_before_training(tmp_path):
     assert "epoch" not in result.stdout
 
 
+def test_retraining_into_a_symbolic_link_is_refused_before_training(tmp_path):
+    target, link = tmp_path / "shared.pth", tmp_path / "w.pth"
+    target.write_bytes(b"someone else's weights")
+    link.symlink_to(target)
+    result = run_script("mnist_integrated.py", "--weights", link, "--retrain", "--train-only", timeout=120)
+    assert_clear_error(
+        result,
+        f"--weights {link} is a symbolic link to {target}; a trained network is not written through a link nor "
+        "over it: remove the link, or pass --weights with another file name.",
+    )
+    assert "epoch" not in result.stdout
+    assert link.is_symlink() and target.read_bytes() == b"someone else's weights"
+
+
+def test_a_link_put_in_place_during_training_is_neither_followed_nor_replaced(tmp_path, monkeypatch):
+    import torch
+
+    target, link = tmp_path / "shared.pth", tmp_path / "w.pth"
+    target.write_bytes(b"someone else's weights")
+    link.symlink_to(target)
+    monkeypatch.setattr(mnist_cnn.tempfile, "gettempdir", lambda: str(tmp_path / "rescue"))
+    (tmp_path / "rescue").mkdir()
+    with pytest.raises(cli.UserError, match=r"could not write .*w\.pth \(it is a symbolic link now\); .* saved to"):
+        mnist_cnn.save_trained(torch.nn.Linear(2, 2), {}, 0.99, link)
+    assert link.is_symlink() and target.read_bytes() == b"someone else's weights"
+    (rescued,) = (tmp_path / "rescue").glob("w.rescued-*.pth")
+    assert torch.load(rescued, weights_only=True)["model"]["weight"].shape == (2, 2)
+
+
 def test_a_trained_network_that_cannot_be_saved_is_saved_elsewhere_and_named(tmp_path, monkeypatch):
     import torch
 

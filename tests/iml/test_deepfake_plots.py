@@ -21,11 +21,12 @@ from iml.deepfake_plots import (
     plot_examples,
     plot_mean_maps,
     plot_radial_profile,
-    plot_radial_weights,
     plot_resampling_study,
+    plot_ring_means,
     plot_weights,
     radial_profile,
     show_map,
+    weights_figure,
 )
 from iml.standin import make_standin
 
@@ -94,6 +95,8 @@ def test_a_signed_map_gets_a_scale_symmetric_about_zero_and_an_unsigned_one_its_
     assert signed_ax.get_title() == "signed"
     show_map(fig, plain_ax, values, "pixel", "unsigned", False, vmin=-1, vmax=3)
     assert plain_ax.images[0].get_clim() == (-1, 3)
+    show_map(fig, plain_ax, values, "pixel", "unsigned, robust", False)
+    assert plain_ax.images[-1].get_clim() == pytest.approx(tuple(np.percentile(values, (0.5, 99.5))))
     zero = np.zeros((4, 4))  # an all-zero signed map still gets a valid, symmetric scale
     show_map(fig, plain_ax, zero, "fft", "zero", True)
     assert plain_ax.images[-1].get_clim() == (-1.0, 1.0)
@@ -110,10 +113,51 @@ def test_mean_maps_share_one_scale_and_show_the_difference_symmetric_about_zero(
     real, fake, gap = map_axes_of(fig)
     assert real.get_title().startswith("real") and fake.get_title().startswith("fake")
     assert real.images[0].get_clim() == fake.images[0].get_clim()
-    low, high = real.images[0].get_clim()
-    assert low == pytest.approx(means.mean(dim=1).min().item()) and high == pytest.approx(means.mean(dim=1).max())
+    low, high = real.images[0].get_clim()  # robust percentiles of both maps, so one peak cannot take the scale
+    assert (low, high) == pytest.approx(tuple(np.percentile(means.mean(dim=1).numpy(), (0.5, 99.5))))
     assert_symmetric(gap)
     assert gap.get_title() == "difference: fake − real"
+    assert_covers_the_99th_percentile(gap, difference.mean(dim=0).numpy())
+    if representation != "pixel":
+        assert_frequencies_increase_upwards(real, representation)
+
+
+def assert_covers_the_99th_percentile(ax, values):
+    assert ax.images[0].get_clim()[1] >= np.percentile(np.abs(values), 99)
+
+
+def assert_frequencies_increase_upwards(ax, representation):
+    """Zero or negative frequencies at the bottom left, the highest at the top right, as on a plot of a function."""
+    bottom, top = ax.get_ylim()
+    left, right = ax.get_xlim()
+    assert bottom < top and left < right
+    assert ax.images[0].origin == "lower"
+    lowest, pixel = (-0.5 if representation == "fft" else 0.0), 1 / len(ax.images[0].get_array())
+    assert bottom == pytest.approx(lowest, abs=pixel) and left == pytest.approx(lowest, abs=pixel)
+    assert top == pytest.approx(0.5, abs=pixel)
+
+
+@pytest.mark.parametrize("representation", ["fft", "dct"])
+def test_the_spectrum_row_of_frequency_zero_is_drawn_at_frequency_zero(representation):
+    fig, ax = plt.subplots()
+    values = np.zeros((16, 16))
+    values[0, :] = 1  # the row of vertical frequency 0, unshifted
+    show_map(fig, ax, values, representation, "one row", False, 0, 1)
+    (image,) = ax.images
+    drawn = np.asarray(image.get_array())
+    row = int(np.flatnonzero(drawn.any(axis=1))[0])  # with origin "lower", row r is drawn at extent's bottom + r
+    bottom, top = image.get_extent()[2:]
+    assert bottom + (row + 0.5) * (top - bottom) / 16 == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_clipped_map_says_what_its_scale_leaves_out():
+    fig, ax = plt.subplots()
+    values = np.random.default_rng(1).normal(6, 0.5, (32, 32))
+    values[0, 0] = 14.0  # the zero-frequency peak
+    show_map(fig, ax, values, "fft", "mean", False, label="mean ln(|FFT2| + eps)")
+    bar = ax.images[0].colorbar
+    assert bar.extend in ("max", "both") and ax.images[0].get_clim()[1] < 10
+    assert "values reach" in bar.ax.get_ylabel() and "14" in bar.ax.get_ylabel()
 
 
 def test_radial_profile_figure_has_a_title_and_real_fake_and_their_gap(tmp_path, saved):
@@ -129,7 +173,7 @@ def test_radial_profile_figure_has_a_title_and_real_fake_and_their_gap(tmp_path,
 
 
 @pytest.mark.parametrize("representation", ["fft", "pixel"])
-def test_weight_maps_are_all_symmetric_about_zero_with_a_titled_figure(tmp_path, saved, representation):
+def test_the_weights_figure_shows_what_decides_beside_the_standardized_data(tmp_path, saved, representation):
     means, difference, std = made_up_maps()
     weights = torch.randn(2, *difference.shape, generator=torch.Generator().manual_seed(3))
     path = plot_weights(weights, difference, std, representation, "trained on 128 images", 0.875, tmp_path / "w.png")
@@ -137,30 +181,45 @@ def test_weight_maps_are_all_symmetric_about_zero_with_a_titled_figure(tmp_path,
     (fig,) = saved
     title = fig._suptitle.get_text()
     assert "test accuracy 87.50%" in title and "trained on 128 images" in title
-    maps = map_axes_of(fig)
-    assert len(maps) == 4
-    for ax in maps:
+    decision, data = map_axes_of(fig)  # only fake − real decides: the two logits' own maps are not drawn
+    for ax in (decision, data):
         assert_symmetric(ax)
-    assert "fake − real weights" in maps[2].get_title()
+    assert "fake − real weights" in decision.get_title() and "std" in data.get_title()
     np.testing.assert_allclose(
-        maps[2].images[0].get_array(),
+        decision.images[0].get_array(),
         display_map((weights[1] - weights[0]).mean(dim=0).numpy(), representation),
         atol=1e-6,
     )
-    # FFT maps get the radial profile of the weights below; the others do not
+    np.testing.assert_allclose(
+        data.images[0].get_array(), display_map((difference / std).mean(dim=0).numpy(), representation), rtol=1e-6
+    )
+    # FFT maps get the radial profiles below, each on one axis of its own (no twin axes)
     line_axes = [ax for ax in fig.axes if ax.lines and not ax.images]
-    assert bool(line_axes) == (representation == "fft")
+    assert len(line_axes) == (2 if representation == "fft" else 0)
+    for ax in line_axes:
+        assert ax.get_xlabel().startswith("radial frequency") and ax.get_ylabel()
 
 
-def test_radial_weights_have_both_axes_symmetric_about_zero_so_their_zero_lines_coincide():
+@pytest.mark.usefixtures("close_figures")
+def test_the_scripts_weights_figure_is_the_decision_map_and_its_ring_means_on_one_axis():
+    decision = np.random.default_rng(4).normal(0, 1, (16, 16))
+    fig = weights_figure(decision, "fft", "One nn.Linear")
+    (ax_map,) = map_axes_of(fig)
+    assert_symmetric(ax_map)
+    assert_frequencies_increase_upwards(ax_map, "fft")
+    (profile,) = [ax for ax in fig.axes if ax.lines and not ax.images]
+    mean, magnitude = profile.lines[:2]
+    freq, expected = radial_profile(decision)
+    np.testing.assert_allclose(mean.get_ydata(), expected)
+    np.testing.assert_allclose(magnitude.get_ydata(), radial_profile(np.abs(decision))[1])
+    assert profile.get_ylabel() == "fake − real weight" and len(fig.axes) == 3  # map, its colour bar, profile
+
+
+def test_ring_means_are_drawn_with_their_magnitude_on_one_labelled_axis():
     fig, ax = plt.subplots()
-    rng = np.random.default_rng(4)
-    plot_radial_weights(ax, rng.normal(0.2, 1, (16, 16)), rng.normal(-1, 0.5, (16, 16)))
-    twin = [other for other in fig.axes if other is not ax][0]
-    for axes in (ax, twin):
-        low, high = axes.get_ylim()
-        assert low == -high and high > 0
-    assert ax.get_title() and len(ax.get_legend().get_texts()) == 3
+    plot_ring_means(ax, np.random.default_rng(4).normal(0.2, 1, (16, 16)), "fake − real weight")
+    assert fig.axes == [ax] and ax.get_ylabel() == "fake − real weight"
+    assert ax.get_title() and len(ax.get_legend().get_texts()) == 2
 
 
 def test_example_figure_shows_the_whole_image_and_an_enlarged_detail():

@@ -266,3 +266,17 @@ def test_download_checks_space_layout_and_counts(tmp_path, monkeypatch):
         r"ffhq_style_gan exists but is not the complete dataset \(.*A_ffhq holds no image files.*\); delete it"
     ):
         download.download_ffhq(data, verify3, downloader=wrong_counts)
+
+
+def test_an_archive_whose_table_of_contents_is_far_too_large_is_refused_before_zipfile_reads_it(tmp_path, monkeypatch):
+    path = tmp_path / "ffhq_style_gan.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(20):
+            archive.writestr(f"source_data/A_ffhq/{i:05d}.png", b"")
+    monkeypatch.setattr(download, "MAX_TABLE_OF_CONTENTS", 1000)
+    monkeypatch.setattr(zipfile, "ZipFile", None)  # never reached
+    with raises_explained(
+        r"ffhq_style_gan.zip has a table of contents of 1,480 bytes, more than the 1,000 bytes of the FFHQ/StyleGAN "
+        r"archive; delete it and run `python -m iml ffhq-download` again\.$"
+    ):
+        download.open_zip(path)

@@ -97,6 +97,16 @@ def test_missing_default_data_names_both_commands(tmp_path):
     check_data_folder(tmp_path / "half")  # both folders: accepted (their files are checked later)
 
 
+def test_a_data_folder_or_class_folder_that_is_a_file_is_named_as_one(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with raises_explained(r"the image folder .*file is a file, not a folder; run `python -m iml ffhq-download`"):
+        check_data_folder(tmp_path / "file")
+    (tmp_path / "data" / util.REAL_FOLDER).mkdir(parents=True)
+    (tmp_path / "data" / util.FAKE_FOLDER).symlink_to(tmp_path / "data" / util.FAKE_FOLDER)
+    with raises_explained(r"B_stylegan cannot be reached \(Too many levels of symbolic links\); an image folder must"):
+        check_data_folder(tmp_path / "data")
+
+
 def test_the_cache_stays_on_the_cpu_without_a_gpu():
     images = torch.zeros(2, 128, 128, 3, dtype=torch.uint8)
     assert place_cache(images, torch.device("cpu")) is images

@@ -335,6 +335,30 @@ def test_empty_files_and_decompression_bombs_are_unreadable_not_a_traceback(tmp_
     assert not (tmp_path / "out").exists() and not leftovers(tmp_path, "out")
 
 
+def test_a_picture_file_larger_than_any_pillow_decodes_is_refused_by_its_size(tmp_path):
+    real, fake = folders(tmp_path)
+    with open(fake / "huge.tif", "wb") as file:
+        file.truncate(2 * 2**30)  # sparse: no disk space
+    with raises_explained(
+        r"1 of 4 files in \S*fake are not readable images: huge.tif \(is 2,048 MiB, more than the 1,024 MiB of the "
+        r"largest picture Pillow decodes\)"
+    ):
+        import_faces(real, fake, tmp_path / "out", workers=1)
+    assert not (tmp_path / "out").exists() and not leftovers(tmp_path, "out")
+
+
+def test_a_manifest_too_large_to_be_one_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    (tmp_path / MANIFEST).write_text(",".join(MANIFEST_COLUMNS) + "\n" + "a" * 200)
+    monkeypatch.setattr(ffhq_import, "MAX_MANIFEST_BYTES", 100)
+    with raises_explained(
+        r"MANIFEST.csv is 271 bytes, more than the 100 bytes that ffhq-import writes for up to 500,000 pictures; "
+        r"it was not written by ffhq-import, delete it or import the pictures again with "
+        rf"`python -m iml ffhq-import --real DIR --fake DIR --out {tmp_path} --force`\.$"
+    ):
+        read_manifest(tmp_path)
+    assert read_manifest(tmp_path / "elsewhere") == []
+
+
 def test_the_command_line_names_unreadable_files_in_one_line_and_writes_nothing(tmp_path):
     real, fake = folders(tmp_path)
     unreadable_pair(fake)

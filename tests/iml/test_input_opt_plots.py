@@ -82,37 +82,52 @@ def test_classify_gives_the_networks_top_class_and_probability_in_the_images_sha
     torch.testing.assert_close(confidence.flatten(), probabilities.max(1).values)
 
 
+def color_bars(fig):
+    return [ax._colorbar for ax in fig.axes if hasattr(ax, "_colorbar")]
+
+
 def test_clipped_rows_are_grey_from_0_to_1():
     """Clipped (regularized) optima are drawn in grey from black 0 to white 1, never on a signed scale."""
     fig = plot_comparison(made_up_result(clip=False), made_up_result(clip=True, seed=1), START_NAMES, "t", 0.99)
     for s in range(len(START_NAMES)):
-        assert_grey_0_to_1(image_axes(fig)[3 * s + 2])
+        assert_grey_0_to_1(image_axes(fig)[len(START_NAMES) + s])
 
 
 @pytest.mark.parametrize("clip", [True, False])
-def test_comparison_shows_first_sure_inputs_in_grey_and_plain_optima_symmetric_about_zero(clip):
+def test_comparison_shows_first_sure_inputs_and_regularized_optima_one_scale_per_kind(clip):
     plain, regular = made_up_result(clip=False), made_up_result(clip=clip, seed=1)
     fig = plot_comparison(plain, regular, START_NAMES, "plain against regularised", confident=0.99)
     assert fig._suptitle.get_text() == "plain against regularised"
     rows = image_axes(fig)
-    assert len(rows) == 3 * len(START_NAMES)
-    for s in range(len(START_NAMES)):
-        first_sure, plain_final, regularized = rows[3 * s : 3 * s + 3]
-        assert_grey_0_to_1(first_sure)  # the inputs when first sure are clamped copies here, in [0, 1]
-        assert_symmetric(plain_final, plain.images[s].abs().max().item())
+    # the plain optima are input_opt_grid.png's: not repeated here, only the input when first sure
+    assert len(rows) == 2 * len(START_NAMES)
+    first_sure, regularized = rows[: len(START_NAMES)], rows[len(START_NAMES) :]
+    for ax in first_sure:
+        assert_grey_0_to_1(ax)
+    for ax in regularized:
         if clip:
-            assert_grey_0_to_1(regularized)
-        else:
-            assert_symmetric(regularized, regular.images[s].abs().max().item())
+            assert_grey_0_to_1(ax)
+        else:  # one signed scale for every unclipped row
+            assert_symmetric(ax, regular.images.abs().max().item())
+    bars = color_bars(fig)
+    assert len(bars) == (1 if clip else 2)  # one colour bar per kind of map
+    assert "0 black, 1 white" in bars[0].ax.get_ylabel()
+    if not clip:
+        assert "red > 0" in bars[1].ax.get_ylabel()
+    assert len({bar.ax.get_ylabel() for bar in bars}) == len(bars)
     # a digit the network never became sure of says so
-    assert [label.get_text() for label in rows[0].get_xticklabels()] == ["step 2", "never", "step 0"]
+    assert [label.get_text() for label in rows[0].get_xticklabels()] == ["step 2", "never (final)", "step 0"]
+    final = regular.logit[-1, 0, 1], regular.probability[-1, 0, 1]
+    assert regularized[0].get_xticklabels()[1].get_text() == f"y={final[0]:.0f}, p={final[1]:.3f}"
 
 
-def test_unclipped_image_rows_widen_the_grey_scale_to_their_range():
+def test_pixels_beyond_white_keep_the_grey_scale_and_get_a_pointed_end():
     result = made_up_result(clip=False)
-    result.confident_images[0, 1] = 4.0  # a pixel beyond white: the scale must reach it, not saturate
+    result.confident_images[0, 1] = 4.0  # a pixel beyond white: drawn white, and the colour bar says so
     fig = plot_comparison(result, made_up_result(clip=True), START_NAMES, "t", 0.99)
-    assert image_axes(fig)[0].images[0].get_clim() == (0.0, 4.0)
+    assert image_axes(fig)[0].images[0].get_clim() == (0.0, 1.0)
+    (bar,) = color_bars(fig)
+    assert bar.extend == "max"
 
 
 def test_table_has_a_row_per_digit_with_logit_probability_class_and_first_sure_step():

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from iml.integrated_plots import (  # noqa: E402
     plot_completeness,
     plot_deletion,
+    plot_exact_errors,
     plot_maps,
     plot_randomization,
     plot_randomization_maps,
@@ -48,6 +49,7 @@ def test_plot_maps_draws_inputs_and_attributions_on_one_scale_centered_at_zero()
     attributions = random_maps(5, 1, 28, 28)
     fig = plot_maps(images, attributions, labels, labels, "IG of five digits", count=4)
     assert_titled(fig, "IG of five digits")
+    assert "the first 4 of 5 digits" in " ".join(fig.get_suptitle().split())  # what the figure leaves out, said
     shown = signed_maps(fig)
     assert len(shown) == 4  # the first four digits
     for image in shown:
@@ -78,6 +80,31 @@ def test_plot_completeness_draws_one_line_per_rule_and_the_reference():
     (ax,) = fig.axes
     assert [line.get_label() for line in ax.get_lines()] == ["right", "midpoint", "1/m (for reference)"]
     assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert_percent_axis(ax.yaxis)  # the README quotes these gaps in percent
+    assert "%" in ax.get_ylabel()
+
+
+def assert_percent_axis(axis):
+    """The axis holds fractions and writes its ticks as percentages."""
+    formatter = axis.get_major_formatter()
+    assert [formatter(value, 0) for value in (0.0001, 0.01, 0.25, 1.0)] == ["0.01 %", "1 %", "25 %", "100 %"]
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_plot_exact_errors_draws_a_panel_per_rule_in_percent():
+    steps = (2, 4, 8)
+    errors = torch.tensor([[0.5, 0.4], [0.2, 0.1], [0.05, 0.02]], dtype=torch.float64)
+    table = {"right": (errors, errors / 2), "midpoint": (errors / 3, errors / 4)}
+    fig = plot_exact_errors(steps, table, torch.tensor([12, 15]), "True error of IG")
+    assert_titled(fig, "True error of IG")
+    assert "12, 15 linear pieces" in fig.get_suptitle()
+    axes = [ax for ax in fig.axes if ax.lines]
+    assert [ax.get_title() for ax in axes] == ["right rule", "midpoint rule"]
+    for ax in axes:
+        assert_percent_axis(ax.yaxis)
+    assert "%" in axes[0].get_ylabel()
+    true_error = axes[0].get_lines()[0]
+    torch.testing.assert_close(torch.as_tensor(true_error.get_ydata()), errors.median(1).values)
 
 
 @pytest.mark.usefixtures("close_figures")
@@ -103,6 +130,8 @@ def test_plot_deletion_labels_each_order_with_its_area():
         "Integrated Gradients (mean probability 0.500)",
         "random (mean probability 1.000)",
     ]
+    assert_percent_axis(ax.xaxis)
+    assert ax.get_xlabel().startswith("pixels removed, %")
 
 
 def test_symmetric_norm_covers_the_values_and_survives_all_zeros():

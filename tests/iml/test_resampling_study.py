@@ -5,7 +5,11 @@ study on made-up pictures and the refusals need no data."""
 
 import contextlib
 import io
+import os
 import re
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +18,7 @@ from PIL import Image
 
 from iml import cli, resampling_study
 from iml.cli import device_from_argument
-from iml.common import relative
+from iml.common import ROOT, relative
 from iml.detector import wilson_interval
 from iml.resampling_study import COMBINATIONS, STUDY_FIGURE, STUDY_SPLIT, build_parser
 
@@ -78,11 +82,40 @@ def test_a_small_study_on_made_up_pictures_leaves_no_imports_behind(tmp_path, mo
         assert low <= row["test_accuracy"] <= high
         assert row["difference"].shape == (3, 128, 128) and row["difference"].device.type == "cpu"
     assert len(log.getvalue().splitlines()) == 2 and "reals by box, fakes by box: test accuracy" in log.getvalue()
-    assert not list(workdir.glob("resampling-study-*"))  # the imports were made in a temporary folder, now deleted
+    assert not list(workdir.glob(".iml-resampling-study*"))  # the imports were made in a temporary folder, now deleted
     # noise resized by one filter against noise resized by another: the difference of the spectra shows it
     # (Lanczos removes the upper frequencies that nearest-neighbour sampling folds back): fake - real > 0
     assert rows[0]["difference"].mean() > 0.5
     assert abs(rows[1]["difference"].mean()) < 0.1  # the same filter on both: no more than chance
+
+
+def test_the_imports_of_a_killed_study_are_removed_by_the_next_one(tmp_path, monkeypatch):
+    real = noise_pictures(tmp_path / "real", 8, seed=1)
+    fake = noise_pictures(tmp_path / "fake", 8, seed=2)
+    workdir = tmp_path / "tmp"
+    workdir.mkdir()
+    argv = ["--real", real, "--fake", fake, "--out", tmp_path / "figures", "--device", "cpu", "--workers", "1"]
+    argv += ["--train-size", "4", "--val-size", "2", "--test-size", "2"]
+    env = dict(os.environ, TMPDIR=str(workdir), PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "iml", "resampling-study", *map(str, argv)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(workdir.glob(".iml-resampling-study.partial-*/*/A_ffhq/*.png")) and process.poll() is None:
+            assert time.monotonic() < deadline, "the study made no imports in 120 s"
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+    (left,) = workdir.glob(".iml-resampling-study.partial-*")
+    assert left.name.startswith(f".iml-resampling-study.partial-{process.pid}@")
+    monkeypatch.setattr("tempfile.tempdir", str(workdir))
+    assert resampling_study.resampling_study(study_args(real, fake, tmp_path / "figures"), "cpu", ()) == []
+    assert not list(workdir.glob(".iml-resampling-study*"))
 
 
 def test_a_folder_too_small_for_the_split_is_refused_before_any_work(tmp_path, monkeypatch):
