@@ -23,12 +23,15 @@ def transform(image_data: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     """Compute the log-scaled spectrum ln(|FFT2(I)| + eps) over rows and columns, channel by channel.
 
     Args:
-        image_data: Images (..., H, W, C), e.g. uint8 pixels. np.fft.fft2's default axes would be W and C.
-        eps: Keeps the logarithm finite.
+        image_data: Images (..., H, W, C), channels last (1 to 4), e.g. uint8. np.fft.fft2's default axes: W and C.
+        eps: Keeps the logarithm finite, at least 0.
 
     Returns:
         float64 (..., H, W, C), unshifted: frequency zero at [0, 0].
     """
+    from iml.validation import check_transform
+
+    check_transform(image_data, eps)  # channels first (3, 128, 128) would transform the wrong axes silently
     # TODO: ln(|FFT2(I)| + eps) with np.fft.fft2 over the rows and columns (height and width), np.abs and np.log
     ### BEGIN SOLUTION
     return np.log(np.abs(np.fft.fft2(image_data, axes=(-3, -2))) + eps)
@@ -68,6 +71,9 @@ def mean_spectra(spectra: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     Returns:
         The means (2, C, H, W) float64, real then fake, and their difference fake - real (C, H, W).
     """
+    from iml.validation import check_spectra_labels
+
+    check_spectra_labels(spectra, labels)  # a class without spectra would have a mean of NaN
     # TODO: the mean over the images of each class (float64), stacked real then fake, and fake minus real
     ### BEGIN SOLUTION
     means = torch.stack([spectra[labels == label].mean(dim=0, dtype=torch.float64) for label in (0, 1)])
@@ -85,6 +91,9 @@ def weight_picture(model: nn.Linear, shape: torch.Size) -> Tensor:
     Returns:
         The weights (2, C, H, W), detached: where they are large the classifier looks.
     """
+    from iml.validation import check_weight_picture
+
+    check_weight_picture(model, shape)  # (H, W, C) holds as many weights, in the wrong order
     # TODO: model.weight (2, C*H*W) reshaped to (2, C, H, W), detached from the autograd graph
     ### BEGIN SOLUTION
     return model.weight.detach().reshape(2, *shape)
@@ -173,13 +182,11 @@ def plot(result: dict, data_label: str, trained_on: str) -> dict[str, plt.Figure
 
     rgb = {key: result[key].float().mean(dim=-3).cpu().numpy() for key in ("means", "difference", "weights")}
     title = f"Mean log spectrum, averaged over RGB, of {data_label} (frequency zero in the centre)"
-    figures = {
-        "deepfake_spectra.png": mean_maps_figure(rgb["means"][0], rgb["means"][1], rgb["difference"], "fft", title)
-    }
+    spectra = mean_maps_figure(rgb["means"][0], rgb["means"][1], rgb["difference"], "fft", title)
     decision = rgb["weights"][1] - rgb["weights"][0]  # only the difference of the two logits decides
     accuracy = f"test accuracy {(result['test'].trace() / result['test'].sum()).item():.2%}"
     title = f"One nn.Linear on standardized log spectra, {accuracy}\ntrained on {trained_on}"
-    return {**figures, "deepfake_weights.png": weights_figure(decision, "fft", title)}
+    return {"deepfake_spectra.png": spectra, "deepfake_weights.png": weights_figure(decision, "fft", title)}
 
 
 def build_parser() -> argparse.ArgumentParser:

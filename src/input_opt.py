@@ -34,9 +34,12 @@ def make_forward_pass(net: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
     Returns:
         The function of one image and one neuron index (a 0-d integer tensor) that `grad` differentiates.
     """
+    from iml.validation import check_forward_pass  # reads shapes and dtypes only, so it works under vmap
+
     params, buffers = functional_state(net)
 
     def forward_pass(x: Tensor, neuron: Tensor) -> Tensor:
+        check_forward_pass(x, neuron)
         # TODO: the logits (10,) of the one image x by functional_call(net, (params, buffers), ...), then y_i
         ### BEGIN SOLUTION
         logits = functional_call(net, (params, buffers), (x.unsqueeze(0),))[0]  # (10,)
@@ -93,7 +96,9 @@ def optimize_input(net: nn.Module, neurons: Sequence[int], starts: dict[str, Ten
     Raises:
         FloatingPointError: When a logit becomes NaN or Inf (a learning rate far too large).
     """
-    num_starts, num_digits = len(starts), len(neurons)
+    from iml.validation import check_ascent
+
+    num_starts, num_digits = check_ascent(neurons, starts, steps, lr)  # S and K, each start and digit checked
     x = torch.cat(list(starts.values())).repeat_interleave(num_digits, dim=0)  # (S*K, 1, 28, 28)
     targets = torch.tensor(neurons, device=x.device).repeat(num_starts)  # (S*K,), start-major like x
     logit, probability = [], []  # y_i and p_i before each step and after the last
@@ -167,21 +172,9 @@ def plot_curves(ascent: Ascent, title: str) -> plt.Figure:
     Returns:
         The figure.
     """
-    steps = np.arange(ascent.logit.shape[0])
-    size = (11, 3.2 * len(ascent.start_names) + 0.6)
-    fig, axes = plt.subplots(len(ascent.start_names), 2, figsize=size, squeeze=False, layout="constrained")
-    for (s, column), ax in np.ndenumerate(axes):
-        values, name = ((ascent.logit, "logit $y_i$"), (ascent.probability, "softmax probability $p_i$"))[column]
-        for k, neuron in enumerate(ascent.neurons):
-            ax.plot(steps, values[:, s, k].numpy(), color=plt.get_cmap("tab10")(neuron), label=f"digit {neuron}")
-        ax.set(xlabel="step", ylabel=f"{ascent.start_names[s]} start\n{name}", title=f"{name} of the target digit")
-        ax.grid(alpha=0.3)
-        if column == 1:  # the probability saturates within a few steps: a logarithmic step axis shows them
-            ax.set(ylim=(-0.02, 1.02), xscale="symlog", xlim=(0, len(steps) - 1), xlabel="step (logarithmic axis)")
-            ax.xaxis.set_major_formatter("{x:g}")
-    axes[0, 0].legend(loc="upper left", fontsize=8, ncol=2)
-    fig.suptitle(title, fontsize=11)
-    return fig
+    from iml.input_opt_plots import plot_ascent_curves
+
+    return plot_ascent_curves(ascent, title)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,13 +209,15 @@ def run(args: argparse.Namespace) -> None:
     Raises:
         UserError: When the ascent breaks down (iml.cli's one-line error).
     """
-    from iml.cli import UserError, check_output_folder, device_from_argument, relative
+    from iml.cli import UserError, check_output_folder, device_from_argument
+    from iml.common import relative
     from iml.outputs import write_figures
     from iml.progress import optimizer_steps
 
     check_output_folder(args.out)
     torch.set_num_threads(args.threads)
-    net = load_cnn(args.weights, device := device_from_argument(args.device))
+    device = device_from_argument(args.device)
+    net = load_cnn(args.weights, device)
     names = STARTS if args.init == "both" else (args.init,)
     starts = {name: make_start(name, torch.Generator().manual_seed(args.seed)).to(device) for name in names}
     try:
@@ -232,9 +227,10 @@ def run(args: argparse.Namespace) -> None:
         raise UserError(f"{error}; lower --lr (now {args.lr:g}) and run again.") from None
     about = f"the MNIST CNN ({relative(args.weights)}), {args.steps} Adam steps (lr {args.lr:g})"
     print(f"gradient ascent on logit y_i of {about}, device {device}\n{format_table(ascent)}")
-    grid = plot_grid(ascent, f"Inputs that maximize logit $y_i$ of {about}")
-    curves = plot_curves(ascent, f"Gradient ascent on the input of {about}")
-    figures = {"input_opt_grid.png": grid, "input_opt_curves.png": curves}
+    figures = {
+        "input_opt_grid.png": plot_grid(ascent, f"Inputs that maximize logit $y_i$ of {about}"),
+        "input_opt_curves.png": plot_curves(ascent, f"Gradient ascent on the input of {about}"),
+    }
     written = ", ".join(relative(path) for path in write_figures(figures, args.out, "input_opt"))  # all or none
     print(f"wrote {written}\nfurther: `{FURTHER}` adds L2, total variation, jitter, blur and clipping")
 

@@ -37,6 +37,9 @@ def train(args: argparse.Namespace, model: nn.Module, data: Data, scheduler: One
     Raises:
         FloatingPointError: The loss stopped being finite.
     """
+    from iml.validation import check_digit_data
+
+    check_digit_data(data, "train")  # pixels 0-255 or float labels would train silently on the wrong thing
     (images, labels), total = data, 0.0
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
     model.train()
@@ -63,6 +66,9 @@ def test(model: nn.Module, data: Data) -> float:
     Returns:
         The fraction classified correctly.
     """
+    from iml.validation import check_digit_data
+
+    check_digit_data(data, "test")
     model.eval()
     correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in zip(data[0].split(1000), data[1].split(1000)))
     return correct / len(data[1])
@@ -104,11 +110,14 @@ def integrate_gradients(net: nn.Module, test_images: Tensor, output_digit: int |
         steps_m: The number of steps m; the m points of one image go through `net` as one batch.
 
     Returns:
-        The attributions (N, 1, 28, 28).
+        The attributions (N, 1, 28, 28); for an empty batch (0, 1, 28, 28), none.
 
     Raises:
         ValueError: `net` is in training mode.
     """
+    from iml.validation import check_ig
+
+    check_ig(test_images, output_digit, steps_m, "integrate_gradients", "test_images")
     if net.training:
         raise ValueError(f"{type(net).__name__} is in training mode; call model.eval() first")
     # TODO: sum dF/dx at the m points x' + k/m (x - x'), k = 1..m (torch.autograd.grad), times (x - x') / m

@@ -59,7 +59,9 @@ class CNN(nn.Module):
         Returns:
             The logits (N, 10).
         """
-        return self.classifier(self.features((x - MNIST_MEAN) / MNIST_STD))
+        from iml.validation import check_images  # uint8 pixels would pass the standardization unnoticed
+
+        return self.classifier(self.features((check_images(x, "CNN", "x") - MNIST_MEAN) / MNIST_STD))
 
 
 def functional_state(module: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -113,15 +113,13 @@ def load_folder(
         The (train, validation, test) lists.
 
     Raises:
-        ValueError: A size is not a whole number from 0 up (an int or a numpy integer; bool and float are refused).
         InputError: The folder holds fewer usable images than asked for (or see `list_images`).
     """
     from iml.common import InputError, relative
+    from iml.validation import check_count
 
-    for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be a whole number of images from 0 up (int or numpy integer), got {value!r}")
-    train_size, val_size, test_size = int(train_size), int(val_size), int(test_size)  # numpy's uint8 would wrap
+    sizes = {"train_size": train_size, "val_size": val_size, "test_size": test_size}  # as ints: uint8 would wrap
+    train_size, val_size, test_size = (check_count(v, name, "load_folder", low=0) for name, v in sizes.items())
     files = list_images(folder, skip_unreadable)
     needed = train_size + val_size + test_size
     if len(files) < needed:
@@ -179,7 +177,9 @@ def batches(items: Sequence | torch.Tensor, batch_size: int, desc: str, unit: st
         The batches, slices of `items`.
     """
     from iml.progress import progress
+    from iml.validation import check_count
 
+    check_count(batch_size, "batch_size", "batches")  # a negative one would hand out nothing
     with progress(total=len(items), unit=unit, desc=desc) as bar:
         for start in range(0, len(items), batch_size):
             yield items[start : start + batch_size]
@@ -219,8 +219,10 @@ class WelfordEstimator:
         Args:
             batch: Samples along the first axis, e.g. spectra (n, C, H, W).
         """
-        n = batch.shape[0]
-        if n == 0:
+        from iml.validation import check_batch
+
+        check_batch(batch, None if self.mean is None else self.mean.shape, "WelfordEstimator.update")
+        if (n := batch.shape[0]) == 0:
             return
         # the batch's statistics in its own precision (float32 spectra: 2.5x faster), merged in float64
         batch_mean = batch.mean(dim=0)

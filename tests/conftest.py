@@ -141,7 +141,7 @@ def limit_memory():
 
 def run_as_user(argv, timeout, cwd, env):
     """Run `argv` as a user would, without a terminal and under a memory limit; returns the CompletedProcess."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", **env)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **env}
     return subprocess.run(
         argv,
         capture_output=True,

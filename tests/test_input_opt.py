@@ -21,7 +21,8 @@ from torch import nn
 
 import input_opt
 from iml import cli
-from iml.common import FIGURES_DIR, WEIGHTS_PATH
+from iml.common import WEIGHTS_PATH
+from iml.outputs import OUTPUTS_DIR
 from input_opt import (
     DIGITS,
     FURTHER,
@@ -261,7 +262,7 @@ def test_parser_defaults_and_bad_values(capsys):
     parser = build_parser()
     args = parser.parse_args([])
     assert args.neuron == DIGITS and args.init == "both" and args.steps == 100 and args.lr == 0.1
-    assert args.weights == WEIGHTS_PATH and args.out == FIGURES_DIR and args.threads == 1
+    assert args.weights == WEIGHTS_PATH and args.out == OUTPUTS_DIR / "input_opt" and args.threads == 1
     assert parser.parse_args(["--neuron", "7"]).neuron == (7,)
     assert parser.parse_args(["--neuron", "all"]).neuron == DIGITS
     for action in parser._actions:
@@ -306,7 +307,7 @@ def test_main_writes_figures_and_table_and_names_the_way_further(tmp_path, monke
     assert "random start" in out and "ones start" in out
     rows = [line for line in out.splitlines() if line.strip().startswith("4 |")]
     assert len(rows) == 1  # one table row: the digit, with both starts
-    names = sorted(p.name for p in tmp_path.iterdir())
+    names = sorted(p.name for p in tmp_path.glob("*.png"))
     assert names == ["input_opt_curves.png", "input_opt_grid.png"]
     assert all((tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in names)
     assert out.strip().splitlines()[-1].startswith(f"further: `{FURTHER}`")

@@ -270,7 +270,7 @@ def test_parser_rejects_bad_training_values(capsys):
     assert "must be an integer from 1 to" in "".join(errors)
     args = parser.parse_args([])
     assert (args.epochs, args.batch_size, args.lr, args.val_size, args.train_size) == (4, 128, 3e-3, 5000, 0)
-    assert args.weights == WEIGHTS_PATH and not args.retrain
+    assert args.weights is None and not args.retrain  # data/weights.pth, or with --retrain weights_retrained.pth
 
 
 def test_nan_during_training_stops_and_writes_no_weights(tmp_path, monkeypatch):

@@ -21,6 +21,19 @@ import torch
 from torch.func import grad, vmap
 from torchvision.transforms.functional import gaussian_blur
 
+from iml.progress import progress as progress_bar
+from iml.validation import (
+    check_baseline,
+    check_count,
+    check_digits,
+    check_fractions,
+    check_ig,
+    check_images,
+    check_number,
+    check_same_shape,
+    check_tensor,
+)
+
 BASELINES = ("black", "blur", "noise")
 BLUR_SIGMA = 3.0
 # Path points per chunk of IG. On a CPU a chunk whose activations stay in the caches is fastest
@@ -29,9 +42,11 @@ CPU_BATCH_POINTS = 512
 GPU_BATCH_POINTS = 16384
 
 
-def as_baseline(baseline, images):
+def as_baseline(baseline, images, function="as_baseline"):
     """The baseline x' as a tensor shaped like `images` (N, ...): None is black (zeros); a number
-    or any tensor that broadcasts to `images` is expanded, as Captum accepts them."""
+    or any tensor that broadcasts to `images` is expanded, as Captum accepts them. A string, a bool
+    or a tensor of another shape is refused in the name of `function`, the caller."""
+    check_baseline(baseline, images, function)
     if baseline is None:
         return torch.zeros_like(images)
     return torch.as_tensor(baseline).to(images).expand_as(images)
@@ -39,6 +54,8 @@ def as_baseline(baseline, images):
 
 def blurred(images, sigma=BLUR_SIGMA):
     """A Gaussian blur (sigma in pixels) of `images` (N, 1, 28, 28): a baseline that keeps the rough shape."""
+    check_images(images, "blurred")
+    check_number(sigma, "sigma", "blurred", above=0)
     return gaussian_blur(images, kernel_size=2 * math.ceil(3 * sigma) + 1, sigma=sigma)
 
 
@@ -48,11 +65,13 @@ def make_baselines(kind, images, draws=8, generator=None):
     "black": zeros (N, ...); "blur": `blurred(images)` (N, ...); "noise": `draws` uniform-noise
     images in [0, 1) per input, (D, N, 1, 28, 28).
     """
+    check_images(images, "make_baselines")
     if kind == "black":
         return torch.zeros_like(images)
     if kind == "blur":
         return blurred(images)
     if kind == "noise":
+        check_count(draws, "draws", "make_baselines")
         return torch.rand((draws, *images.shape), generator=generator).to(images)
     raise ValueError(f"unknown baseline {kind!r}; use one of {', '.join(BASELINES)}")
 
@@ -63,6 +82,9 @@ def smooth_grad(attribute, images, samples, sigma=0.15, generator=None):
     attribute: images -> attributions. sigma: the standard deviation of the Gaussian noise in
     pixel units ([0, 1]). It smooths the map; completeness then holds only on average.
     """
+    check_tensor(images, "images", "smooth_grad")
+    check_count(samples, "samples", "smooth_grad")
+    check_number(sigma, "sigma", "smooth_grad", low=0)
     total = 0
     for _ in range(samples):
         noise = torch.randn(images.shape, generator=generator).to(images)
@@ -82,20 +104,21 @@ def attribute_in_chunks(ig, net, images, output_digit, steps_m):
     at least one), so for it as for the exercise's function each digit's numbers stay the same
     as in one call. Returns the attributions (N, 1, 28, 28).
     """
-    from iml.progress import progress
-
+    check_ig(images, output_digit, steps_m, "attribute_in_chunks")
     size = max(1, default_batch_points(network_device(net, images)) // steps_m)
     digits = output_digits(output_digit, len(images), images.device)
     parts = []
-    with progress(total=len(images), unit="digits", desc=f"Integrated Gradients, m = {steps_m}") as bar:
+    with progress_bar(total=len(images), unit="digits", desc=f"Integrated Gradients, m = {steps_m}") as bar:
         for x, d in zip(images.split(size), digits.split(size)):
             parts.append(ig(net, x, d, steps_m))
             bar.update(len(x))
     return torch.cat(parts)
 
 
-def output_digits(output_digit, count, device):
-    """One output index per image, (count,) int64: `output_digit` is one int or one per image."""
+def output_digits(output_digit, count, device, function="output_digits"):
+    """One output index per image, (count,) int64: `output_digit` is one int or one per image, an output
+    index from 0 up; a float, a bool or a tensor of another length is refused in the name of `function`."""
+    check_digits(output_digit, count, function)
     return torch.as_tensor(output_digit, device=device).expand(count)
 
 
@@ -116,9 +139,13 @@ def require_eval_mode(net):
 
 
 def target_outputs(net, images, output_digit, batch_size=1000):
-    """F(images): the output `output_digit` (an int or one per image) of `net`, shape (N,)."""
+    """F(images): the output `output_digit` (an int or one per image) of `net`, shape (N,); (0,) for no images."""
+    check_images(images, "target_outputs")
+    check_count(batch_size, "batch_size", "target_outputs")
     device = network_device(net, images)
-    digits = output_digits(output_digit, len(images), device)
+    digits = output_digits(output_digit, len(images), device, "target_outputs")
+    if not len(images):
+        return images.new_zeros(0)
     outputs = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
@@ -135,10 +162,13 @@ def completeness_gap(net, images, attributions, output_digit, baseline=None):
     image (D, N, 1, 28, 28), whose mean output is subtracted (the attributions are then the
     mean over the D baselines).
     """
+    check_images(images, "completeness_gap")
+    check_same_shape(attributions, "attributions", images, "images", "completeness_gap")
     if torch.is_tensor(baseline) and baseline.dim() == images.dim() + 1:
+        check_same_shape(baseline[0], "each of several baselines", images, "images", "completeness_gap")
         baselines = baseline
     else:
-        baselines = as_baseline(baseline, images)[None]  # (1, N, 1, 28, 28)
+        baselines = as_baseline(baseline, images, "completeness_gap")[None]  # (1, N, 1, 28, 28)
     f_base = torch.stack([target_outputs(net, b, output_digit) for b in baselines]).mean(0)
     return attributions.flatten(1).sum(1) - (target_outputs(net, images, output_digit) - f_base)
 
@@ -147,8 +177,11 @@ def saliency(net, images, output_digit):
     """The plain gradient dF/dx (N, 1, 28, 28) that IG is compared with (Simonyan et al. 2013,
     arXiv:1312.6034); Captum's `Saliency` with abs=False."""
     require_eval_mode(net)
+    check_images(images, "saliency")
     device = network_device(net, images)
-    digits = output_digits(output_digit, len(images), device)
+    digits = output_digits(output_digit, len(images), device, "saliency")
+    if not len(images):
+        return torch.zeros_like(images)
 
     def output(x, target):
         return net(x[None])[0].gather(0, target[None])[0]
@@ -163,6 +196,10 @@ def spearman(a, b, mask=None):
     scipy.stats.spearmanr per row: ties get average ranks; a row that is constant over the mask has
     no rank order, and its correlation is nan (scipy's ConstantInputWarning is not shown).
     """
+    check_tensor(a, "a", "spearman", kind="real")
+    check_same_shape(b, "b", a, "a", "spearman")
+    if mask is not None:
+        check_same_shape(mask, "mask", a, "a", "spearman")
     a, b = a.flatten(1).double().cpu().numpy(), b.flatten(1).double().cpu().numpy()
     mask = np.ones(a.shape, dtype=bool) if mask is None else mask.flatten(1).cpu().numpy()
     rho = torch.empty(len(a), dtype=torch.float64)
@@ -217,6 +254,10 @@ def deletion_curve(net, images, digits, scores, fractions, fill=0.0, progress=No
     images, scores: (N, 1, H, W); fractions: (F,) in [0, 1] of the pixels to remove; progress: a bar
     that counts the images evaluated, N per fraction, or None. Returns the softmax probabilities (N, F).
     """
+    check_tensor(images, "images", "deletion_curve")
+    check_same_shape(scores, "scores", images, "images", "deletion_curve")
+    check_fractions(fractions, "deletion_curve")
+    check_digits(digits, len(images), "deletion_curve", "digits")
     n = len(images)
     pixels = images[0].numel()
     # rank[i, p] = position of pixel p in image i's order, 0 = the highest score
@@ -237,6 +278,8 @@ def area_under_curve(fractions, values):
 
     For a deletion curve this is the mean probability while the pixels are removed: lower is better.
     """
+    check_fractions(fractions, "area_under_curve", at_least=2)
+    check_tensor(values, "values", "area_under_curve", ("N", len(fractions)))
     fractions = fractions.to(values)
     area = ((values[:, 1:] + values[:, :-1]) / 2 * fractions.diff()).sum(dim=1)
     return area / (fractions[-1] - fractions[0])

@@ -190,7 +190,7 @@ def main(argv=None):
         out = make_standin(args.out, args.per_class, args.seed, args.workers, args.force, provenance=made_by)
         rate = 2 * args.per_class / (time.perf_counter() - start)
         print(
-            f"stand-in data (synthetic, not FFHQ) in {relative(out)}: {args.per_class} images in each of "
+            f"stand-in data (synthetic, not FFHQ) in {relative(out)}: {args.per_class} image{'s' * (args.per_class != 1)} in each of "
             f"{REAL_FOLDER}/ and {FAKE_FOLDER}/, {rate:.0f} images/s"
         )
     elif args.command == "ffhq-import":

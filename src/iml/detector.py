@@ -33,6 +33,7 @@ from iml.deepfake_plots import describe_data
 from iml.face_cache import check_data_folder, load_splits, place_cache
 from iml.progress import progress
 from iml.spectra import feature_batches, standardization
+from iml.validation import check_labels, check_same_shape, check_tensor, check_two_classes
 
 WEIGHT_DECAY = 30.0  # chosen on the shared faces: bench/select_weight_decay.py
 
@@ -45,6 +46,8 @@ class LinearDetector(nn.Module):
     """
 
     def __init__(self, mean, std):
+        check_tensor(mean, "mean", "LinearDetector", ("C", "H", "W"))
+        check_same_shape(std, "std", mean, "mean", "LinearDetector")
         super().__init__()
         self.register_buffer("mean", mean.float())  # (C, H, W)
         # a coefficient that never varies carries no information; don't divide by zero
@@ -53,6 +56,7 @@ class LinearDetector(nn.Module):
 
     def forward(self, features):
         """Logits (N, 2) for features (N, C, H, W) of the representation the detector was trained on."""
+        check_tensor(features, "features", "LinearDetector", ("N", *self.mean.shape))
         # linear((x - mean) / std), with the standardization folded into the weights and bias:
         # one pass over the batch instead of three, and the same weights
         weight = self.linear.weight / self.std.flatten()  # (2, C*H*W)
@@ -67,6 +71,8 @@ class LinearDetector(nn.Module):
 @torch.no_grad()
 def class_means(images, labels, representation, device, batch_size):
     """Mean representation of real and of fake images, (2, C, H, W) float64, streamed in batches."""
+    check_labels(labels, len(images), "class_means", 2)
+    check_two_classes(labels, "class_means")
     sums, counts = None, torch.zeros(2, dtype=torch.float64, device=device)
     labels = labels.to(device)
     for index, features in feature_batches(
@@ -85,6 +91,7 @@ def train_epoch(model, images, labels, representation, optimizer, device, batch_
 
     Raises FloatingPointError when the loss stops being finite.
     """
+    check_labels(labels, len(images), "train_epoch", 2)
     model.train()
     order = torch.randperm(len(images), generator=generator).to(images.device)
     total, count = 0.0, 0
@@ -108,6 +115,9 @@ def train_epoch(model, images, labels, representation, optimizer, device, batch_
 @torch.no_grad()
 def evaluate(model, images, labels, representation, device, batch_size):
     """(accuracy, confusion matrix (2, 2) int64: rows the true class, columns the predicted one)."""
+    check_labels(labels, len(images), "evaluate", 2)
+    if not len(images):
+        raise ValueError("evaluate needs at least one image, got none")
     model.eval()
     confusion = torch.zeros(2, 2, dtype=torch.int64, device=device)
     labels = labels.to(device)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from iml.attribution import as_baseline, output_digits, require_eval_mode, saliency
+from iml.validation import check_images, check_same_shape
 from models import CNN, MNIST_MEAN, MNIST_STD
 
 AFFINE = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.Flatten, nn.Identity)
@@ -146,18 +147,6 @@ def _refine(layers, alphas, points):
     return alphas
 
 
-def check_images(images):
-    """Raise TypeError unless `images` is a floating-point tensor, ValueError unless it is (N, 1, 28, 28)."""
-    if not (torch.is_tensor(images) and images.is_floating_point()):
-        kind = f"a {images.dtype} tensor" if torch.is_tensor(images) else type(images).__name__
-        raise TypeError(f"exact IG needs images as a floating-point tensor (N, 1, 28, 28), got {kind}")
-    if images.dim() != 4 or images.shape[1:] != (1, 28, 28):
-        raise ValueError(
-            f"exact IG needs images of shape (N, 1, 28, 28), got {tuple(images.shape)}; "
-            "a single image (28, 28) becomes one with images.view(1, 1, 28, 28)"
-        )
-
-
 def exact_integrated_gradients(net, images, output_digit, baseline=None, progress=None):
     """Integrated Gradients with no approximation, for a piecewise-linear network.
 
@@ -168,13 +157,13 @@ def exact_integrated_gradients(net, images, output_digit, baseline=None, progres
     number of linear pieces of each path). Raises ValueError for any other kind of layer and for
     images of another shape, TypeError for a network it cannot prove piecewise linear (see
     `linear_layers`) and for images that are not a floating-point tensor. progress: a bar that
-    counts the digits done, or None.
+    counts the digits done, or None. An empty batch (0, 1, 28, 28) gives empty attributions and pieces.
     """
     require_eval_mode(net)
     layers = linear_layers(net)
-    check_images(images)
-    baseline = as_baseline(baseline, images)  # x', (N, 1, 28, 28)
-    digits = output_digits(output_digit, len(images), images.device)  # (N,)
+    check_images(images, "exact_integrated_gradients")
+    baseline = as_baseline(baseline, images, "exact_integrated_gradients")  # x', (N, 1, 28, 28)
+    digits = output_digits(output_digit, len(images), images.device, "exact_integrated_gradients")  # (N,)
     attributions, pieces = torch.empty_like(images), torch.empty(len(images), dtype=torch.int64)
     for n in range(len(images)):
         start, end = baseline[n : n + 1], images[n : n + 1]
@@ -203,6 +192,7 @@ def rule_errors(net, images, digits, exact, steps, rules, progress=None):
     from iml.attribution import target_outputs
     from iml.integrated_fast import integrate_gradients_fast
 
+    check_same_shape(exact, "exact", images, "images", "rule_errors")
     change = target_outputs(net, images, digits) - target_outputs(net, torch.zeros_like(images), digits)  # (N,)
     size = exact.flatten(1).norm(dim=1)  # (N,)
     table = {}

@@ -1,4 +1,5 @@
-"""Figure and tables of ``python -m iml input-opt-regularized``: plain against regularized optima.
+"""Figure and tables of ``python -m iml input-opt-regularized``: plain against regularized optima; and the
+ascent curves that src/input_opt.py's `plot_curves` draws.
 
 Image-like rows share one grey scale from 0 (black) to 1 (white), as MNIST is shown; unbounded (unclipped)
 optima a diverging map centred at zero. The plain optima themselves are input_opt_grid.png's, drawn by
@@ -80,6 +81,29 @@ def _colorbar(fig, shown, axes, values, label):
     bar = fig.colorbar(shown, ax=list(axes), fraction=0.02, pad=0.01, extend=extend)
     bar.set_label(label + ("\n(arrow: beyond)" if extend != "neither" else ""), fontsize=10)
     bar.ax.tick_params(labelsize=9)
+
+
+def plot_ascent_curves(ascent, title):
+    """src/input_opt.py's `plot_curves`: the logit y_i (left) and its softmax probability p_i (right) of an
+    `Ascent` per step, a row per start and a line per digit."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    steps = np.arange(ascent.logit.shape[0])
+    size = (11, 3.2 * len(ascent.start_names) + 0.6)
+    fig, axes = plt.subplots(len(ascent.start_names), 2, figsize=size, squeeze=False, layout="constrained")
+    for (s, column), ax in np.ndenumerate(axes):
+        values, name = ((ascent.logit, "logit $y_i$"), (ascent.probability, "softmax probability $p_i$"))[column]
+        for k, neuron in enumerate(ascent.neurons):
+            ax.plot(steps, values[:, s, k].numpy(), color=plt.get_cmap("tab10")(neuron), label=f"digit {neuron}")
+        ax.set(xlabel="step", ylabel=f"{ascent.start_names[s]} start\n{name}", title=f"{name} of the target digit")
+        ax.grid(alpha=0.3)
+        if column == 1:  # the probability saturates within a few steps: a logarithmic step axis shows them
+            ax.set(ylim=(-0.02, 1.02), xscale="symlog", xlim=(0, len(steps) - 1), xlabel="step (logarithmic axis)")
+            ax.xaxis.set_major_formatter("{x:g}")
+    axes[0, 0].legend(loc="upper left", fontsize=8, ncol=2)
+    fig.suptitle(title, fontsize=11)
+    return fig
 
 
 def plot_comparison(plain, regularized, start_names, title, confident):

@@ -23,7 +23,10 @@ from torch.func import functional_call, grad, vjp, vmap
 
 from iml.attribution import as_baseline, default_batch_points, network_device, output_digits, require_eval_mode
 from iml.quadrature import quadrature
+from iml.validation import check_baseline, check_choice, check_count, check_flag, check_ig, check_same_shape
 from models import CNN, MNIST_MEAN, MNIST_STD, functional_state
+
+PRECISIONS = ("float32", "bfloat16")
 
 
 class CompileError(RuntimeError):
@@ -122,12 +125,12 @@ def integrate_gradients_fast(
     Returns the attributions on the device and in the dtype of `images`.
     """
     require_eval_mode(net)
+    check_arguments(images, output_digit, steps_m, baseline, batch_points, precision, compile)
     device = network_device(net, images)
     x_all = images.to(device)  # (N, 1, 28, 28)
     base_all, digits = as_baseline(baseline, x_all), output_digits(output_digit, len(x_all), device)
     alphas, weights = quadrature(rule, steps_m, dtype=x_all.dtype, device=device)  # (m,), (m,)
-    batch_points = batch_points or default_batch_points(device)
-    images_per_chunk, steps_per_chunk = max(1, batch_points // steps_m), min(steps_m, batch_points)
+    images_per_chunk, steps_per_chunk = chunk_sizes(batch_points or default_batch_points(device), steps_m)
     summed_gradient = SUMMED_GRADIENT
     if compile:
         summed_gradient = compiled_summed_gradient()
@@ -139,6 +142,23 @@ def integrate_gradients_fast(
     with torch.no_grad():  # torch.func.grad still differentiates; nothing else builds a graph
         attributions = path.all_attributions(x_all, base_all, digits, images_per_chunk, len(images), done)
     return attributions[: len(images)].to(images.device)
+
+
+def check_arguments(images, output_digit, steps_m, baseline, batch_points, precision, compile):
+    """Refuse, before any work, what `integrate_gradients_fast` cannot use; the rule is quadrature's to check."""
+    function = "integrate_gradients_fast"
+    check_ig(images, output_digit, steps_m, function)
+    check_baseline(baseline, images, function)
+    if batch_points is not None:
+        check_count(batch_points, "batch_points", function)
+    check_choice(precision, "precision", function, PRECISIONS)
+    check_flag(compile, "compile", function)
+
+
+def chunk_sizes(batch_points, steps_m):
+    """(images, steps) per chunk of at most `batch_points` path points: whole paths while they fit, else one path
+    cut into pieces of `batch_points` steps."""
+    return max(1, batch_points // steps_m), min(steps_m, batch_points)
 
 
 def fast_twin(compile=False):
@@ -176,7 +196,7 @@ class StraightPaths:
             chunks.append(self.attributions(x_all[chunk], base_all[chunk], digits[chunk]))
             if done is not None:
                 done(min(s + images_per_chunk, count) - s)
-        return torch.cat(chunks)
+        return torch.cat(chunks) if chunks else torch.zeros_like(x_all)  # no images, no attributions
 
     def attributions(self, x, base, digits):
         """(x - x') * sum_k w_k dF/dx at the path points, for a chunk x, base (n, 1, 28, 28)."""
@@ -193,6 +213,7 @@ class StraightPaths:
 
 def pad_to_multiple(values, multiple, fill=None):
     """`values` (K, ...) lengthened to a multiple of `multiple` rows: `fill`, or copies of the last row."""
+    check_count(multiple, "multiple", "pad_to_multiple")
     missing = -len(values) % multiple
     if not missing:
         return values
@@ -208,6 +229,7 @@ def precision_deviation(reduced, exact):
     Returns (largest |difference| / largest |exact|, median over the images of
     ||difference|| / ||exact||).
     """
+    check_same_shape(reduced, "reduced", exact, "exact", "precision_deviation")
     difference = reduced.float() - exact.float()
     largest = float(difference.abs().max() / exact.abs().max())
     per_image = difference.flatten(1).norm(dim=1) / exact.float().flatten(1).norm(dim=1)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from iml.common import InputError
+from iml.validation import check_count, describe
 
 RULES = ("right", "left", "midpoint", "trapezoid", "gausslegendre")
 # Captum's names for the same rules; its "riemann_trapezoid" differs from ours (see docs/testing.md).
@@ -27,11 +28,12 @@ def quadrature(rule, steps_m, dtype=torch.float64, device="cpu"):
     (k-1/2)/m. "trapezoid" puts its nodes at 0, 1/(m-1), ..., 1 with weights 1/(m-1), halved at
     both ends, so its weights sum to 1 (Captum's "riemann_trapezoid" weights them 1/m instead).
     "gausslegendre" uses the m-point Gauss-Legendre rule mapped to [0, 1].
-    Raises ValueError for an unknown rule or m < 1, InputError for the trapezoid rule with m < 2.
+    Raises ValueError for an unknown rule or m < 1, TypeError for a rule that is no string or an m that is
+    no int (a float or a bool), InputError for the trapezoid rule with m < 2.
     """
-    m = steps_m
-    if m < 1:
-        raise ValueError(f"the number of steps must be at least 1, got {m}")
+    m = check_count(steps_m, "steps_m", "quadrature")
+    if not isinstance(rule, str):
+        raise TypeError(f"quadrature needs rule as one of {', '.join(RULES)}, got {describe(rule)}")
     k = torch.arange(1, m + 1, dtype=torch.float64)
     weights = torch.full((m,), 1 / m, dtype=torch.float64)
     if rule == "right":

@@ -12,6 +12,7 @@ import torch
 
 import util
 from iml.progress import progress
+from iml.validation import check_channels_last, check_choice, check_count, check_tensor
 
 EPS = 1e-8  # keeps log finite where a coefficient is exactly zero
 REPRESENTATION_NAMES = {
@@ -28,6 +29,7 @@ def log_fft(images, eps=EPS):
     from rfft2 is transformed and logged; the other half is mirrored in. On a CPU this is about
     twice as fast as fft2 followed by abs.
     """
+    check_channels_last(images, "log_fft")
     x = images.permute(0, 3, 1, 2).contiguous().float()  # (N, C, H, W); FFTs are faster on contiguous data
     h, w = x.shape[-2:]
     half = torch.view_as_real(torch.fft.rfft2(x))  # (N, C, H, w//2 + 1, 2): real and imaginary parts
@@ -41,6 +43,7 @@ def log_fft(images, eps=EPS):
 
 def dct_matrix(n, dtype=torch.float32, device=None):
     """The orthonormal DCT-II matrix D (n, n): D @ x transforms a column, D.T @ D = identity."""
+    check_count(n, "n", "dct_matrix")
     k = torch.arange(n, dtype=torch.float64)[:, None]
     i = torch.arange(n, dtype=torch.float64)[None, :]
     d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)
@@ -50,17 +53,21 @@ def dct_matrix(n, dtype=torch.float32, device=None):
 
 def dct2(x):
     """Orthonormal 2-D DCT-II over the last two axes of a float tensor (..., H, W)."""
+    if check_tensor(x, "x", "dct2").dim() < 2:
+        raise ValueError(f"dct2 needs x of shape (..., H, W), got {tuple(x.shape)}")
     h, w = x.shape[-2:]
     return dct_matrix(h, x.dtype, x.device) @ x @ dct_matrix(w, x.dtype, x.device).T
 
 
 def log_dct(images, eps=EPS):
     """ln(|DCT2(I)| + eps) per channel, as Frank et al. (2020): uint8 (N, H, W, C) -> float32 (N, C, H, W)."""
+    check_channels_last(images, "log_dct")
     return dct2(images.permute(0, 3, 1, 2).contiguous().float()).abs_().add_(eps).log_()
 
 
 def pixels(images):
     """The raw pixel values, channels first: uint8 (N, H, W, C) -> float32 (N, C, H, W)."""
+    check_channels_last(images, "pixels")
     return images.permute(0, 3, 1, 2).float()
 
 
@@ -73,6 +80,9 @@ def feature_batches(images, representation, device, batch_size, order=None, desc
     order: a permutation of the N images to visit them in (None: in order). desc: what a progress
     bar that counts the batches says (None: no bar).
     """
+    check_choice(representation, "representation", "feature_batches", tuple(REPRESENTATIONS))
+    check_count(batch_size, "batch_size", "feature_batches")
+    check_channels_last(images, "feature_batches")
     starts = range(0, len(images), batch_size)
     if desc is not None:
         starts = progress(starts, unit="batches", desc=desc, leave=False)

@@ -71,3 +71,22 @@ def test_any_output_encoding_can_show_a_path(tmp_path):
     assert "bilder-\\xe4/input_opt_grid.png" in result.stdout
     failing = run_script("input_opt.py", "--weights", out / "nö.pth", env={"PYTHONIOENCODING": "ascii"})
     assert_clear_error(failing, "n\\xf6.pth does not exist")
+
+
+def test_all_black_faces_draw_without_a_warning_even_under_w_error(tmp_path):
+    import numpy as np
+    from conftest import write_png
+
+    import util
+
+    black = np.zeros((util.IMAGE_SIZE, util.IMAGE_SIZE, 3), np.uint8)
+    for i in range(12):
+        write_png(tmp_path / "data" / util.REAL_FOLDER / f"{i:05d}.png", array=black)
+        write_png(tmp_path / "data" / util.FAKE_FOLDER / f"style_gan_ffhq_example{i}.png", array=black)
+    sizes = ["--train-size", "6", "--val-size", "2", "--test-size", "4", "--epochs", "1"]
+    result = run_script(
+        "deepfake_interpretation.py", "--data", tmp_path / "data", *sizes, "--out", tmp_path / "out",
+        env={"PYTHONWARNINGS": "error"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["deepfake_spectra.png", "deepfake_weights.png"]
