@@ -23,17 +23,10 @@ import common_bench as bench
 import torch
 from captum.attr import IntegratedGradients
 
-from iml.attribution import spearman
+from iml.attribution import CPU_BATCH_POINTS, GPU_BATCH_POINTS, default_batch_points, spearman
 from iml.cli import UserError, device_from_argument, positive_int, run_main
 from iml.common import WEIGHTS_PATH, set_seed
-from iml.integrated_fast import (
-    CPU_BATCH_POINTS,
-    GPU_BATCH_POINTS,
-    CompileError,
-    default_batch_points,
-    integrate_gradients_fast,
-    precision_deviation,
-)
+from iml.integrated_fast import CompileError, integrate_gradients_fast, precision_deviation
 from iml.mnist_cnn import to_float_images
 from iml.quadrature import CAPTUM_METHODS, RULES
 from mnist_integrated import integrate_gradients

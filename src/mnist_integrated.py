@@ -90,7 +90,7 @@ def train_model(args: argparse.Namespace, train_set: Data, val_set: Data, test_s
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = OneCycleLR(optimizer, args.lr, epochs=args.epochs, steps_per_epoch=steps)
     where = f"validating on {len(val_set[0])}, device {train_set[0].device}"
-    print(f"training on {len(train_set[0])} digits, {where}, {args.epochs} epochs", flush=True)
+    print(f"training on {len(train_set[0])} digits, {where}, epochs: {args.epochs}", flush=True)
     for epoch in range(1, args.epochs + 1):
         loss = train(args, model, train_set, scheduler, epoch)
         validation = f", validation accuracy {test(model, val_set):.2%}" if len(val_set[0]) else ""

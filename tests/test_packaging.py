@@ -98,3 +98,11 @@ def test_every_registered_command_has_its_module():
     for name, (module, _) in COMMANDS.items():
         path = ROOT / "src" / (module.replace(".", "/") + ".py")
         assert path.is_file(), f"command {name} runs {module}, which has no file {path.relative_to(ROOT)}"
+
+
+@pytest.mark.parametrize("bench", sorted(p.stem for p in (ROOT / "bench").glob("*.py")))
+def test_every_benchmark_imports_what_the_project_still_has(bench, monkeypatch):
+    import importlib
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    importlib.import_module(bench)  # an import that moved elsewhere fails here, not at the next measurement

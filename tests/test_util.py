@@ -123,9 +123,18 @@ def test_load_folder_takes_numpy_integer_sizes_and_refuses_bool_float_and_negati
         write_png(folder / real_name(i), seed=i)
     train, val, test = util.load_folder(folder, np.int64(2), np.int32(1), np.uint8(1))
     assert (len(train), len(val), len(test)) == (2, 1, 1)
-    for value in (True, np.bool_(True), 2.0, np.float64(2.0), "2", None, -1, np.int64(-1)):
-        expected = f"val_size must be a whole number of images from 0 up (int or numpy integer), got {value!r}"
-        with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+    needed = "load_folder needs val_size as a whole number from 0 up (an int), got "
+    for value, error, got in (
+        (True, TypeError, "the bool True"),
+        (np.bool_(True), TypeError, "the bool True"),
+        (2.0, TypeError, "the float 2.0"),
+        (np.float64(2.0), TypeError, "the float64 2.0"),
+        ("2", TypeError, "the string '2'"),
+        (None, TypeError, "None"),
+        (-1, ValueError, "-1"),
+        (np.int64(-1), ValueError, "-1"),
+    ):
+        with pytest.raises(error, match=f"^{re.escape(needed + got)}$"):
             util.load_folder(folder, 1, value, 1)
     with raises_explained(r"holds 4 usable images, fewer than the 300 asked for \(train 200 \+ validation 100"):
         util.load_folder(folder, np.uint8(200), np.uint8(100), 0)  # added as numpy's uint8, 300 would wrap to 44
