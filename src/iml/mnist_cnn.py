@@ -22,6 +22,7 @@ from iml.cli import (
     similar_file,
 )
 from iml.common import WEIGHTS_PATH, atomic_path, printable, relative, set_seed
+from iml.validation import check_count, check_images, check_labels
 from models import load_cnn, save_checkpoint
 from util import get_mnist_test_data, get_mnist_train_data
 
@@ -58,12 +59,18 @@ def mnist_splits(args, device):
 @torch.no_grad()
 def predict(model, images, batch_size=1000):
     """The predicted digit of each image (N,), in eval mode, `batch_size` images at a time."""
+    check_images(images, "predict")
+    check_count(batch_size, "batch_size", "predict")
     model.eval()
     return torch.cat([model(x).argmax(dim=1) for x in images.split(batch_size)])
 
 
 def evaluate(model, images, labels, batch_size=1000):
-    """Accuracy (a fraction) of `model` on float images (N, 1, 28, 28) and int64 labels (N,)."""
+    """Accuracy (a fraction) of `model` on float images (N, 1, 28, 28) and int64 labels (N,), N at least 1."""
+    check_images(images, "evaluate")
+    check_labels(labels, len(images), "evaluate", 10)
+    if not len(images):
+        raise ValueError("evaluate needs at least one digit, got none")
     return (predict(model, images, batch_size) == labels.to(images.device)).float().mean().item()
 
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 from torchvision.transforms.functional import gaussian_blur
 
+from iml.validation import check_count, check_images, check_neurons, check_number
 from models import functional_state
 
 COMMAND = "python -m iml input-opt-regularized"
@@ -204,8 +205,14 @@ def optimize_inputs(
     into the optimized tensor in place so that Adam keeps its moments. Adam moves every pixel by
     about lr per step whatever the scale of the gradient and never divides by zero (normalizing x by
     its standard deviation, as is sometimes done, is 0/0 for the all-ones start). Jitter offsets come
-    from `generator`. Raises FloatingPointError when the objective stops being finite.
+    from `generator`. Raises FloatingPointError when the objective stops being finite; refuses, before any
+    work, digits that are no ints from 0 up (3.7 would become 3), starts that are no float images (S, 1, 28, 28),
+    a negative number of steps and a step size that is not above 0.
     """
+    check_neurons(neurons, "optimize_inputs")
+    check_images(starts, "optimize_inputs", "starts")
+    check_count(steps, "steps", "optimize_inputs", low=0)
+    check_number(lr, "lr", "optimize_inputs", above=0)
     neurons = tuple(int(n) for n in neurons)
     one_hot = F.one_hot(torch.tensor(neurons, device=starts.device), 10).to(starts.dtype)  # (K, 10)
     targets = one_hot.repeat(len(starts), 1)  # (S*K, 10), start-major like `pixels`

@@ -87,15 +87,16 @@ def check_choice(value, name, function, choices):
         raise ValueError(f"{needed}, got {value!r}")
 
 
-def check_tensor(value, name, function, shape=None, kind="floating-point", hint=""):
+def check_tensor(value, name, function, shape=None, kind="floating-point", hint="", pixels=False):
     """Raise unless `value` is a torch tensor of dtype `kind` (see KINDS) and of `shape` (a name such as "N":
-    any size there; shape None: any shape). `hint` ends the message of a wrong shape."""
+    any size there; shape None: any shape). `hint` ends the message of a wrong shape; `pixels`: integer ones are
+    told how to become floats."""
     expected = f"a {kind} tensor" + ("" if shape is None else f" {shape_text(shape)}")
     if not torch.is_tensor(value):
         tip = "; torch.from_numpy(...) makes a tensor of an array" if isinstance(value, np.ndarray) else ""
         raise TypeError(f"{function} needs {name} as {expected}, got {describe(value)}{tip}")
     if not KINDS[kind](value.dtype):
-        tip = PIXEL_TIP if kind == "floating-point" and KINDS["integer"](value.dtype) and "image" in name else ""
+        tip = PIXEL_TIP if pixels and KINDS["integer"](value.dtype) else ""
         raise TypeError(f"{function} needs {name} as {expected}, got {describe(value)}{tip}")
     if shape is not None and not fits(value.shape, shape):
         raise ValueError(f"{function} needs {name} of shape {shape_text(shape)}, got {shape_text(value.shape)}{hint}")
@@ -126,7 +127,7 @@ def mnist_hint(shape):
 def check_images(images, function, name="images"):
     """Raise unless `images` are a batch of the CNN's images: a floating-point tensor (N, 1, 28, 28); N may be 0."""
     hint = mnist_hint(images.shape) if torch.is_tensor(images) else ""
-    return check_tensor(images, name, function, MNIST, hint=hint)
+    return check_tensor(images, name, function, MNIST, hint=hint, pixels=True)
 
 
 def check_pixels(images, function, name="images"):
@@ -206,10 +207,21 @@ def check_forward_pass(x, neuron):
     """
     hint = {(28, 28): "; one image (28, 28) becomes (1, 28, 28) with x[None]"}
     hint[1, 1, 28, 28] = "; forward_pass takes one image: x[0] of a batch (1, 1, 28, 28)"
-    check_tensor(x, "x", "forward_pass", (1, 28, 28), hint=hint.get(tuple(x.shape), "") if torch.is_tensor(x) else "")
+    shape = tuple(x.shape) if torch.is_tensor(x) else ()
+    check_tensor(x, "x", "forward_pass", (1, 28, 28), hint=hint.get(shape, ""), pixels=True)
     if not (torch.is_tensor(neuron) and KINDS["integer"](neuron.dtype) and neuron.dim() == 0):
         needed = "forward_pass needs neuron as a 0-d integer tensor such as torch.tensor(3)"
         raise TypeError(f"{needed}, got {describe(neuron)}")
+
+
+def check_neurons(neurons, function):
+    """Raise unless `neurons` are a non-empty sequence of output indices, ints from 0 up."""
+    if isinstance(neurons, str) or not hasattr(neurons, "__len__"):
+        raise TypeError(f"{function} needs neurons as a sequence of digits such as (3,), got {describe(neurons)}")
+    if not len(neurons):
+        raise ValueError(f"{function} needs at least one neuron, got none")
+    for k, neuron in enumerate(neurons):
+        check_count(neuron, f"neurons[{k}]", function, low=0)
 
 
 def check_ascent(neurons, starts, steps, lr, function="optimize_input"):
@@ -217,17 +229,14 @@ def check_ascent(neurons, starts, steps, lr, function="optimize_input"):
 
     Returns (S, K): the number of starts and of digits.
     """
-    if isinstance(neurons, str) or not hasattr(neurons, "__len__"):
-        raise TypeError(f"{function} needs neurons as a sequence of digits such as (3,), got {describe(neurons)}")
-    if not len(neurons):
-        raise ValueError(f"{function} needs at least one neuron, got none")
-    for k, neuron in enumerate(neurons):
-        check_count(neuron, f"neurons[{k}]", function, low=0)
-    if not isinstance(starts, dict) or not starts:
+    check_neurons(neurons, function)
+    if not isinstance(starts, dict):
         raise TypeError(f"{function} needs starts as a dict of starting images by name, got {describe(starts)}")
+    if not starts:
+        raise ValueError(f"{function} needs at least one start, got none")
     for name, start in starts.items():
         hint = mnist_hint(start.shape) if torch.is_tensor(start) else ""
-        check_tensor(start, f"the start image {name!r}", function, (1, 1, 28, 28), hint=hint)
+        check_tensor(start, f"the start image {name!r}", function, (1, 1, 28, 28), hint=hint, pixels=True)
     check_count(steps, "steps", function, low=0)
     check_number(lr, "lr", function, above=0)
     return len(starts), len(neurons)
@@ -258,13 +267,21 @@ def check_channels_last(images, function, name="images", batched=True, numpy=Fal
     if not (images.dtype.kind in NUMPY_KINDS["real"] if numpy else KINDS["real"](images.dtype)):
         raise TypeError(f"{needed}, got {describe(images)}")
     shape = tuple(images.shape)
-    if (len(shape) == 4 if batched else len(shape) >= 3) and 1 <= shape[-1] <= MAX_CHANNELS:
+    few = [1 <= size <= MAX_CHANNELS for size in shape]  # which axes could hold the channels
+    if (len(shape) == 4 if batched else len(shape) >= 3) and few[-1]:
         return
     move = f"np.moveaxis({name}, -3, -1)" if numpy else f"{name}.movedim(-3, -1)"
-    hint = f"; channels first (..., C, H, W) become channels last with {move}" if len(shape) >= 3 else ""
-    hint = f"; a grey image (H, W) becomes one with {name}[..., None]" if len(shape) == 2 else hint
-    if batched and len(shape) == 3 and 1 <= shape[-1] <= MAX_CHANNELS:
+    first = f"channels first (..., C, H, W) become channels last with {move}"
+    grey = f"grey images (N, H, W) become (N, H, W, 1) with {name}[..., None]"
+    hint = ""
+    if len(shape) == 2:
+        hint = f"; a grey image (H, W) becomes one with {name}[..., None]"
+    elif len(shape) == 3 and batched and few[-1]:
         hint = f"; a single image (H, W, C) becomes a batch with {name}[None]"
+    elif len(shape) == 3:  # (C, H, W) or a batch of grey images (N, H, W): both read alike
+        hint = f"; {first}, {grey}" if few[0] else f"; {grey}"
+    elif len(shape) > 3 and few[-3]:
+        hint = f"; {first}"
     layout = f"channels last with 1 to {MAX_CHANNELS} channels"
     raise ValueError(f"{function} needs {name} of shape {expected}, {layout}, got {shape_text(shape)}{hint}")
 
@@ -300,12 +317,13 @@ def check_weight_picture(model, shape, function="weight_picture"):
         raise TypeError(f"{function} needs model as an nn.Linear with 2 outputs (real, fake), got {describe(model)}")
     if model.out_features != 2:
         raise ValueError(f"{function} needs model with 2 outputs (real, fake), got nn.Linear with {model.out_features}")
-    given = tuple(shape) if isinstance(shape, tuple | list | torch.Size) else None
-    needed = (
-        f"{function} needs shape as the (C, H, W) of one spectrum, channels first, with C*H*W = {model.in_features}"
-    )
-    if given is None or len(given) != 3 or not all(isinstance(s, int | np.integer) and s > 0 for s in given):
-        raise ValueError(f"{needed}, the in_features of model, got {given if given is not None else describe(shape)}")
+    needed = f"{function} needs shape as the (C, H, W) of one spectrum, channels first, with C*H*W = "
+    needed += f"{model.in_features}, the in_features of model"
+    if not isinstance(shape, tuple | list | torch.Size):
+        raise TypeError(f"{needed}, got {describe(shape)}")
+    given = tuple(shape)
+    if len(given) != 3 or not all(isinstance(s, int | np.integer) and s > 0 for s in given):
+        raise ValueError(f"{needed}, got {given}")
     if math.prod(given) != model.in_features or given[0] > MAX_CHANNELS:
         turned = given[0] > MAX_CHANNELS and given[2] <= MAX_CHANNELS and math.prod(given) == model.in_features
         hint = f"; channels last become channels first as ({given[2]}, {given[0]}, {given[1]})" if turned else ""
@@ -319,7 +337,8 @@ def check_fractions(fractions, function, at_least=1):
     needed = f"{function} needs fractions of at least {at_least} values from 0 to 1"
     if len(fractions) < at_least or (len(fractions) and not (fractions.min() >= 0 and fractions.max() <= 1)):
         values = ", ".join(f"{value:g}" for value in fractions[:5].tolist()) + (", ..." if len(fractions) > 5 else "")
-        raise ValueError(f"{needed}, got ({values}){'; percentages p become p / 100' if len(fractions) else ''}")
+        tip = "; percentages p become p / 100" if len(fractions) and fractions.max() > 1 else ""
+        raise ValueError(f"{needed}, got ({values}){tip}")
     if at_least > 1 and not fractions[-1] > fractions[0]:
         raise ValueError(f"{needed}, the last above the first, got {fractions[0]:g} to {fractions[-1]:g}")
 

@@ -1,0 +1,520 @@
+"""The Python API of the exercise (src/input_opt.py, mnist_integrated.py, deepfake_interpretation.py, util.py,
+models.py): each bad input gets its error type and message before any work, in the solution and in the
+student handout, whose solution regions are stubs. The package's functions: tests/iml/test_validation.py."""
+
+import importlib.util
+import re
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import mnist_integrated  # its `test` would be collected as a test if imported by name
+import util
+from deepfake_interpretation import mean_spectra, transform, weight_picture
+from iml.common import ROOT
+from iml.handout import find_regions, stubbed
+from input_opt import make_forward_pass, make_start, optimize_input
+from mnist_integrated import integrate_gradients, train
+from models import CNN
+
+NET = CNN().eval()
+X = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+LABELS = torch.tensor([3, 7])
+STARTS = {"random": X[:1], "ones": torch.ones(1, 1, 28, 28)}
+SPECTRA = torch.rand(4, 3, 16, 16)
+REAL_FAKE = torch.tensor([0, 1, 0, 1])
+FACES = np.zeros((2, 16, 16, 3), dtype=np.uint8)
+PIXEL_TIP = "; pixels 0-255 become [0, 1] with images.float() / 255"
+COUNT = "as a whole number from 1 up (an int), got "
+IG = "integrate_gradients needs "
+IG_IMAGES = IG + "test_images as a floating-point tensor (N, 1, 28, 28), got "
+IG_SHAPE = IG + "test_images of shape (N, 1, 28, 28), got "
+DIGIT = "output_digit as an output index from 0 up: an int, or an integer tensor (2,), "
+TRANSFORM_SHAPE = "transform needs image_data of shape (..., H, W, C), channels last with 1 to 4 channels, got "
+FIRST = "channels first (..., C, H, W) become channels last with np.moveaxis(image_data, -3, -1)"
+DATA_IMAGES = " needs the images data[0] as a floating-point tensor (N, 1, 28, 28), got "
+DATA_LABELS = " needs the labels data[1] as an integer tensor (2,) of classes 0 to 9, got "
+SPECTRA_LABELS = "mean_spectra needs labels as an integer tensor (4,) of classes 0 to 1, got "
+PICTURE = "weight_picture needs shape as the (C, H, W) of one spectrum, channels first, with C*H*W = 768, "
+PICTURE += "the in_features of model, got "
+
+
+def forward_pass(x, neuron):
+    return make_forward_pass(NET)(x, neuron)
+
+
+def ascent(neurons=(3,), starts=STARTS, steps=2, lr=0.1):
+    return lambda: optimize_input(NET, neurons, starts, steps, lr)
+
+
+def training(data, batch_size=2):
+    """One epoch of Task 2's `train` of a fresh CNN on `data`, with `batch_size`."""
+    model = CNN()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD(model.parameters(), lr=0.0), lambda _: 1.0)
+    return lambda: train(SimpleNamespace(batch_size=batch_size, seed=0), model, data, scheduler, 1)
+
+
+def welford(first, second):
+    estimator = util.WelfordEstimator()
+    estimator.update(first)
+    return lambda: estimator.update(second)
+
+
+# (what is wrong, the call, the error, the whole message)
+REFUSED = [
+    # Task 1: input optimization
+    (
+        "forward_pass: a 2-D image",
+        lambda: forward_pass(X[0, 0], torch.tensor(3)),
+        ValueError,
+        "forward_pass needs x of shape (1, 28, 28), got (28, 28); one image (28, 28) becomes (1, 28, 28) with x[None]",
+    ),
+    (
+        "forward_pass: a batch",
+        lambda: forward_pass(X[:1], torch.tensor(3)),
+        ValueError,
+        "forward_pass needs x of shape (1, 28, 28), got (1, 1, 28, 28); forward_pass takes one image: x[0] of a "
+        "batch (1, 1, 28, 28)",
+    ),
+    (
+        "forward_pass: uint8 pixels",
+        lambda: forward_pass(torch.zeros(1, 28, 28, dtype=torch.uint8), torch.tensor(3)),
+        TypeError,
+        "forward_pass needs x as a floating-point tensor (1, 28, 28), got a torch.uint8 tensor of shape (1, 28, 28)"
+        + PIXEL_TIP,
+    ),
+    (
+        "forward_pass: an int neuron",
+        lambda: forward_pass(X[0], 3),
+        TypeError,
+        "forward_pass needs neuron as a 0-d integer tensor such as torch.tensor(3), got the int 3",
+    ),
+    (
+        "forward_pass under vmap: images (N, 28, 28)",
+        lambda: torch.func.vmap(torch.func.grad(make_forward_pass(NET)))(X[:, 0], LABELS),
+        ValueError,
+        "forward_pass needs x of shape (1, 28, 28), got (28, 28); one image (28, 28) becomes (1, 28, 28) with x[None]",
+    ),
+    (
+        "make_start: unknown kind",
+        lambda: make_start("zeros"),
+        ValueError,
+        "unknown start 'zeros'; use one of ('random', 'ones')",
+    ),
+    (
+        "optimize_input: one digit, not a sequence",
+        ascent(neurons=3),
+        TypeError,
+        "optimize_input needs neurons as a sequence of digits such as (3,), got the int 3",
+    ),
+    ("optimize_input: no digits", ascent(neurons=()), ValueError, "optimize_input needs at least one neuron, got none"),
+    (
+        "optimize_input: a float digit",
+        ascent(neurons=(3.0,)),
+        TypeError,
+        "optimize_input needs neurons[0] as a whole number from 0 up (an int), got the float 3.0",
+    ),
+    (
+        "optimize_input: a negative digit",
+        ascent(neurons=(2, -1)),
+        ValueError,
+        "optimize_input needs neurons[1] as a whole number from 0 up (an int), got -1",
+    ),
+    (
+        "optimize_input: a start (28, 28)",
+        ascent(starts={"random": X[0, 0]}),
+        ValueError,
+        "optimize_input needs the start image 'random' of shape (1, 1, 28, 28), got (28, 28); a single image (28, 28) "
+        "becomes one with images.view(1, 1, 28, 28)",
+    ),
+    (
+        "optimize_input: a uint8 start",
+        ascent(starts={"ones": torch.ones(1, 1, 28, 28, dtype=torch.uint8)}),
+        TypeError,
+        "optimize_input needs the start image 'ones' as a floating-point tensor (1, 1, 28, 28), got a torch.uint8 "
+        "tensor of shape (1, 1, 28, 28)" + PIXEL_TIP,
+    ),
+    (
+        "optimize_input: starts as a list",
+        ascent(starts=[X[:1]]),
+        TypeError,
+        "optimize_input needs starts as a dict of starting images by name, got a list",
+    ),
+    ("optimize_input: no starts", ascent(starts={}), ValueError, "optimize_input needs at least one start, got none"),
+    (
+        "optimize_input: negative steps",
+        ascent(steps=-5),
+        ValueError,
+        "optimize_input needs steps as a whole number from 0 up (an int), got -5",
+    ),
+    (
+        "optimize_input: float steps",
+        ascent(steps=10.0),
+        TypeError,
+        "optimize_input needs steps as a whole number from 0 up (an int), got the float 10.0",
+    ),
+    ("optimize_input: lr 0", ascent(lr=0), ValueError, "optimize_input needs lr as a finite number above 0, got 0"),
+    (
+        "optimize_input: lr NaN",
+        ascent(lr=float("nan")),
+        ValueError,
+        "optimize_input needs lr as a finite number above 0, got nan",
+    ),
+    (
+        "optimize_input: lr True",
+        ascent(lr=True),
+        TypeError,
+        "optimize_input needs lr as a finite number above 0, got the bool True",
+    ),
+    # Task 2: the CNN's training, test and Integrated Gradients
+    (
+        "train: uint8 images",
+        training((torch.zeros(2, 1, 28, 28, dtype=torch.uint8), LABELS)),
+        TypeError,
+        "train" + DATA_IMAGES + "a torch.uint8 tensor of shape (2, 1, 28, 28)" + PIXEL_TIP,
+    ),
+    (
+        "train: pixels 0-255 as floats",
+        training((X * 255, LABELS)),
+        ValueError,
+        f"train needs the images data[0] as pixels in [0, 1], got values from {X.min() * 255:g} to {X.max() * 255:g}; "
+        "pixels 0-255 become [0, 1] with images / 255",
+    ),
+    (
+        "train: MNIST's (N, 28, 28)",
+        training((X[:, 0], LABELS)),
+        ValueError,
+        "train needs the images data[0] of shape (N, 1, 28, 28), got (2, 28, 28); images (N, 28, 28) get their channel "
+        "with images.unsqueeze(1)",
+    ),
+    (
+        "train: float labels",
+        training((X, LABELS.float())),
+        TypeError,
+        "train" + DATA_LABELS + "a torch.float32 tensor of shape (2,)",
+    ),
+    (
+        "train: a label 10",
+        training((X, torch.tensor([3, 10]))),
+        ValueError,
+        "train" + DATA_LABELS + "values from 3 to 10",
+    ),
+    ("train: labels of one image", training((X, LABELS[:1])), ValueError, "train" + DATA_LABELS + "(1,)"),
+    (
+        "train: no digits",
+        training((X[:0], LABELS[:0])),
+        ValueError,
+        "train needs at least one digit, got an empty data[0] (0, 1, 28, 28)",
+    ),
+    ("train: batch_size -5", training((X, LABELS), -5), ValueError, "batches needs batch_size " + COUNT + "-5"),
+    (
+        "train: batch_size 2.0",
+        training((X, LABELS), 2.0),
+        TypeError,
+        "batches needs batch_size " + COUNT + "the float 2.0",
+    ),
+    (
+        "train: images and labels apart",
+        training(X),
+        TypeError,
+        "train needs data as a pair (images, labels), got a torch.float32 tensor of shape (2, 1, 28, 28)",
+    ),
+    (
+        "test: uint8 images",
+        lambda: mnist_integrated.test(NET, (torch.zeros(2, 1, 28, 28, dtype=torch.uint8), LABELS)),
+        TypeError,
+        "test" + DATA_IMAGES + "a torch.uint8 tensor of shape (2, 1, 28, 28)" + PIXEL_TIP,
+    ),
+    (
+        "test: no digits",
+        lambda: mnist_integrated.test(NET, (X[:0], LABELS[:0])),
+        ValueError,
+        "test needs at least one digit, got an empty data[0] (0, 1, 28, 28)",
+    ),
+    (
+        "integrate_gradients: uint8 images",
+        lambda: integrate_gradients(NET, torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 3, 4),
+        TypeError,
+        IG_IMAGES + "a torch.uint8 tensor of shape (2, 1, 28, 28)" + PIXEL_TIP,
+    ),
+    (
+        "integrate_gradients: a 2-D image",
+        lambda: integrate_gradients(NET, X[0, 0], 3, 4),
+        ValueError,
+        IG_SHAPE + "(28, 28); a single image (28, 28) becomes one with images.view(1, 1, 28, 28)",
+    ),
+    (
+        "integrate_gradients: no batch dimension",
+        lambda: integrate_gradients(NET, X[0], 3, 4),
+        ValueError,
+        IG_SHAPE + "(1, 28, 28); a single image (1, 28, 28) becomes a batch of one with images[None]",
+    ),
+    (
+        "integrate_gradients: 32x32",
+        lambda: integrate_gradients(NET, torch.rand(2, 1, 32, 32), 3, 4),
+        ValueError,
+        IG_SHAPE + "(2, 1, 32, 32)",
+    ),
+    (
+        "integrate_gradients: float steps",
+        lambda: integrate_gradients(NET, X, 3, 4.0),
+        TypeError,
+        IG + "steps_m " + COUNT + "the float 4.0",
+    ),
+    (
+        "integrate_gradients: bool steps",
+        lambda: integrate_gradients(NET, X, 3, True),
+        TypeError,
+        IG + "steps_m " + COUNT + "the bool True",
+    ),
+    (
+        "integrate_gradients: negative steps",
+        lambda: integrate_gradients(NET, X, 3, -5),
+        ValueError,
+        IG + "steps_m " + COUNT + "-5",
+    ),
+    (
+        "integrate_gradients: float digit",
+        lambda: integrate_gradients(NET, X, 3.0, 4),
+        TypeError,
+        IG + DIGIT + "got the float 3.0",
+    ),
+    (
+        "integrate_gradients: negative digit",
+        lambda: integrate_gradients(NET, X, -1, 4),
+        ValueError,
+        IG + DIGIT + "got -1",
+    ),
+    (
+        "integrate_gradients: digits of three images",
+        lambda: integrate_gradients(NET, X, torch.tensor([1, 2, 3]), 4),
+        ValueError,
+        IG + DIGIT + "one per image, got (3,)",
+    ),
+    # Task 3: spectra, their means, the weights
+    (
+        "transform: channels first (3, 128, 128)",
+        lambda: transform(np.zeros((3, 128, 128), dtype=np.uint8)),
+        ValueError,
+        TRANSFORM_SHAPE
+        + "(3, 128, 128); "
+        + FIRST
+        + ", grey images (N, H, W) become (N, H, W, 1) with image_data[..., None]",
+    ),
+    (
+        "transform: channels first (N, 3, 128, 128)",
+        lambda: transform(np.zeros((2, 3, 128, 128), dtype=np.uint8)),
+        ValueError,
+        TRANSFORM_SHAPE + "(2, 3, 128, 128); " + FIRST,
+    ),
+    (
+        "transform: a grey image",
+        lambda: transform(np.zeros((128, 128), dtype=np.uint8)),
+        ValueError,
+        TRANSFORM_SHAPE + "(128, 128); a grey image (H, W) becomes one with image_data[..., None]",
+    ),
+    (
+        "transform: a tensor",
+        lambda: transform(torch.from_numpy(FACES)),
+        TypeError,
+        "transform needs image_data as a numpy array (..., H, W, C) of integer or float pixels, got a torch.uint8 tensor "
+        "of shape (2, 16, 16, 3); tensor.numpy() makes an array of a tensor",
+    ),
+    (
+        "transform: bool pixels",
+        lambda: transform(FACES.astype(bool)),
+        TypeError,
+        "transform needs image_data as a numpy array (..., H, W, C) of integer or float pixels, got a numpy bool array "
+        "of shape (2, 16, 16, 3)",
+    ),
+    (
+        "transform: eps -1",
+        lambda: transform(FACES, -1.0),
+        ValueError,
+        "transform needs eps as a finite number of at least 0, got -1",
+    ),
+    (
+        "transform: eps as text",
+        lambda: transform(FACES, "1e-8"),
+        TypeError,
+        "transform needs eps as a finite number of at least 0, got the string '1e-8'",
+    ),
+    (
+        "mean_spectra: channels last",
+        lambda: mean_spectra(SPECTRA.permute(0, 2, 3, 1), REAL_FAKE),
+        ValueError,
+        "mean_spectra needs spectra of shape (N, C, H, W), channels first with 1 to 4 channels, got (4, 16, 16, 3); "
+        "channels last (N, H, W, C) become channels first with spectra.permute(0, 3, 1, 2)",
+    ),
+    (
+        "mean_spectra: one spectrum (C, H, W)",
+        lambda: mean_spectra(SPECTRA[0], REAL_FAKE),
+        ValueError,
+        "mean_spectra needs spectra of shape (N, C, H, W), got (3, 16, 16)",
+    ),
+    (
+        "mean_spectra: numpy spectra",
+        lambda: mean_spectra(SPECTRA.numpy(), REAL_FAKE),
+        TypeError,
+        "mean_spectra needs spectra as a real tensor (N, C, H, W), got a numpy float32 array of shape (4, 3, 16, 16); "
+        "torch.from_numpy(...) makes a tensor of an array",
+    ),
+    (
+        "mean_spectra: float labels",
+        lambda: mean_spectra(SPECTRA, REAL_FAKE.float()),
+        TypeError,
+        SPECTRA_LABELS + "a torch.float32 tensor of shape (4,)",
+    ),
+    (
+        "mean_spectra: bool labels",
+        lambda: mean_spectra(SPECTRA, REAL_FAKE.bool()),
+        TypeError,
+        SPECTRA_LABELS + "a torch.bool tensor of shape (4,)",
+    ),
+    (
+        "mean_spectra: a label 2",
+        lambda: mean_spectra(SPECTRA, torch.tensor([0, 1, 2, 1])),
+        ValueError,
+        SPECTRA_LABELS + "values from 0 to 2",
+    ),
+    (
+        "mean_spectra: labels of 3 spectra",
+        lambda: mean_spectra(SPECTRA, REAL_FAKE[:3]),
+        ValueError,
+        SPECTRA_LABELS + "(3,)",
+    ),
+    (
+        "mean_spectra: no fakes",
+        lambda: mean_spectra(SPECTRA, torch.zeros(4, dtype=torch.int64)),
+        ValueError,
+        "mean_spectra needs spectra of both classes, got no fake (1) in labels",
+    ),
+    (
+        "weight_picture: channels last",
+        lambda: weight_picture(nn.Linear(768, 2), torch.Size((16, 16, 3))),
+        ValueError,
+        PICTURE + "(16, 16, 3); channels last become channels first as (3, 16, 16)",
+    ),
+    (
+        "weight_picture: a shape of other size",
+        lambda: weight_picture(nn.Linear(768, 2), (3, 16, 15)),
+        ValueError,
+        PICTURE + "(3, 16, 15)",
+    ),
+    ("weight_picture: (H, W)", lambda: weight_picture(nn.Linear(768, 2), (16, 48)), ValueError, PICTURE + "(16, 48)"),
+    (
+        "weight_picture: a shape as text",
+        lambda: weight_picture(nn.Linear(768, 2), "3x16x16"),
+        TypeError,
+        PICTURE + "the string '3x16x16'",
+    ),
+    (
+        "weight_picture: three outputs",
+        lambda: weight_picture(nn.Linear(768, 3), (3, 16, 16)),
+        ValueError,
+        "weight_picture needs model with 2 outputs (real, fake), got nn.Linear with 3",
+    ),
+    (
+        "weight_picture: not a linear layer",
+        lambda: weight_picture(nn.Sequential(nn.Linear(768, 2)), (3, 16, 16)),
+        TypeError,
+        "weight_picture needs model as an nn.Linear with 2 outputs (real, fake), got a Sequential",
+    ),
+    # util and models
+    (
+        "util.batches: batch_size 0",
+        lambda: list(util.batches([1, 2, 3], 0, "test", "items")),
+        ValueError,
+        "batches needs batch_size " + COUNT + "0",
+    ),
+    (
+        "WelfordEstimator.update: a batch of another shape",
+        welford(torch.zeros(2, 3, 4), torch.zeros(5, 4, 3)),
+        ValueError,
+        "WelfordEstimator.update needs batch of shape (n, 3, 4), got (5, 4, 3)",
+    ),
+    (
+        "WelfordEstimator.update: integers",
+        welford(torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.int64)),
+        TypeError,
+        "WelfordEstimator.update needs batch as a floating-point tensor (n, 3), got a torch.int64 tensor of shape (2, 3)",
+    ),
+    (
+        "CNN: uint8 pixels",
+        lambda: NET(torch.zeros(2, 1, 28, 28, dtype=torch.uint8)),
+        TypeError,
+        "CNN needs x as a floating-point tensor (N, 1, 28, 28), got a torch.uint8 tensor of shape (2, 1, 28, 28)"
+        + PIXEL_TIP,
+    ),
+    (
+        "CNN: a 2-D image",
+        lambda: NET(X[0, 0]),
+        ValueError,
+        "CNN needs x of shape (N, 1, 28, 28), got (28, 28); a single image (28, 28) becomes one with images.view(1, 1, 28, 28)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), [case[1:] for case in REFUSED], ids=[c[0] for c in REFUSED])
+def test_each_bad_input_is_refused_with_what_was_given_and_what_is_expected(call, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        call()
+
+
+def test_valid_inputs_of_every_accepted_kind_still_work():
+    assert transform(FACES[0]).shape == (16, 16, 3)  # a single image, as documented
+    assert transform(FACES[..., :1].astype(np.float32)).shape == (2, 16, 16, 1)  # grey, float pixels
+    means, _ = mean_spectra(SPECTRA.double(), REAL_FAKE.to(torch.uint8))
+    assert means.shape == (2, 3, 16, 16)
+    assert weight_picture(nn.Linear(768, 2), [3, 16, 16]).shape == (2, 3, 16, 16)
+    torch.testing.assert_close(integrate_gradients(NET, X, np.int64(3), np.int64(4)), integrate_gradients(NET, X, 3, 4))
+    assert optimize_input(NET, [np.int64(3)], STARTS, np.int64(0), 0.1).images.shape == (2, 1, 1, 28, 28)
+    assert 0 <= mnist_integrated.test(NET, (X, LABELS)) <= 1
+
+
+def stubbed_module(name, tmp_path):
+    """src/<name>.py as the student handout has it, its solution regions replaced by stubs, imported."""
+    path = ROOT / "src" / f"{name}.py"
+    copy = tmp_path / f"{name}_handout.py"
+    copy.write_text(stubbed(path.read_text(), find_regions(path, f"src/{name}.py")))
+    spec = importlib.util.spec_from_file_location(f"{name}_handout", copy)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_handouts_stubs_still_check_their_inputs_first(tmp_path):
+    """A student's function refuses bad inputs before their own code runs; good ones reach the stub."""
+    task1 = stubbed_module("input_opt", tmp_path)
+    task2 = stubbed_module("mnist_integrated", tmp_path)
+    task3 = stubbed_module("deepfake_interpretation", tmp_path)
+    bad_and_good = [
+        (
+            lambda: task1.make_forward_pass(NET)(X[0, 0], torch.tensor(3)),
+            lambda: task1.make_forward_pass(NET)(X[0], torch.tensor(3)),
+        ),
+        (
+            lambda: task1.optimize_input(NET, (3,), STARTS, -1, 0.1),
+            lambda: task1.optimize_input(NET, (3,), STARTS, 1, 0.1),
+        ),
+        (lambda: task2.integrate_gradients(NET, X[0], 3, 4), lambda: task2.integrate_gradients(NET, X, 3, 4)),
+        (lambda: task3.transform(np.zeros((3, 128, 128))), lambda: task3.transform(FACES)),
+        (
+            lambda: task3.mean_spectra(SPECTRA.permute(0, 2, 3, 1), REAL_FAKE),
+            lambda: task3.mean_spectra(SPECTRA, REAL_FAKE),
+        ),
+        (
+            lambda: task3.weight_picture(nn.Linear(768, 2), (16, 16, 3)),
+            lambda: task3.weight_picture(nn.Linear(768, 2), (3, 16, 16)),
+        ),
+    ]
+    for bad, good in bad_and_good:
+        with pytest.raises(ValueError):
+            bad()
+        with pytest.raises(NotImplementedError, match="^TODO: "):
+            good()
