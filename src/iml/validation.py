@@ -125,7 +125,8 @@ def mnist_hint(shape):
 
 
 def check_images(images, function, name="images"):
-    """Raise unless `images` are a batch of the CNN's images: a floating-point tensor (N, 1, 28, 28); N may be 0."""
+    """Return `images` if they are a batch of the CNN's images, a floating-point tensor (N, 1, 28, 28) (N may be 0);
+    raise otherwise."""
     hint = mnist_hint(images.shape) if torch.is_tensor(images) else ""
     return check_tensor(images, name, function, MNIST, hint=hint, pixels=True)
 
@@ -183,7 +184,8 @@ def check_baseline(baseline, images, function):
     if isinstance(baseline, np.ndarray) and baseline.dtype.kind in "iuf":
         baseline = torch.from_numpy(baseline)
     if not (torch.is_tensor(baseline) and KINDS["real"](baseline.dtype)):
-        tip = f"; make_baselines({baseline!r}, images) makes it" if baseline in ("black", "blur", "noise") else ""
+        named = isinstance(baseline, str) and baseline in ("black", "blur", "noise")
+        tip = f"; make_baselines({baseline!r}, images) makes it" if named else ""
         raise TypeError(f"{needed}, got {describe(baseline)}{tip}")
     try:
         fits_images = torch.broadcast_shapes(baseline.shape, images.shape) == images.shape
