@@ -266,7 +266,7 @@ def test_training_job_submitted_from_another_folder(cluster, job_logs, tmp_path)
     assert job.record["TimeLimit"] == "00:30:00"
     log = job.stdout.read_text()
     assert log.startswith(f"job {job.id} on {cluster.host}, in {common.ROOT}, with ")
-    assert "training on 2000 digits, validating on 0, device cpu, 1 epochs" in log
+    assert "training on 2000 digits, validating on 0, device cpu, epochs: 1" in log
     accuracy = float(re.search(r"test accuracy ([\d.]+)% on 10000 test digits", log).group(1))
     assert accuracy > 50, log  # one epoch on 2,000 digits; chance is 10%
     assert f"saved {common.relative(weights)}" in log

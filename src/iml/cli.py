@@ -171,9 +171,12 @@ def run_main(main):
 
 
 def prepare_process():
-    """What every run sets up first: SIGTERM unwinds like Ctrl-C, stdout and stderr escape what their
+    """What every run sets up first: SIGTERM unwinds like Ctrl-C (which works even where a parent ignored
+    it), stdout and stderr escape what their
     encoding lacks (so any path can be shown), a usable plotting backend, and an empty record of writes."""
     signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # ignored by a parent: Ctrl-C must still stop the run
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="backslashreplace")

@@ -90,3 +90,25 @@ def test_all_black_faces_draw_without_a_warning_even_under_w_error(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["deepfake_spectra.png", "deepfake_weights.png"]
+
+
+def test_ctrl_c_stops_a_run_even_when_the_parent_ignored_it():
+    import signal
+    import subprocess
+    import sys
+
+    from iml.common import ROOT
+
+    code = (
+        f"import os, signal, sys, time; sys.path.insert(0, {str(ROOT / 'src')!r}); from iml.cli import run_main; "
+        "run_main(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(30)))"
+    )
+    ignoring = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as a background job of a shell
+    )
+    assert ignoring.returncode == 130, ignoring.stderr
+    assert ignoring.stderr.startswith("interrupted; nothing was written")
