@@ -198,13 +198,9 @@ def atomic_path(path):
     and no stray file; a temporary file left by a killed run is removed by the next one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner_tag()}-", suffix=".tmp")
-        os.close(fd)
-        tmp = Path(tmp)
+        tmp = temporary_beside(path)
         yield tmp
         usual_permissions(tmp, 0o666)
         os.replace(tmp, path)
@@ -212,6 +208,16 @@ def atomic_path(path):
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def temporary_beside(path):
+    """A new empty file `.name.<pid>@<host>-*.tmp` beside `path` (its folder made, leftovers of dead runs
+    removed first), to be renamed onto `path` when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner_tag()}-", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
 
 
 def record_written(path):

@@ -15,17 +15,15 @@ figure of one run written together or not at all.
 import contextlib
 import os
 import signal
-import tempfile
 import threading
 from pathlib import Path
 
 from iml.common import (
     FIGURES_DIR,
     ROOT,
-    owner_tag,
     record_written,
-    remove_leftovers,
     remove_path,
+    temporary_beside,
     usual_permissions,
     write_lock,
 )
@@ -59,12 +57,9 @@ def save_figure(fig, path):
             with atomic_path(path) as tmp:
                 _render(fig, tmp, path)
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(path)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner_tag()}-", suffix=".tmp")
-        os.close(fd)
-        _staged.append((Path(name), path))
-        _render(fig, name, path)
+        tmp = temporary_beside(path)
+        _staged.append((tmp, path))
+        _render(fig, tmp, path)
     finally:
         plt.close(fig)
     return path
