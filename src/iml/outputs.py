@@ -19,7 +19,6 @@ import threading
 from pathlib import Path
 
 from iml.common import (
-    FIGURES_DIR,
     ROOT,
     record_written,
     remove_path,
@@ -29,7 +28,6 @@ from iml.common import (
 )
 
 OUTPUTS_DIR = ROOT / "outputs"
-README_FIGURES = FIGURES_DIR
 MANIFEST_BYTES = 64 * 1024  # a list of figure names; anything larger was not written by this module
 
 _staged = None  # while a figure_set is open: [(temporary file, target)], in the order saved
