@@ -1,22 +1,18 @@
 """Task 3: tell real faces (FFHQ) from StyleGAN fakes with one linear layer on log-scaled spectra.
 
     python -m iml ffhq-download             # once: the 70,000 + 70,000 faces into data/ffhq_style_gan
-    python src/deepfake_interpretation.py   # 500 / 100 / 200 per class; writes outputs/deepfake_interpretation/
-    python src/deepfake_interpretation.py --fast --train-size 67000 --val-size 1000 --test-size 2000  # the full split
+    python src/deepfake_interpretation.py   # 500 / 100 / 200 per class (the full split: scripts/train.slurm)
 `transform` is the exercise's ln(|FFT2(I)| + eps); GAN upsampling leaves traces there (Frank et al., arXiv:2003.08685).
 """
 
 import argparse
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 import util
-
-SPLIT = (500, 100, 200)  # training, validation, test images per class: the default run takes under a minute
 
 
 def transform(image_data: np.ndarray, eps: float = 1e-8) -> np.ndarray:
@@ -29,7 +25,7 @@ def transform(image_data: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     Returns:
         float64 (..., H, W, C), unshifted: frequency zero at [0, 0].
     """
-    from iml.validation import check_transform
+    from iml.deepfake_checks import check_transform
 
     check_transform(image_data, eps)  # channels first (3, 128, 128) would transform the wrong axes silently
     # TODO: ln(|FFT2(I)| + eps) with np.fft.fft2 over the rows and columns (height and width), np.abs and np.log
@@ -71,7 +67,7 @@ def mean_spectra(spectra: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     Returns:
         The means (2, C, H, W) float64, real then fake, and their difference fake - real (C, H, W).
     """
-    from iml.validation import check_spectra_labels
+    from iml.deepfake_checks import check_spectra_labels
 
     check_spectra_labels(spectra, labels)  # a class without spectra would have a mean of NaN
     # TODO: the mean over the images of each class (float64), stacked real then fake, and fake minus real
@@ -91,7 +87,7 @@ def weight_picture(model: nn.Linear, shape: torch.Size) -> Tensor:
     Returns:
         The weights (2, C, H, W), detached: where they are large the classifier looks.
     """
-    from iml.validation import check_weight_picture
+    from iml.deepfake_checks import check_weight_picture
 
     check_weight_picture(model, shape)  # (H, W, C) holds as many weights, in the wrong order
     # TODO: model.weight (2, C*H*W) reshaped to (2, C, H, W), detached from the autograd graph
@@ -111,7 +107,9 @@ def train(model: nn.Module, splits: dict[str, tuple[Tensor, Tensor]], args: argp
     Raises:
         FloatingPointError: The loss stopped being finite.
     """
-    (x, y), (x_val, y_val) = splits["train"], splits["val"]
+    from iml.deepfake_checks import check_training
+
+    (x, y), (x_val, y_val) = check_training(model, splits, args)  # e.g. spectra (N, C, H, W) not yet flattened
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     order = torch.Generator().manual_seed(args.seed)
     for epoch in range(1, args.epochs + 1):
@@ -140,6 +138,9 @@ def evaluate(model: nn.Module, spectra: Tensor, labels: Tensor) -> tuple[float, 
     Returns:
         The accuracy and the confusion matrix (2, 2): rows the true class, columns the predicted one.
     """
+    from iml.deepfake_checks import check_classifier_data
+
+    check_classifier_data(model, spectra, labels, "evaluate")  # float labels or a spectrum of another size
     predicted = torch.cat([model(batch).argmax(dim=1) for batch in spectra.split(500)])  # (N,)
     confusion = torch.bincount(labels * 2 + predicted, minlength=4).reshape(2, 2).cpu()
     return (confusion.trace() / confusion.sum()).item(), confusion
@@ -155,6 +156,9 @@ def detect(args: argparse.Namespace, device: torch.device) -> dict:
     Returns:
         The means (2, C, H, W) and difference of args.eval_split, weights (2, C, H, W) and confusion matrices.
     """
+    from iml.deepfake_checks import check_detect
+
+    check_detect(args, device)  # the options, before any image is read
     splits = load_split(args.data, (args.train_size, args.val_size, args.test_size), args.skip_unreadable)
     means, difference = mean_spectra(*splits[args.eval_split])
     std, mean = torch.std_mean(splits["train"][0], dim=0, correction=0)  # (C, H, W) each
@@ -167,7 +171,7 @@ def detect(args: argparse.Namespace, device: torch.device) -> dict:
     return dict(means=means, difference=difference, weights=weight_picture(model, mean.shape), **confusion)
 
 
-def plot(result: dict, data_label: str, trained_on: str) -> dict[str, plt.Figure]:
+def plot(result: dict, data_label: str, trained_on: str) -> dict:
     """Plot the mean spectra and their difference, and what the weights decide: fake − real, as a spectrum.
 
     Args:
@@ -176,7 +180,7 @@ def plot(result: dict, data_label: str, trained_on: str) -> dict[str, plt.Figure
         trained_on: The training images, for the title.
 
     Returns:
-        The figures deepfake_spectra.png and deepfake_weights.png by file name.
+        The matplotlib figures deepfake_spectra.png and deepfake_weights.png by file name.
     """
     from iml.deepfake_plots import mean_maps_figure, weights_figure
 
@@ -199,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     from iml.detector import add_data_arguments, add_training_arguments
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_arguments(parser, SPLIT, "; the exercise's 67000 / 1000 / 2000 is scripts/train.slurm's, with --fast")
+    add_data_arguments(parser, (500, 100, 200), "; the exercise's 67000 / 1000 / 2000: scripts/train.slurm, --fast")
     add_training_arguments(parser)
     parser.add_argument("--fast", action="store_true", help="the fast twin: workers, torch spectra (default: off)")
     add_common_arguments(parser, "deepfake_interpretation")
@@ -220,8 +224,7 @@ def run(args: argparse.Namespace) -> dict:
     """
     from iml.cli import UserError
     from iml.common import relative
-    from iml.deepfake_plots import format_confusion
-    from iml.detector import fit_fast, format_accuracy, prepare_run
+    from iml.detector import fit_fast, format_report, prepare_run
     from iml.outputs import write_figures
 
     device, data_label, trained_on = prepare_run(args)  # names stand-in data as such
@@ -229,9 +232,7 @@ def run(args: argparse.Namespace) -> dict:
         result = fit_fast(args, device) if args.fast else detect(args, device)
     except FloatingPointError as error:
         raise UserError(f"{error}; lower --lr and run again.") from None
-    print(f"training accuracy {format_accuracy(result['train'], interval=False)}")
-    print(f"test accuracy {format_accuracy(result['test'])}")
-    print(f"confusion matrix (rows: true class, columns: predicted)\n{format_confusion(result['test'])}")
+    print(format_report(result["train"], result["test"]))  # the test's accuracy with its 95 % interval
     written = write_figures(plot(result, data_label, trained_on), args.out, "deepfake_interpretation")  # all or none
     print("\n".join(f"wrote {relative(path)}" for path in written))
     print("further: `python -m iml deepfake-representations`; `python -m iml resampling-study --real DIR --fake DIR`")

@@ -11,14 +11,17 @@ Prints y_i and its probability per digit and start; draws outputs/input_opt/inpu
 import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from models import functional_state, load_cnn
+
+if TYPE_CHECKING:  # matplotlib loads when a figure is drawn, after the run checked MPLBACKEND
+    from matplotlib.figure import Figure
 
 STARTS = ("random", "ones")
 DIGITS = tuple(range(10))
@@ -53,20 +56,18 @@ def make_start(kind: str, generator: torch.Generator | None = None) -> Tensor:
     """Return a starting image of shape [1, 1, 28, 28].
 
     Args:
-        kind: "random" (uniform in [0, 1)) or "ones" (all ones, white).
-        generator: The random generator of the random start.
+        kind: "random" (uniform in [0, 1)) or "ones" (all ones, white); another is refused (ValueError).
+        generator: The random generator of the random start, a torch.Generator or None.
 
     Returns:
         The image (1, 1, 28, 28).
-
-    Raises:
-        ValueError: For another kind.
     """
+    from iml.validation import check_start
+
+    check_start(kind, generator, STARTS)  # "zeros", or a seed where the generator belongs
     if kind == "random":
         return torch.rand(1, 1, 28, 28, generator=generator)
-    if kind == "ones":
-        return torch.ones(1, 1, 28, 28)
-    raise ValueError(f"unknown start {kind!r}; use one of {STARTS}")
+    return torch.ones(1, 1, 28, 28)
 
 
 @dataclass
@@ -139,7 +140,7 @@ def format_table(ascent: Ascent) -> str:
     return "\n".join(lines)
 
 
-def plot_grid(ascent: Ascent, title: str) -> plt.Figure:
+def plot_grid(ascent: Ascent, title: str) -> "Figure":
     """Draw the optimized inputs, a row per start and a column per digit, on a colour scale centred at zero.
 
     Args:
@@ -149,6 +150,8 @@ def plot_grid(ascent: Ascent, title: str) -> plt.Figure:
     Returns:
         The figure.
     """
+    import matplotlib.pyplot as plt
+
     rows, cols = ascent.images.shape[:2]
     bound = max(float(ascent.images.abs().max()), 1.0)  # pixels leave [0, 1]: signed, so symmetric about 0
     fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 2, 1.5 * rows + 1), squeeze=False, layout="constrained")
@@ -162,7 +165,7 @@ def plot_grid(ascent: Ascent, title: str) -> plt.Figure:
     return fig
 
 
-def plot_curves(ascent: Ascent, title: str) -> plt.Figure:
+def plot_curves(ascent: Ascent, title: str) -> "Figure":
     """Draw the logit y_i (left) and its softmax probability p_i (right) per step, a row per start.
 
     Args:

@@ -9,14 +9,17 @@ attributions_i = (x_i - x'_i) * (1/m) * sum_{k=1..m} dF(x' + k/m (x - x'))/dx_i
 
 import argparse
 import math
+from typing import TYPE_CHECKING
 
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import OneCycleLR
 
 from models import CNN
 from util import batches
+
+if TYPE_CHECKING:  # matplotlib loads when a figure is drawn, after the run checked MPLBACKEND
+    from matplotlib.figure import Figure
 
 Data = tuple[Tensor, Tensor]  # images (N, 1, 28, 28) in [0, 1], labels (N,)
 
@@ -137,7 +140,7 @@ def integrate_gradients(net: nn.Module, test_images: Tensor, output_digit: int |
 
 def plot_attributions(
     images: Tensor, attributions: Tensor, labels: Tensor, title: str, per_class: int | None = None
-) -> Figure:
+) -> "Figure":
     """Draw each digit beside its attribution, a group per class 0-9, on one colour scale centred at zero.
 
     Args:
@@ -155,7 +158,7 @@ def plot_attributions(
     return plot_attribution_grid(images, attributions, labels, title, per_class)
 
 
-def plot_class_means(attributions: Tensor, labels: Tensor, title: str) -> Figure:
+def plot_class_means(attributions: Tensor, labels: Tensor, title: str) -> "Figure":
     """Draw the mean attribution of each class on one colour scale centred at zero.
 
     Args:

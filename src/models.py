@@ -13,8 +13,7 @@ from torch import nn
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 CHECKPOINT_FORMAT = 1
-# The CNN's 390,410 float32 weights take 1.6 MB and their pickle about 1 KB; far more is not this network.
-MAX_CHECKPOINT_BYTES, MAX_PICKLE_BYTES = 64 * 2**20, 2**20
+MAX_CHECKPOINT_BYTES, MAX_PICKLE_BYTES = 64 * 2**20, 2**20  # the CNN's weights take 1.6 MB, their pickle 1 KB
 
 
 class CheckpointError(ValueError):
@@ -85,18 +84,19 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict[str, Any], 
         path: Where to write.
         model: The trained network.
         config: The training options.
-        test_accuracy: A fraction.
+        test_accuracy: A fraction from 0 to 1, or NaN where it was not measured.
     """
+    from iml.checkpoint_files import check_checkpoint_parts
+
+    check_checkpoint_parts(path, model, config, test_accuracy)  # what load_cnn would refuse is not written
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    checkpoint = {"format": CHECKPOINT_FORMAT, "model": weights, "config": dict(config)}
-    torch.save({**checkpoint, "test_accuracy": float(test_accuracy)}, path)
+    torch.save(dict(format=CHECKPOINT_FORMAT, model=weights, config=config, test_accuracy=float(test_accuracy)), path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint without running any code (`weights_only=True`); a bare state dict is wrapped.
 
-    Before torch reads a byte, iml.checkpoint_files.checkpoint_problem checks the file's type and the
-    sizes in its zip directory against MAX_CHECKPOINT_BYTES and MAX_PICKLE_BYTES.
+    Before torch reads a byte, iml.checkpoint_files.checkpoint_problem checks the file's type and zip directory.
 
     Args:
         path: The weights file.

@@ -180,7 +180,7 @@ def test_the_twin_reaches_the_same_accuracy_on_the_same_split_and_seed(standin, 
 
 def test_the_default_split_fits_a_minute_and_the_help_names_the_full_one(capsys):
     args = build_parser().parse_args([])
-    assert (args.train_size, args.val_size, args.test_size) == deepfake_interpretation.SPLIT == (500, 100, 200)
+    assert (args.train_size, args.val_size, args.test_size) == (500, 100, 200)
     assert args.data == util.FFHQ_SOURCE_DIR and not args.fast and args.eval_split == "val"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])

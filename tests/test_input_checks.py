@@ -2,9 +2,12 @@
 models.py): each bad input gets its error type and message before any work, in the solution and in the
 student handout, whose solution regions are stubs. The package's functions: tests/iml/test_validation.py."""
 
+import argparse
 import importlib.util
 import re
 import sys
+import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+import deepfake_interpretation
 import mnist_integrated  # its `test` would be collected as a test if imported by name
 import util
 from deepfake_interpretation import mean_spectra, transform, weight_picture
@@ -19,7 +23,7 @@ from iml.common import ROOT
 from iml.handout import find_regions, stubbed
 from input_opt import make_forward_pass, make_start, optimize_input
 from mnist_integrated import integrate_gradients, train
-from models import CNN
+from models import CNN, load_checkpoint, save_checkpoint
 
 NET = CNN().eval()
 X = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
@@ -56,6 +60,23 @@ def training(data, batch_size=2):
     model = CNN()
     scheduler = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD(model.parameters(), lr=0.0), lambda _: 1.0)
     return lambda: train(SimpleNamespace(batch_size=batch_size, seed=0), model, data, scheduler, 1)
+
+
+FLAT = torch.rand(4, 768)  # standardized spectra of 16x16 RGB images, flattened
+LINEAR = nn.Linear(768, 2)
+NOWHERE = Path(tempfile.gettempdir()) / "never-written.pth"  # save_checkpoint refuses before it writes
+
+
+def options(**changes):
+    """Task 3's command line with its defaults, one epoch of batches of 2, and `changes`."""
+    args = deepfake_interpretation.build_parser().parse_args(["--epochs", "1", "--batch-size", "2"])
+    return argparse.Namespace(**{**vars(args), **changes})
+
+
+def task3_training(model=LINEAR, train=(FLAT, REAL_FAKE), val=(FLAT, REAL_FAKE), args=None):
+    """Task 3's `train` on the given splits (val None: no validation split) and options."""
+    splits = {"train": train} | ({} if val is None else {"val": val})
+    return lambda: deepfake_interpretation.train(model, splits, options() if args is None else args)
 
 
 def welford(first, second):
@@ -456,6 +477,156 @@ REFUSED = [
         ValueError,
         "CNN needs x of shape (N, 1, 28, 28), got (28, 28); a single image (28, 28) becomes one with images.view(1, 1, 28, 28)",
     ),
+    (
+        "make_start: a number for kind",
+        lambda: make_start(1),
+        TypeError,
+        "make_start needs kind as a string, one of ('random', 'ones'), got the int 1",
+    ),
+    (
+        "make_start: a seed for the generator",
+        lambda: make_start("random", 0),
+        TypeError,
+        "make_start needs generator as a torch.Generator or None, got the int 0; torch.Generator().manual_seed(seed) makes one of a seed",
+    ),
+    (
+        "train: spectra not flattened",
+        task3_training(train=(FLAT.view(4, 3, 16, 16), REAL_FAKE)),
+        ValueError,
+        'train needs splits["train"][0] of shape (N, F), got (4, 3, 16, 16); spectra (N, C, H, W) become (N, C*H*W) with splits["train"][0].flatten(1), standardized as detect does',
+    ),
+    (
+        "train: float labels",
+        task3_training(train=(FLAT, REAL_FAKE.float())),
+        TypeError,
+        'train needs splits["train"][1] as an integer tensor (4,) of classes 0 to 1, got a torch.float32 tensor of shape (4,)',
+    ),
+    (
+        "train: int32 labels",
+        task3_training(train=(FLAT, REAL_FAKE.int())),
+        TypeError,
+        'train needs splits["train"][1] as int64 on cpu, got torch.int32 on cpu; splits["train"][1].to(\'cpu\', torch.int64) converts them',
+    ),
+    (
+        "train: float64 spectra",
+        task3_training(train=(FLAT.double(), REAL_FAKE)),
+        TypeError,
+        'train needs splits["train"][0] as torch.float32 on cpu, as model\'s weights are, got torch.float64 on cpu; splits["train"][0].to(model.weight) converts it',
+    ),
+    (
+        "train: no validation split",
+        task3_training(val=None),
+        TypeError,
+        'train needs splits as a dict {"train": (spectra, labels), "val": (spectra, labels)}, got a dict with keys \'train\'',
+    ),
+    (
+        "train: spectra of another size",
+        task3_training(train=(FLAT[:, :700], REAL_FAKE)),
+        ValueError,
+        'train needs splits["train"][0] of shape (N, 768), the in_features of model, got (4, 700)',
+    ),
+    (
+        "train: empty",
+        task3_training(train=(FLAT[:0], REAL_FAKE[:0])),
+        ValueError,
+        'train needs at least one image in splits["train"][0], got (0, 768)',
+    ),
+    (
+        "train: args without epochs",
+        task3_training(args=SimpleNamespace(lr=0.1)),
+        TypeError,
+        "train needs args with epochs, batch_size, seed, weight_decay, got a SimpleNamespace without; deepfake_interpretation.build_parser().parse_args([]) makes every option with its default",
+    ),
+    (
+        "train: a float epoch count",
+        task3_training(args=options(epochs=1.5)),
+        TypeError,
+        "train needs args.epochs as a whole number from 1 up (an int), got the float 1.5",
+    ),
+    (
+        "train: lr 0",
+        task3_training(args=options(lr=0)),
+        ValueError,
+        "train needs args.lr as a finite number above 0, got 0",
+    ),
+    (
+        "train: labels 1 and 2",
+        task3_training(train=(FLAT, REAL_FAKE + 1)),
+        ValueError,
+        'train needs splits["train"][1] as an integer tensor (4,) of classes 0 to 1, got values from 1 to 2',
+    ),
+    (
+        "train: a string model",
+        task3_training(model="linear"),
+        TypeError,
+        "train needs model as an nn.Module such as nn.Linear(C*H*W, 2), got the string 'linear'",
+    ),
+    (
+        "evaluate: labels of another length",
+        lambda: deepfake_interpretation.evaluate(LINEAR, FLAT, REAL_FAKE[:3]),
+        ValueError,
+        "evaluate needs labels as an integer tensor (4,) of classes 0 to 1, got (3,)",
+    ),
+    (
+        "evaluate: a numpy array",
+        lambda: deepfake_interpretation.evaluate(LINEAR, FLAT.numpy(), REAL_FAKE),
+        TypeError,
+        "evaluate needs spectra as a floating-point tensor (N, F), got a numpy float32 array of shape (4, 768); torch.from_numpy(...) makes a tensor of an array",
+    ),
+    (
+        "detect: eval_split validation",
+        lambda: deepfake_interpretation.detect(options(eval_split="validation"), torch.device("cpu")),
+        ValueError,
+        "detect needs args.eval_split as one of train, val, test, got 'validation'",
+    ),
+    (
+        "detect: train_size 0",
+        lambda: deepfake_interpretation.detect(options(train_size=0), torch.device("cpu")),
+        ValueError,
+        "detect needs args.train_size as a whole number from 1 up (an int), got 0",
+    ),
+    (
+        "detect: a device gpu",
+        lambda: deepfake_interpretation.detect(options(), "gpu"),
+        ValueError,
+        'detect needs device as a torch.device or a name such as "cpu" or "cuda", got \'gpu\'',
+    ),
+    (
+        "detect: data a number",
+        lambda: deepfake_interpretation.detect(options(data=3), "cpu"),
+        TypeError,
+        "detect needs args.data as a folder (a str or Path), got the int 3",
+    ),
+    (
+        "detect: a negative weight decay",
+        lambda: deepfake_interpretation.detect(options(weight_decay=-1.0), "cpu"),
+        ValueError,
+        "detect needs args.weight_decay as a finite number of at least 0, got -1",
+    ),
+    (
+        "save_checkpoint: a Path in config",
+        lambda: save_checkpoint(NOWHERE, CNN(), {"data": Path("data")}, 0.5),
+        TypeError,
+        "save_checkpoint needs config of str keys and plain values (numbers, str, None, lists and dicts of them), which the safe loader reads back, got config['data'] = a PosixPath; str(path) or number.item() makes a value plain",
+    ),
+    (
+        "save_checkpoint: a percentage",
+        lambda: save_checkpoint(NOWHERE, CNN(), {}, 97.5),
+        ValueError,
+        "save_checkpoint needs test_accuracy as a fraction from 0 to 1, got 97.5; a percentage p becomes p / 100",
+    ),
+    (
+        "save_checkpoint: a string model",
+        lambda: save_checkpoint(NOWHERE, "cnn", {}, 0.5),
+        TypeError,
+        "save_checkpoint needs model as the trained nn.Module, got the string 'cnn'",
+    ),
+    (
+        "save_checkpoint: a Namespace config",
+        lambda: save_checkpoint(NOWHERE, CNN(), options(), 0.5),
+        TypeError,
+        "save_checkpoint needs config as a dict of the training options, got a Namespace; vars(args) makes a dict of an argparse.Namespace",
+    ),
 ]
 
 
@@ -474,6 +645,26 @@ def test_valid_inputs_of_every_accepted_kind_still_work():
     torch.testing.assert_close(integrate_gradients(NET, X, np.int64(3), np.int64(4)), integrate_gradients(NET, X, 3, 4))
     assert optimize_input(NET, [np.int64(3)], STARTS, np.int64(0), 0.1).images.shape == (2, 1, 1, 28, 28)
     assert 0 <= mnist_integrated.test(NET, (X, LABELS)) <= 1
+    assert make_start("random", torch.Generator().manual_seed(0)).shape == (1, 1, 28, 28)
+    deepfake_interpretation.train(
+        LINEAR, {"train": (FLAT, REAL_FAKE.to(torch.uint8).long()), "val": (FLAT, REAL_FAKE)}, options()
+    )
+    accuracy, confusion = deepfake_interpretation.evaluate(LINEAR, FLAT, REAL_FAKE)
+    assert 0 <= accuracy <= 1 and confusion.sum() == 4
+
+
+def test_save_checkpoint_writes_what_load_cnn_reads_back(tmp_path):
+    config = {"epochs": 2, "lr": 0.003, "data": "data/MNIST", "sizes": (500, 100), "note": None, "nested": {"a": [1]}}
+    for accuracy in (0.0, np.float64(0.985), float("nan")):
+        save_checkpoint(tmp_path / "w.pth", CNN(), config, accuracy)
+        checkpoint = load_checkpoint(tmp_path / "w.pth")
+        assert checkpoint["config"] == config and type(checkpoint["test_accuracy"]) is float
+    model = CNN()
+    with torch.no_grad():
+        model.classifier[3].bias[0] = float("inf")
+    with pytest.raises(ValueError, match=r"^save_checkpoint refuses model: classifier\.3\.bias holds NaN or Inf"):
+        save_checkpoint(tmp_path / "nan.pth", model, {}, 0.5)
+    assert not (tmp_path / "nan.pth").exists() and not NOWHERE.exists()
 
 
 def stubbed_module(name, tmp_path):

@@ -233,13 +233,19 @@ def test_a_checkpoint_with_an_oversized_pickle_is_refused_before_it_is_unpickled
     assert info.value.reason.startswith("holds 1.0 MiB of pickle, far more than the 1 KB")
 
 
+def write_unchecked(path, model, test_accuracy):
+    """A checkpoint as save_checkpoint lays it out, written without its checks: what another tool could write."""
+    state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    torch.save({"format": 1, "model": state, "config": {}, "test_accuracy": test_accuracy}, path)
+
+
 @pytest.mark.parametrize(("name", "value"), [("features.0.weight", float("nan")), ("classifier.3.bias", float("inf"))])
 def test_weights_holding_nan_or_inf_are_refused_naming_the_tensor(tmp_path, name, value):
     model = CNN()
     with torch.no_grad():
         model.get_parameter(name).view(-1)[3] = value
     path = tmp_path / "w.pth"
-    save_checkpoint(path, model, {}, 0.098)
+    write_unchecked(path, model, 0.098)  # save_checkpoint refuses such a network
     assert load_checkpoint(path)["test_accuracy"] == 0.098  # the file itself is a sound checkpoint
     with pytest.raises(CheckpointError) as info:
         load_cnn(path)
@@ -254,7 +260,7 @@ def test_weights_holding_nan_stop_input_optimization_before_it_starts(tmp_path):
     with torch.no_grad():
         model.classifier[1].weight[0, 0] = float("nan")
     path = tmp_path / "nan.pth"
-    save_checkpoint(path, model, {}, 0.098)
+    write_unchecked(path, model, 0.098)
     result = run_script("input_opt.py", "--weights", path, "--steps", "1", "--out", tmp_path / "figures")
     assert_clear_error(result, "nan.pth holds NaN or Inf in classifier.1.weight; recreate it with", "--retrain")
     assert "learning rate" not in result.stderr and "--lr" not in result.stderr

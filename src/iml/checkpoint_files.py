@@ -7,6 +7,8 @@ and explains a refusal with `refusal_reason`; models.load_cnn loads the state di
 `load_weights`, which accepts the names of a network wrapped by DataParallel or torch.compile.
 """
 
+import math
+import os
 import re
 import sys
 import zipfile
@@ -15,6 +17,7 @@ import torch
 
 from iml.common import printable, relative
 from iml.file_limits import size_problem, zip_directory_problem
+from iml.validation import check_number, describe
 
 NOT_A_CHECKPOINT = "is truncated or not a PyTorch checkpoint"
 # torch.save stores its members uncompressed, so the file is its members plus about 100 bytes of
@@ -139,3 +142,46 @@ def differences(model, state):
 def brief(items, shown=3):
     """ "a, b, c and 4 more" for messages."""
     return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
+def plain_value(value):
+    """True for what the safe loader reads back: None, bool, int, float, complex, str, a tensor, and lists,
+    tuples and dicts of them (a numpy number, a Path or an argparse.Namespace would be refused)."""
+    if isinstance(value, list | tuple):
+        return all(plain_value(item) for item in value)
+    if isinstance(value, dict):
+        return all(plain_value(key) and plain_value(item) for key, item in value.items())
+    return value is None or type(value) in (bool, int, float, complex, str) or type(value) is torch.Tensor
+
+
+def check_checkpoint_parts(path, model, config, test_accuracy, function="save_checkpoint"):
+    """Raise unless models.load_cnn could read back what save_checkpoint would write: a path, a network with
+    finite weights, a dict `config` of plain values (see plain_value) and `test_accuracy` in [0, 1] (NaN: unknown)."""
+    if not isinstance(path, str | os.PathLike) or isinstance(path, bool):
+        raise TypeError(f"{function} needs path as a file name (a str or Path), got {describe(path)}")
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{function} needs model as the trained nn.Module, got {describe(model)}")
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(
+                f"{function} refuses model: {name} holds NaN or Inf, which load_cnn would refuse; "
+                "train again with a lower learning rate"
+            )
+    if not isinstance(config, dict):
+        tip = "; vars(args) makes a dict of an argparse.Namespace" if type(config).__name__ == "Namespace" else ""
+        raise TypeError(f"{function} needs config as a dict of the training options, got {describe(config)}{tip}")
+    for key, value in config.items():
+        if not (isinstance(key, str) and plain_value(value)):
+            raise TypeError(
+                f"{function} needs config of str keys and plain values (numbers, str, None, lists and dicts of "
+                f"them), which the safe loader reads back, got config[{key!r}] = {describe(value)}; str(path) or "
+                "number.item() makes a value plain"
+            )
+    if isinstance(test_accuracy, float) and math.isnan(test_accuracy):
+        return  # not measured
+    check_number(test_accuracy, "test_accuracy", function, low=0)
+    if test_accuracy > 1:
+        raise ValueError(
+            f"{function} needs test_accuracy as a fraction from 0 to 1, got {test_accuracy:g}; "
+            "a percentage p becomes p / 100"
+        )

@@ -29,11 +29,20 @@ from iml.cli import (
     weight_decay,
 )
 from iml.common import default_workers, relative
-from iml.deepfake_plots import describe_data
+from iml.deepfake_checks import check_detect, check_image_splits, check_training_options, check_two_classes
+from iml.deepfake_plots import describe_data, format_confusion
 from iml.face_cache import check_data_folder, load_splits, place_cache
 from iml.progress import progress
-from iml.spectra import feature_batches, standardization
-from iml.validation import check_labels, check_same_shape, check_tensor, check_two_classes
+from iml.spectra import REPRESENTATIONS, feature_batches, standardization
+from iml.validation import (
+    check_choice,
+    check_count,
+    check_device,
+    check_labels,
+    check_number,
+    check_same_shape,
+    check_tensor,
+)
 
 WEIGHT_DECAY = 30.0  # chosen on the shared faces: bench/select_weight_decay.py
 
@@ -134,10 +143,13 @@ def wilson_interval(correct, total, z=1.959964):
     """The 95 % Wilson score interval (low, high) of a proportion `correct` / `total` (Wilson 1927).
 
     Unlike p ± z·sqrt(p(1 - p)/n) it stays in [0, 1] and is not empty at p = 0 or 1: 60 of 60 gives
-    (0.940, 1.0). E. B. Wilson, J. Am. Stat. Assoc. 22 (1927) 209-212. Raises ValueError for total < 1.
+    (0.940, 1.0). E. B. Wilson, J. Am. Stat. Assoc. 22 (1927) 209-212. `correct` and `total` are whole numbers
+    (TypeError otherwise); ValueError unless 0 <= correct <= total and total >= 1.
     """
-    if total < 1 or not 0 <= correct <= total:
-        raise ValueError(f"need 0 <= correct <= total and total >= 1, got {correct} of {total}")
+    total = check_count(total, "total", "wilson_interval")
+    if check_count(correct, "correct", "wilson_interval", low=0) > total:
+        raise ValueError(f"wilson_interval needs correct from 0 to total, got {correct} of {total}")
+    check_number(z, "z", "wilson_interval", above=0)
     p, z2 = correct / total, z * z
     center = (p + z2 / (2 * total)) / (1 + z2 / total)
     half = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total)) / (1 + z2 / total)
@@ -157,13 +169,26 @@ def format_accuracy(confusion, interval=True):
     return f"{correct / total:.2%} (95 % interval {low:.1%}-{high:.1%}) on {total:,} images"
 
 
+def format_report(train_confusion, test_confusion, prefix=""):
+    """Training and test accuracy (the test's with its 95 % interval) and the test's confusion matrix, as text;
+    `prefix` starts the first three lines."""
+    return (
+        f"{prefix}training accuracy {format_accuracy(train_confusion, interval=False)}\n"
+        f"{prefix}test accuracy {format_accuracy(test_confusion)}\n"
+        f"{prefix}confusion matrix (rows: true class, columns: predicted)\n{format_confusion(test_confusion)}"
+    )
+
+
 def fit_detector(args, splits, representation, device, log=print):
     """Standardize on the training split, then train a LinearDetector for args.epochs with Adam.
 
     args: lr, weight_decay (an L2 penalty, Adam's coupled form), epochs, batch_size and seed.
     `log` receives one line per epoch. Returns (model, validation accuracy after the last epoch).
     """
-    (x_train, y_train), (x_val, y_val) = splits["train"], splits["val"]
+    check_training_options(args, "fit_detector")
+    check_choice(representation, "representation", "fit_detector", tuple(REPRESENTATIONS))
+    check_device(device, "fit_detector")
+    (x_train, y_train), (x_val, y_val) = check_image_splits(splits, "fit_detector", ("train", "val"))
     torch.manual_seed(args.seed)
     mean, std = standardization(x_train, representation, device, args.batch_size)
     model = LinearDetector(mean, std).to(device)
@@ -203,6 +228,8 @@ def fit_fast(args, device):
     "difference" (C, H, W) of args.eval_split, "weights" (2, C, H, W), "train" and "test" confusion
     matrices (2, 2)}, and "model", the LinearDetector.
     """
+    check_detect(args, device, "fit_fast")
+    check_count(args.workers, "args.workers", "fit_fast")
     splits, _ = load_placed_splits(args, device)
     model, _ = fit_detector(args, splits, "fft", device, log=lambda line: print(line.removeprefix("fft: ")))
     means = class_means(*splits[args.eval_split], "fft", device, args.batch_size).cpu()  # (2, C, H, W)

@@ -32,7 +32,7 @@ PACKAGE_MODULES = (
     "__init__.py", "__main__.py", "cli.py", "common.py", "outputs.py", "checkpoint_files.py", "file_limits.py",
     "mnist_data.py", "image_files.py", "mnist_cnn.py", "attribution.py", "detector.py", "face_cache.py", "spectra.py", "processes.py", "progress.py",
     "deepfake_plots.py", "integrated_plots.py", "input_opt_plots.py", "data_cli.py", "download.py", "standin.py",
-    "ffhq_import.py", "handout.py", "grade.py", "grading_checks.py", "validation.py",
+    "ffhq_import.py", "handout.py", "grade.py", "grading_checks.py", "validation.py", "deepfake_checks.py",
 )  # fmt: skip
 COPIED = ("data/weights.pth", "requirements.txt", "requirements-dev.txt", "pyproject.toml", ".gitignore")
 COPIED_FOLDERS = ("scripts",)

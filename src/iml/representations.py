@@ -17,7 +17,6 @@ from iml.cli import UserError, add_common_arguments, check_output_folder, check_
 from iml.common import relative, set_seed
 from iml.deepfake_plots import (
     describe_data,
-    format_confusion,
     format_table,
     plot_mean_maps,
     plot_radial_profile,
@@ -30,7 +29,7 @@ from iml.detector import (
     command_parser,
     evaluate,
     fit_detector,
-    format_accuracy,
+    format_report,
     load_placed_splits,
     prepare_run,
     wilson_interval,
@@ -47,11 +46,7 @@ def run_representation(args, splits, representation, device):
     train_seconds = time.perf_counter() - start
     train_accuracy, train_confusion = evaluate(model, *splits["train"], representation, device, args.batch_size)
     test_accuracy, confusion = evaluate(model, *splits["test"], representation, device, args.batch_size)
-    write_line(f"{representation}: training accuracy {format_accuracy(train_confusion, interval=False)}")
-    write_line(f"{representation}: test accuracy {format_accuracy(confusion)}")
-    write_line(
-        f"{representation}: confusion matrix (rows: true class, columns: predicted)\n{format_confusion(confusion)}"
-    )
+    write_line(format_report(train_confusion, confusion, f"{representation}: "))
     means = write_figures(args, splits, representation, model, test_accuracy, device)
     return {
         "representation": representation,

@@ -11,8 +11,9 @@ import math
 import torch
 
 import util
+from iml.deepfake_checks import check_channels_last
 from iml.progress import progress
-from iml.validation import check_channels_last, check_choice, check_count, check_tensor
+from iml.validation import check_choice, check_count, check_tensor
 
 EPS = 1e-8  # keeps log finite where a coefficient is exactly zero
 REPRESENTATION_NAMES = {

@@ -18,17 +18,14 @@ import numbers
 
 import numpy as np
 import torch
-from torch import nn
 
 MNIST = ("N", 1, 28, 28)  # the CNN's images; a name stands for any size, here the batch
-MAX_CHANNELS = 4  # grey, RGB or RGBA: a longer last axis is a width, not the channels of channels-last images
 PIXEL_TIP = "; pixels 0-255 become [0, 1] with images.float() / 255"
 KINDS = {  # what a dtype must be, by the name messages use
     "floating-point": lambda dtype: dtype.is_floating_point,
     "integer": lambda dtype: not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool),
     "real": lambda dtype: not (dtype.is_complex or dtype == torch.bool),
 }
-NUMPY_KINDS = {"floating-point": "f", "integer": "iu", "real": "iuf"}
 
 
 def shape_text(shape):
@@ -256,82 +253,6 @@ def check_digit_data(data, function):
     check_labels(labels, len(images), function, 10, "the labels data[1]")
 
 
-def check_channels_last(images, function, name="images", batched=True, numpy=False):
-    """Raise unless `images` are integer or float pixels (N, H, W, C), channels last with C from 1 to
-    MAX_CHANNELS; batched=False also takes (..., H, W, C). numpy: an array, else a torch tensor."""
-    library = "numpy array" if numpy else "tensor"
-    expected = "(N, H, W, C)" if batched else "(..., H, W, C)"
-    needed = f"{function} needs {name} as a {library} {expected} of integer or float pixels"
-    is_right_type = isinstance(images, np.ndarray) if numpy else torch.is_tensor(images)
-    if not is_right_type:
-        tip = "; tensor.numpy() makes an array of a tensor" if torch.is_tensor(images) else ""
-        raise TypeError(f"{needed}, got {describe(images)}{tip}")
-    if not (images.dtype.kind in NUMPY_KINDS["real"] if numpy else KINDS["real"](images.dtype)):
-        raise TypeError(f"{needed}, got {describe(images)}")
-    shape = tuple(images.shape)
-    few = [1 <= size <= MAX_CHANNELS for size in shape]  # which axes could hold the channels
-    if (len(shape) == 4 if batched else len(shape) >= 3) and few[-1]:
-        return
-    move = f"np.moveaxis({name}, -3, -1)" if numpy else f"{name}.movedim(-3, -1)"
-    first = f"channels first (..., C, H, W) become channels last with {move}"
-    grey = f"grey images (N, H, W) become (N, H, W, 1) with {name}[..., None]"
-    hint = ""
-    if len(shape) == 2:
-        hint = f"; a grey image (H, W) becomes one with {name}[..., None]"
-    elif len(shape) == 3 and batched and few[-1]:
-        hint = f"; a single image (H, W, C) becomes a batch with {name}[None]"
-    elif len(shape) == 3:  # (C, H, W) or a batch of grey images (N, H, W): both read alike
-        hint = f"; {first}, {grey}" if few[0] else f"; {grey}"
-    elif len(shape) > 3 and few[-3]:
-        hint = f"; {first}"
-    layout = f"channels last with 1 to {MAX_CHANNELS} channels"
-    raise ValueError(f"{function} needs {name} of shape {expected}, {layout}, got {shape_text(shape)}{hint}")
-
-
-def check_channels_first(spectra, function, name="spectra", kind="floating-point"):
-    """Raise unless `spectra` are a tensor (N, C, H, W), channels first with C from 1 to MAX_CHANNELS."""
-    shape = tuple(spectra.shape) if torch.is_tensor(spectra) else ()
-    last = len(shape) == 4 and 1 <= shape[-1] <= MAX_CHANNELS  # the channels may be last
-    hint = f"; channels last (N, H, W, C) become channels first with {name}.permute(0, 3, 1, 2)" if last else ""
-    check_tensor(spectra, name, function, ("N", "C", "H", "W"), kind, hint)
-    if not 1 <= shape[1] <= MAX_CHANNELS:
-        needed = f"{function} needs {name} of shape (N, C, H, W), channels first with 1 to {MAX_CHANNELS} channels"
-        raise ValueError(f"{needed}, got {shape_text(shape)}{hint}")
-
-
-def check_two_classes(labels, function, what="images"):
-    """Raise unless `labels` (0 real, 1 fake) hold both classes, whose means are asked for."""
-    missing = [name for label, name in ((0, "real (0)"), (1, "fake (1)")) if not (labels == label).any()]
-    if missing:
-        raise ValueError(f"{function} needs {what} of both classes, got no {' and no '.join(missing)} in labels")
-
-
-def check_spectra_labels(spectra, labels, function="mean_spectra"):
-    """mean_spectra's arguments: spectra (N, C, H, W) channels first, labels (N,) of 0 and 1, both present."""
-    check_channels_first(spectra, function, kind="real")
-    check_labels(labels, len(spectra), function, 2)
-    check_two_classes(labels, function, "spectra")
-
-
-def check_weight_picture(model, shape, function="weight_picture"):
-    """weight_picture's arguments: an nn.Linear with 2 outputs, and the (C, H, W) of its in_features."""
-    if not isinstance(model, nn.Linear):
-        raise TypeError(f"{function} needs model as an nn.Linear with 2 outputs (real, fake), got {describe(model)}")
-    if model.out_features != 2:
-        raise ValueError(f"{function} needs model with 2 outputs (real, fake), got nn.Linear with {model.out_features}")
-    needed = f"{function} needs shape as the (C, H, W) of one spectrum, channels first, with C*H*W = "
-    needed += f"{model.in_features}, the in_features of model"
-    if not isinstance(shape, tuple | list | torch.Size):
-        raise TypeError(f"{needed}, got {describe(shape)}")
-    given = tuple(shape)
-    if len(given) != 3 or not all(isinstance(s, int | np.integer) and s > 0 for s in given):
-        raise ValueError(f"{needed}, got {given}")
-    if math.prod(given) != model.in_features or given[0] > MAX_CHANNELS:
-        turned = given[0] > MAX_CHANNELS and given[2] <= MAX_CHANNELS and math.prod(given) == model.in_features
-        hint = f"; channels last become channels first as ({given[2]}, {given[0]}, {given[1]})" if turned else ""
-        raise ValueError(f"{needed}, got {shape_text(given)}{hint}")
-
-
 def check_fractions(fractions, function, at_least=1):
     """Raise unless `fractions` are a floating-point tensor (F,) of at least `at_least` values in [0, 1],
     and, for an area under a curve over them (at_least 2), with the last above the first."""
@@ -353,7 +274,23 @@ def check_batch(batch, sample_shape, function, name="batch"):
         raise ValueError(f"{function} needs {name} of shape (n, ...), samples along the first axis, got ()")
 
 
-def check_transform(image_data, eps, function="transform"):
-    """transform's arguments: a numpy array of pixels (..., H, W, C), channels last, and eps from 0 up."""
-    check_channels_last(image_data, function, "image_data", batched=False, numpy=True)
-    check_number(eps, "eps", function, low=0)
+def check_start(kind, generator, kinds, function="make_start"):
+    """Input optimization's start: `kind` one of the strings `kinds`, and a torch.Generator or None."""
+    if not isinstance(kind, str):
+        raise TypeError(f"{function} needs kind as a string, one of {kinds}, got {describe(kind)}")
+    if kind not in kinds:
+        raise ValueError(f"unknown start {kind!r}; use one of {kinds}")
+    if not (generator is None or isinstance(generator, torch.Generator)):
+        tip = "; torch.Generator().manual_seed(seed) makes one of a seed" if isinstance(generator, int) else ""
+        raise TypeError(f"{function} needs generator as a torch.Generator or None, got {describe(generator)}{tip}")
+
+
+def check_device(device, function):
+    """Raise unless `device` is a torch.device or a name torch knows, such as "cpu" or "cuda:0"."""
+    needed = f'{function} needs device as a torch.device or a name such as "cpu" or "cuda"'
+    if not isinstance(device, torch.device | str):
+        raise TypeError(f"{needed}, got {describe(device)}")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{needed}, got {device!r}") from None

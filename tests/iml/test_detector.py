@@ -96,9 +96,25 @@ def test_wilson_interval_of_a_perfect_score_and_of_nothing():
     assert low == pytest.approx(0.0, abs=1e-12) and high == pytest.approx(0.060, abs=5e-4)
     # more images, a narrower interval around the same proportion
     assert np.diff(wilson_interval(900, 1000)) < np.diff(wilson_interval(90, 100)) < np.diff(wilson_interval(9, 10))
-    for correct, total in [(0, 0), (1, 0), (-1, 5), (6, 5)]:
-        with pytest.raises(ValueError, match=r"need 0 <= correct <= total and total >= 1"):
+    refusals = {
+        (0, 0): "wilson_interval needs total as a whole number from 1 up (an int), got 0",
+        (1, 0): "wilson_interval needs total as a whole number from 1 up (an int), got 0",
+        (-1, 5): "wilson_interval needs correct as a whole number from 0 up (an int), got -1",
+        (6, 5): "wilson_interval needs correct from 0 to total, got 6 of 5",
+    }
+    for (correct, total), message in refusals.items():
+        with pytest.raises(ValueError) as info:
             wilson_interval(correct, total)
+        assert str(info.value) == message
+    for correct, total, message in [
+        (0.5, 1, "wilson_interval needs correct as a whole number from 0 up (an int), got the float 0.5"),
+        (1, "60", "wilson_interval needs total as a whole number from 1 up (an int), got the string '60'"),
+        (True, 2, "wilson_interval needs correct as a whole number from 0 up (an int), got the bool True"),
+    ]:
+        with pytest.raises(TypeError) as info:
+            wilson_interval(correct, total)
+        assert str(info.value) == message
+    assert wilson_interval(np.int64(57), np.int64(60)) == wilson_interval(57, 60)  # counts from numpy or .item()
 
 
 def test_format_accuracy_names_the_accuracy_its_interval_and_the_count():

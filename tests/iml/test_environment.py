@@ -62,6 +62,41 @@ def test_a_plotting_backend_matplotlib_refuses_is_replaced_by_agg_before_the_wor
     assert (tmp_path / "input_opt_regularized.png").exists()
 
 
+def noise_faces(folder, per_class):
+    """`per_class` random 128x128 PNGs in each of the real and fake folders that Task 3 reads."""
+    from conftest import write_png
+
+    import util
+
+    for i in range(per_class):
+        write_png(folder / util.REAL_FOLDER / f"{i:05d}.png", seed=i)
+        write_png(folder / util.FAKE_FOLDER / f"style_gan_ffhq_example{i}.png", seed=1000 + i)
+    return folder
+
+
+SCRIPT_RUNS = {  # short runs of the three exercise scripts, and the figures each writes
+    "input_opt.py": (["--neuron", "3", "--steps", "2"], ["input_opt_curves.png", "input_opt_grid.png"]),
+    "mnist_integrated.py": (["--per-class", "1", "--steps", "8"], ["ig_attributions.png", "ig_class_means.png"]),
+    "deepfake_interpretation.py": (
+        ["--train-size", "6", "--val-size", "2", "--test-size", "4", "--epochs", "1"],
+        ["deepfake_spectra.png", "deepfake_weights.png"],
+    ),
+}
+
+
+@pytest.mark.parametrize("script", SCRIPT_RUNS)
+def test_the_scripts_too_draw_with_agg_when_matplotlib_refuses_the_backend(script, tmp_path):
+    """The scripts import matplotlib only where they draw, after iml.cli replaced a backend it refuses."""
+    options, figures = SCRIPT_RUNS[script]
+    data = ["--data", noise_faces(tmp_path / "data", 12)] if script.startswith("deepfake") else []
+    result = run_script(script, *options, *data, "--out", tmp_path / "out", env={"MPLBACKEND": "nosuch"})
+    assert result.returncode == 0, result.stderr
+    note = "note: MPLBACKEND=nosuch cannot be used (Key backend: 'nosuch' is not a valid value for backend); "
+    assert note + "drawing with Agg." in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr
+    assert sorted(path.name for path in (tmp_path / "out").glob("*.png")) == figures
+
+
 def test_any_output_encoding_can_show_a_path(tmp_path):
     out = tmp_path / "bilder-ä"
     result = run_script(
