@@ -2,6 +2,7 @@
 error type and message before any work, valid ones of every accepted kind still work, and an empty batch gives
 an empty result in every IG function. The exercise's own functions: tests/test_input_checks.py."""
 
+import argparse
 import re
 
 import numpy as np
@@ -25,13 +26,23 @@ from iml.attribution import (
     spearman,
     target_outputs,
 )
-from iml.detector import LinearDetector, class_means, evaluate, train_epoch
+from iml.detector import (
+    LinearDetector,
+    add_data_arguments,
+    add_training_arguments,
+    class_means,
+    command_parser,
+    evaluate,
+    fit_detector,
+    fit_fast,
+    train_epoch,
+)
 from iml.exact_ig import exact_integrated_gradients
 from iml.integrated_fast import integrate_gradients_fast, pad_to_multiple, precision_deviation
 from iml.mnist_cnn import evaluate as digit_accuracy
 from iml.mnist_cnn import predict
 from iml.quadrature import quadrature
-from iml.regularized import optimize_inputs
+from iml.regularized import optimize_inputs, starting_images
 from iml.spectra import dct2, dct_matrix, feature_batches, log_dct, log_fft, pixels, standardization
 from mnist_integrated import integrate_gradients
 from models import CNN
@@ -47,6 +58,19 @@ BASELINE = "baseline as None (black), a number or a tensor that broadcasts to im
 PIXEL_TIP = "; pixels 0-255 become [0, 1] with images.float() / 255"
 CHANNELS_LAST = " of shape (N, H, W, C), channels last with 1 to 4 channels, got "
 UINT8 = torch.zeros(2, 16, 16, 3, dtype=torch.uint8)
+
+
+REAL_FAKE = torch.tensor([0, 1])
+SPLITS = {"train": (UINT8, REAL_FAKE), "val": (UINT8, REAL_FAKE)}
+
+
+def detector_options(**changes):
+    """The options of the detector's commands with their defaults, and `changes`."""
+    parser = command_parser("deepfake-representations", "")
+    add_data_arguments(parser, (4, 2, 2))
+    add_training_arguments(parser)
+    args = parser.parse_args([])
+    return argparse.Namespace(**{**vars(args), "seed": 0, **changes})
 
 
 def fast(**options):
@@ -426,6 +450,62 @@ REFUSED = [
         lambda: train_epoch(detector(), UINT8, torch.tensor([0, 1, 1]), "fft", None, "cpu", 2, None, ""),
         ValueError,
         "train_epoch needs labels as an integer tensor (2,) of classes 0 to 1, got (3,)",
+    ),
+    (
+        "fit_detector: an unknown representation",
+        lambda: fit_detector(detector_options(), SPLITS, "fourier", "cpu"),
+        ValueError,
+        "fit_detector needs representation as one of fft, dct, pixel, got 'fourier'",
+    ),
+    (
+        "fit_detector: channels-first images",
+        lambda: fit_detector(
+            detector_options(), {**SPLITS, "train": (UINT8.permute(0, 3, 1, 2), REAL_FAKE)}, "fft", "cpu"
+        ),
+        ValueError,
+        'fit_detector needs splits["train"][0] of shape (N, H, W, C), channels last with 1 to 4 channels, got (2, 3, 16, 16); channels first (..., C, H, W) become channels last with splits["train"][0].movedim(-3, -1)',
+    ),
+    (
+        "fit_detector: no validation split",
+        lambda: fit_detector(detector_options(), {"train": SPLITS["train"]}, "fft", "cpu"),
+        TypeError,
+        'fit_detector needs splits as a dict {"train": (images, labels), "val": (images, labels)}, got a dict with keys \'train\'',
+    ),
+    (
+        "fit_detector: epochs 0",
+        lambda: fit_detector(detector_options(epochs=0), SPLITS, "fft", "cpu"),
+        ValueError,
+        "fit_detector needs args.epochs as a whole number from 1 up (an int), got 0",
+    ),
+    (
+        "fit_detector: labels 0 and 2",
+        lambda: fit_detector(detector_options(), {**SPLITS, "train": (UINT8, REAL_FAKE * 2)}, "fft", "cpu"),
+        ValueError,
+        'fit_detector needs splits["train"][1] as an integer tensor (2,) of classes 0 to 1, got values from 0 to 2',
+    ),
+    (
+        "fit_fast: workers 0",
+        lambda: fit_fast(detector_options(workers=0), "cpu"),
+        ValueError,
+        "fit_fast needs args.workers as a whole number from 1 up (an int), got 0",
+    ),
+    (
+        "fit_fast: a device of a number",
+        lambda: fit_fast(detector_options(), 0),
+        TypeError,
+        'fit_fast needs device as a torch.device or a name such as "cpu" or "cuda", got the int 0',
+    ),
+    (
+        "starting_images: a seed for the generator",
+        lambda: starting_images(["random"], 3),
+        TypeError,
+        "starting_images needs generator as a torch.Generator or None, got the int 3; torch.Generator().manual_seed(seed) makes one of a seed",
+    ),
+    (
+        "starting_images: a number for a kind",
+        lambda: starting_images(["random", 1]),
+        TypeError,
+        "starting_images needs kind as a string, one of ('random', 'ones'), got the int 1",
     ),
 ]
 
