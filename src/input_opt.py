@@ -37,9 +37,9 @@ def make_forward_pass(net: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
     Returns:
         The function of one image and one neuron index (a 0-d integer tensor) that `grad` differentiates.
     """
-    from iml.validation import check_forward_pass  # reads shapes and dtypes only, so it works under vmap
+    from iml.validation import check_forward_pass, check_network  # shapes and dtypes only: it works under vmap
 
-    params, buffers = functional_state(net)
+    params, buffers = functional_state(check_network(net, "make_forward_pass"))
 
     def forward_pass(x: Tensor, neuron: Tensor) -> Tensor:
         check_forward_pass(x, neuron)
@@ -99,7 +99,7 @@ def optimize_input(net: nn.Module, neurons: Sequence[int], starts: dict[str, Ten
     """
     from iml.validation import check_ascent
 
-    num_starts, num_digits = check_ascent(neurons, starts, steps, lr)  # S and K, each start and digit checked
+    num_starts, num_digits = check_ascent(net, neurons, starts, steps, lr)  # S and K, each start and digit checked
     x = torch.cat(list(starts.values())).repeat_interleave(num_digits, dim=0)  # (S*K, 1, 28, 28)
     targets = torch.tensor(neurons, device=x.device).repeat(num_starts)  # (S*K,), start-major like x
     logit, probability = [], []  # y_i and p_i before each step and after the last

@@ -42,7 +42,7 @@ def train(args: argparse.Namespace, model: nn.Module, data: Data, scheduler: One
     """
     from iml.validation import check_digit_data
 
-    check_digit_data(data, "train")  # pixels 0-255 or float labels would train silently on the wrong thing
+    check_digit_data(model, data, "train")  # pixels 0-255 or float labels would train silently on the wrong thing
     (images, labels), total = data, 0.0
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
     model.train()
@@ -71,7 +71,7 @@ def test(model: nn.Module, data: Data) -> float:
     """
     from iml.validation import check_digit_data
 
-    check_digit_data(data, "test")
+    check_digit_data(model, data, "test")
     model.eval()
     correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in zip(data[0].split(1000), data[1].split(1000)))
     return correct / len(data[1])
@@ -120,7 +120,7 @@ def integrate_gradients(net: nn.Module, test_images: Tensor, output_digit: int |
     """
     from iml.validation import check_ig
 
-    check_ig(test_images, output_digit, steps_m, "integrate_gradients", "test_images")
+    check_ig(net, test_images, output_digit, steps_m, "integrate_gradients", "test_images")
     if net.training:
         raise ValueError(f"{type(net).__name__} is in training mode; call model.eval() first")
     # TODO: sum dF/dx at the m points x' + k/m (x - x'), k = 1..m (torch.autograd.grad), times (x - x') / m

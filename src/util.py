@@ -116,10 +116,9 @@ def load_folder(
         InputError: The folder holds fewer usable images than asked for (or see `list_images`).
     """
     from iml.common import InputError, relative
-    from iml.validation import check_count
+    from iml.validation import check_folder_split
 
-    sizes = {"train_size": train_size, "val_size": val_size, "test_size": test_size}  # as ints: uint8 would wrap
-    train_size, val_size, test_size = (check_count(v, name, "load_folder", low=0) for name, v in sizes.items())
+    train_size, val_size, test_size = check_folder_split(folder, train_size, val_size, test_size, skip_unreadable)
     files = list_images(folder, skip_unreadable)
     needed = train_size + val_size + test_size
     if len(files) < needed:

@@ -627,6 +627,42 @@ REFUSED = [
         TypeError,
         "save_checkpoint needs config as a dict of the training options, got a Namespace; vars(args) makes a dict of an argparse.Namespace",
     ),
+    (
+        "make_forward_pass: a string for the network",
+        lambda: make_forward_pass("cnn"),
+        TypeError,
+        "make_forward_pass needs net as an nn.Module such as models.load_cnn's CNN, got the string 'cnn'",
+    ),
+    (
+        "optimize_input: a string for the network",
+        lambda: optimize_input("cnn", (3,), STARTS, 1, 0.1),
+        TypeError,
+        "optimize_input needs net as an nn.Module such as models.load_cnn's CNN, got the string 'cnn'",
+    ),
+    (
+        "integrate_gradients: a string for the network",
+        lambda: integrate_gradients("cnn", X, 3, 4),
+        TypeError,
+        "integrate_gradients needs net as an nn.Module such as models.load_cnn's CNN, got the string 'cnn'",
+    ),
+    (
+        "test: a state dict for the model",
+        lambda: mnist_integrated.test(NET.state_dict(), (X, LABELS)),
+        TypeError,
+        "test needs model as an nn.Module such as models.load_cnn's CNN, got a OrderedDict",
+    ),
+    (
+        "load_folder: a number for the folder",
+        lambda: util.load_folder(3, 1, 1, 1),
+        TypeError,
+        "load_folder needs folder as a path (a str or Path), got the int 3",
+    ),
+    (
+        "load_folder: skip_unreadable as a string",
+        lambda: util.load_folder("data/faces", 1, 1, 1, "no"),
+        TypeError,
+        "load_folder needs skip_unreadable as True or False, got the string 'no'",
+    ),
 ]
 
 

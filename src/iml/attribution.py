@@ -29,6 +29,7 @@ from iml.validation import (
     check_fractions,
     check_ig,
     check_images,
+    check_network,
     check_number,
     check_same_shape,
     check_tensor,
@@ -104,8 +105,8 @@ def attribute_in_chunks(ig, net, images, output_digit, steps_m):
     at least one), so for it as for the exercise's function each digit's numbers stay the same
     as in one call. Returns the attributions (N, 1, 28, 28).
     """
-    check_ig(images, output_digit, steps_m, "attribute_in_chunks")
-    size = max(1, default_batch_points(network_device(net, images)) // steps_m)
+    check_ig(net, images, output_digit, steps_m, "attribute_in_chunks")
+    size = max(1, default_batch_points(network_device(net, images, "attribute_in_chunks")) // steps_m)
     digits = output_digits(output_digit, len(images), images.device)
     parts = []
     with progress_bar(total=len(images), unit="digits", desc=f"Integrated Gradients, m = {steps_m}") as bar:
@@ -122,19 +123,19 @@ def output_digits(output_digit, count, device, function="output_digits"):
     return torch.as_tensor(output_digit, device=device).expand(count)
 
 
-def network_device(net, images):
+def network_device(net, images, function):
     """The device of `net`'s first parameter or buffer; for a network with neither (Captum accepts
-    one), the device of `images`, the input it is about to get."""
-    tensor = next(net.parameters(), None)
+    one), the device of `images`, the input it is about to get. TypeError unless `net` is an nn.Module."""
+    tensor = next(check_network(net, function).parameters(), None)
     if tensor is None:
         tensor = next(net.buffers(), images)
     return tensor.device
 
 
-def require_eval_mode(net):
+def require_eval_mode(net, function):
     """Raise ValueError if `net` is in training mode, where dropout or batch statistics would change
-    F itself (and vmap refuses the in-place updates of batch norm)."""
-    if net.training:
+    F itself (and vmap refuses the in-place updates of batch norm); TypeError unless it is an nn.Module."""
+    if check_network(net, function).training:
         raise ValueError(f"{type(net).__name__} is in training mode; call model.eval() first")
 
 
@@ -142,7 +143,7 @@ def target_outputs(net, images, output_digit, batch_size=1000):
     """F(images): the output `output_digit` (an int or one per image) of `net`, shape (N,); (0,) for no images."""
     check_images(images, "target_outputs")
     check_count(batch_size, "batch_size", "target_outputs")
-    device = network_device(net, images)
+    device = network_device(net, images, "target_outputs")
     digits = output_digits(output_digit, len(images), device, "target_outputs")
     if not len(images):
         return images.new_zeros(0)
@@ -162,6 +163,7 @@ def completeness_gap(net, images, attributions, output_digit, baseline=None):
     image (D, N, 1, 28, 28), whose mean output is subtracted (the attributions are then the
     mean over the D baselines).
     """
+    check_network(net, "completeness_gap")
     check_images(images, "completeness_gap")
     check_same_shape(attributions, "attributions", images, "images", "completeness_gap")
     if torch.is_tensor(baseline) and baseline.dim() == images.dim() + 1:
@@ -176,9 +178,9 @@ def completeness_gap(net, images, attributions, output_digit, baseline=None):
 def saliency(net, images, output_digit):
     """The plain gradient dF/dx (N, 1, 28, 28) that IG is compared with (Simonyan et al. 2013,
     arXiv:1312.6034); Captum's `Saliency` with abs=False."""
-    require_eval_mode(net)
+    require_eval_mode(net, "saliency")
     check_images(images, "saliency")
-    device = network_device(net, images)
+    device = network_device(net, images, "saliency")
     digits = output_digits(output_digit, len(images), device, "saliency")
     if not len(images):
         return torch.zeros_like(images)

@@ -113,12 +113,13 @@ def check_transform(image_data, eps, function="transform"):
 
 TRAINING_OPTIONS = {"epochs": 1, "batch_size": 1, "seed": 0}  # Task 3's whole-number options and their least value
 SPLIT_SIZES = ("train_size", "val_size", "test_size")
+DATA_OPTIONS = ("data", *SPLIT_SIZES, "eval_split", "skip_unreadable")
 
 
 def check_training_options(args, function, data=False):
     """Task 3's options as its parser makes them: epochs and batch_size from 1, seed from 0, lr above 0 and
     weight_decay from 0; with `data` also the folder, the three split sizes, eval_split and skip_unreadable."""
-    names = [*TRAINING_OPTIONS, "lr", "weight_decay", *(("data", *SPLIT_SIZES, "eval_split") if data else ())]
+    names = [*TRAINING_OPTIONS, "lr", "weight_decay", *(DATA_OPTIONS if data else ())]
     missing = [name for name in names if not hasattr(args, name)]
     if missing:
         raise TypeError(
@@ -131,7 +132,7 @@ def check_training_options(args, function, data=False):
     check_number(args.weight_decay, "args.weight_decay", function, low=0)
     if data:
         check_choice(args.eval_split, "args.eval_split", function, ("train", "val", "test"))
-        check_flag(getattr(args, "skip_unreadable", False), "args.skip_unreadable", function)
+        check_flag(args.skip_unreadable, "args.skip_unreadable", function)
         if not isinstance(args.data, str | os.PathLike):
             raise TypeError(f"{function} needs args.data as a folder (a str or Path), got {describe(args.data)}")
 

@@ -159,7 +159,7 @@ def exact_integrated_gradients(net, images, output_digit, baseline=None, progres
     `linear_layers`) and for images that are not a floating-point tensor. progress: a bar that
     counts the digits done, or None. An empty batch (0, 1, 28, 28) gives empty attributions and pieces.
     """
-    require_eval_mode(net)
+    require_eval_mode(net, "exact_integrated_gradients")
     layers = linear_layers(net)
     check_images(images, "exact_integrated_gradients")
     baseline = as_baseline(baseline, images, "exact_integrated_gradients")  # x', (N, 1, 28, 28)

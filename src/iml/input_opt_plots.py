@@ -31,7 +31,7 @@ def classify(model, images):
     """Predicted digit and its probability for images (..., 1, 28, 28)."""
     from iml.attribution import network_device
 
-    device = network_device(model, images)
+    device = network_device(model, images, "classify")
     flat = images.reshape(-1, 1, 28, 28).to(device)
     probabilities = model(flat).softmax(1)
     confidence, predicted = probabilities.max(1)

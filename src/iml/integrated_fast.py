@@ -124,9 +124,9 @@ def integrate_gradients_fast(
     progress: a bar (iml.progress) that counts the path points done, or None.
     Returns the attributions on the device and in the dtype of `images`.
     """
-    require_eval_mode(net)
-    check_arguments(images, output_digit, steps_m, baseline, batch_points, precision, compile)
-    device = network_device(net, images)
+    require_eval_mode(net, "integrate_gradients_fast")
+    check_arguments(net, images, output_digit, steps_m, baseline, batch_points, precision, compile)
+    device = network_device(net, images, "integrate_gradients_fast")
     x_all = images.to(device)  # (N, 1, 28, 28)
     base_all, digits = as_baseline(baseline, x_all), output_digits(output_digit, len(x_all), device)
     alphas, weights = quadrature(rule, steps_m, dtype=x_all.dtype, device=device)  # (m,), (m,)
@@ -144,10 +144,10 @@ def integrate_gradients_fast(
     return attributions[: len(images)].to(images.device)
 
 
-def check_arguments(images, output_digit, steps_m, baseline, batch_points, precision, compile):
+def check_arguments(net, images, output_digit, steps_m, baseline, batch_points, precision, compile):
     """Refuse, before any work, what `integrate_gradients_fast` cannot use; the rule is quadrature's to check."""
     function = "integrate_gradients_fast"
-    check_ig(images, output_digit, steps_m, function)
+    check_ig(net, images, output_digit, steps_m, function)
     check_baseline(baseline, images, function)
     if batch_points is not None:
         check_count(batch_points, "batch_points", function)

@@ -22,7 +22,7 @@ from iml.cli import (
     similar_file,
 )
 from iml.common import WEIGHTS_PATH, atomic_path, printable, relative, set_seed
-from iml.validation import check_count, check_images, check_labels
+from iml.validation import check_count, check_images, check_labels, check_network
 from models import load_cnn, save_checkpoint
 from util import get_mnist_test_data, get_mnist_train_data
 
@@ -59,6 +59,7 @@ def mnist_splits(args, device):
 @torch.no_grad()
 def predict(model, images, batch_size=1000):
     """The predicted digit of each image (N,), in eval mode, `batch_size` images at a time."""
+    check_network(model, "predict", "model")
     check_images(images, "predict")
     check_count(batch_size, "batch_size", "predict")
     model.eval()
@@ -67,6 +68,7 @@ def predict(model, images, batch_size=1000):
 
 def evaluate(model, images, labels, batch_size=1000):
     """Accuracy (a fraction) of `model` on float images (N, 1, 28, 28) and int64 labels (N,), N at least 1."""
+    check_network(model, "evaluate", "model")
     check_images(images, "evaluate")
     check_labels(labels, len(images), "evaluate", 10)
     if not len(images):

@@ -15,9 +15,11 @@ An empty batch is a batch: the IG functions return empty attributions (0, 1, 28,
 
 import math
 import numbers
+import os
 
 import numpy as np
 import torch
+from torch import nn
 
 MNIST = ("N", 1, 28, 28)  # the CNN's images; a name stands for any size, here the batch
 PIXEL_TIP = "; pixels 0-255 become [0, 1] with images.float() / 255"
@@ -192,8 +194,17 @@ def check_baseline(baseline, images, function):
         raise ValueError(f"{needed}, got {shape_text(tuple(baseline.shape))}")
 
 
-def check_ig(images, output_digit, steps_m, function, name="images"):
-    """The arguments every IG function shares: images (N, 1, 28, 28), output_digit and the number of steps m."""
+def check_network(net, function, name="net"):
+    """Return `net` if it is a torch network (an nn.Module), such as the CNN that models.load_cnn returns."""
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"{function} needs {name} as an nn.Module such as models.load_cnn's CNN, got {describe(net)}")
+    return net
+
+
+def check_ig(net, images, output_digit, steps_m, function, name="images"):
+    """The arguments every IG function shares: the network, images (N, 1, 28, 28), output_digit and the number of
+    steps m."""
+    check_network(net, function)
     check_images(images, function, name)
     check_digits(output_digit, len(images), function)
     check_count(steps_m, "steps_m", function)
@@ -223,11 +234,13 @@ def check_neurons(neurons, function):
         check_count(neuron, f"neurons[{k}]", function, low=0)
 
 
-def check_ascent(neurons, starts, steps, lr, function="optimize_input"):
-    """Input optimization's arguments: digits, starting images (1, 1, 28, 28) by name, Adam's steps and step size.
+def check_ascent(net, neurons, starts, steps, lr, function="optimize_input"):
+    """Input optimization's arguments: the network, digits, starting images (1, 1, 28, 28) by name, Adam's steps
+    and step size.
 
     Returns (S, K): the number of starts and of digits.
     """
+    check_network(net, function)
     check_neurons(neurons, function)
     if not isinstance(starts, dict):
         raise TypeError(f"{function} needs starts as a dict of starting images by name, got {describe(starts)}")
@@ -241,8 +254,9 @@ def check_ascent(neurons, starts, steps, lr, function="optimize_input"):
     return len(starts), len(neurons)
 
 
-def check_digit_data(data, function):
-    """Task 2's (images (N, 1, 28, 28) in [0, 1], labels (N,) of digits 0-9), with N at least 1."""
+def check_digit_data(model, data, function):
+    """Task 2's network and data (images (N, 1, 28, 28) in [0, 1], labels (N,) of digits 0-9), with N at least 1."""
+    check_network(model, function, "model")
     if not (isinstance(data, tuple | list) and len(data) == 2):
         raise TypeError(f"{function} needs data as a pair (images, labels), got {describe(data)}")
     images, labels = data
@@ -272,6 +286,17 @@ def check_batch(batch, sample_shape, function, name="batch"):
     check_tensor(batch, name, function, None if sample_shape is None else ("n", *sample_shape))
     if batch.dim() < 1:
         raise ValueError(f"{function} needs {name} of shape (n, ...), samples along the first axis, got ()")
+
+
+def check_folder_split(folder, train_size, val_size, test_size, skip_unreadable, function="load_folder"):
+    """util.load_folder's arguments: a folder path (str or Path), three sizes from 0 and a flag; returns the sizes
+    as ints."""
+    if isinstance(folder, bool) or not isinstance(folder, str | os.PathLike):
+        raise TypeError(f"{function} needs folder as a path (a str or Path), got {describe(folder)}")
+    sizes = {"train_size": train_size, "val_size": val_size, "test_size": test_size}
+    counts = tuple(check_count(size, name, function, low=0) for name, size in sizes.items())
+    check_flag(skip_unreadable, "skip_unreadable", function)
+    return counts
 
 
 def check_start(kind, generator, kinds, function="make_start"):

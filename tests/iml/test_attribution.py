@@ -260,7 +260,7 @@ def test_saliency_and_target_outputs_of_a_network_without_parameters_use_the_inp
     net = nn.Sequential(nn.Flatten(), nn.Tanh()).eval()  # no parameters or buffers; Captum accepts it
     images = torch.rand(2, 1, 28, 28, dtype=torch.float64)
     digits = torch.tensor([5, 700])
-    assert network_device(net, images) == images.device
+    assert network_device(net, images, "a test") == images.device
     torch.testing.assert_close(target_outputs(net, images, digits), images.flatten(1).tanh()[[0, 1], [5, 700]])
     expected = Saliency(net).attribute(images, target=digits, abs=False)
     torch.testing.assert_close(saliency(net, images, digits), expected)

@@ -507,6 +507,54 @@ REFUSED = [
         TypeError,
         "starting_images needs kind as a string, one of ('random', 'ones'), got the int 1",
     ),
+    (
+        "saliency: a string for the network",
+        lambda: saliency("cnn", X, 3),
+        TypeError,
+        "saliency needs net as an nn.Module such as models.load_cnn's CNN, got the string 'cnn'",
+    ),
+    (
+        "target_outputs: a string for the network",
+        lambda: target_outputs("cnn", X, 3),
+        TypeError,
+        "target_outputs needs net as an nn.Module such as models.load_cnn's CNN, got the string 'cnn'",
+    ),
+    (
+        "completeness_gap: a string for the network",
+        lambda: completeness_gap("cnn", X, X, 3),
+        TypeError,
+        "completeness_gap needs net as an nn.Module such as models.load_cnn's CNN, got the string 'cnn'",
+    ),
+    (
+        "integrate_gradients_fast: a string for the network",
+        lambda: integrate_gradients_fast("cnn", X, 3, 4),
+        TypeError,
+        "integrate_gradients_fast needs net as an nn.Module such as models.load_cnn's CNN, got the string 'cnn'",
+    ),
+    (
+        "exact_integrated_gradients: a string for the network",
+        lambda: exact_integrated_gradients("cnn", X, 3),
+        TypeError,
+        "exact_integrated_gradients needs net as an nn.Module such as models.load_cnn's CNN, got the string 'cnn'",
+    ),
+    (
+        "attribute_in_chunks: a string for the network",
+        lambda: attribute_in_chunks(integrate_gradients, "cnn", X, 3, 4),
+        TypeError,
+        "attribute_in_chunks needs net as an nn.Module such as models.load_cnn's CNN, got the string 'cnn'",
+    ),
+    (
+        "mnist_cnn.predict: a string for the model",
+        lambda: predict("cnn", X),
+        TypeError,
+        "predict needs model as an nn.Module such as models.load_cnn's CNN, got the string 'cnn'",
+    ),
+    (
+        "mnist_cnn.evaluate: a string for the model",
+        lambda: digit_accuracy("cnn", X, torch.tensor([1, 2])),
+        TypeError,
+        "evaluate needs model as an nn.Module such as models.load_cnn's CNN, got the string 'cnn'",
+    ),
 ]
 
 
