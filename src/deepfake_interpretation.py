@@ -34,18 +34,20 @@ def transform(image_data: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     ### END SOLUTION
 
 
-def load_split(data: Path, sizes: tuple[int, int, int], skip_unreadable: bool) -> dict[str, tuple[Tensor, Tensor]]:
+def load_split(
+    data: str | Path, sizes: tuple[int, int, int], skip_unreadable: bool
+) -> dict[str, tuple[Tensor, Tensor]]:
     """Read the exercise's split of A_ffhq (label 0) and B_stylegan (label 1) and `transform` every image.
 
     Args:
-        data: The folder holding A_ffhq/ and B_stylegan/.
+        data: The folder holding A_ffhq/ and B_stylegan/ (a str is taken too).
         sizes: Training, validation and test images per class.
         skip_unreadable: Leave out files that are not 128x128 RGB PNGs.
 
     Returns:
         {"train"|"val"|"test": (spectra float32 (N, C, H, W), labels int64 (N,))}, reals first.
     """
-    real, fake = [util.load_folder(data / f, *sizes, skip_unreadable) for f in (util.REAL_FOLDER, util.FAKE_FOLDER)]
+    real, fake = [util.load_folder(Path(data) / name, *sizes, skip_unreadable) for name in util.SOURCE_FOLDERS]
     splits = {}
     for name, real_files, fake_files in zip(("train", "val", "test"), real, fake):
         files = [*real_files, *fake_files]

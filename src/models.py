@@ -78,7 +78,7 @@ def functional_state(module: nn.Module) -> tuple[dict[str, torch.Tensor], dict[s
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: dict[str, Any], test_accuracy: float) -> None:
-    """Write the weights, options and test accuracy (iml.common.atomic_path keeps a good file safe).
+    """Write the weights, options and test accuracy; what load_cnn would refuse is refused here first.
 
     Args:
         path: Where to write.
@@ -87,10 +87,13 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict[str, Any], 
         test_accuracy: A fraction from 0 to 1, or NaN where it was not measured.
     """
     from iml.checkpoint_files import check_checkpoint_parts
+    from iml.common import atomic_path
 
     check_checkpoint_parts(path, model, config, test_accuracy)  # what load_cnn would refuse is not written
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(dict(format=CHECKPOINT_FORMAT, model=weights, config=config, test_accuracy=float(test_accuracy)), path)
+    checkpoint = dict(format=CHECKPOINT_FORMAT, model=weights, config=config, test_accuracy=float(test_accuracy))
+    with atomic_path(path) as tmp:  # written beside it and renamed: an earlier file stays whole until then
+        torch.save(checkpoint, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -139,12 +142,9 @@ def load_cnn(path: str | Path, device: str | torch.device = "cpu") -> CNN:
         CheckpointError: As `load_checkpoint`, for another network's weights, and for NaN or Inf weights.
     """
     from iml.checkpoint_files import load_weights  # also takes the names of DataParallel and torch.compile
+    from iml.validation import check_device
 
-    checkpoint, model = load_checkpoint(path), CNN()
-    if (problem := load_weights(model, checkpoint["model"], path)) is not None:
+    device, checkpoint, model = check_device(device, "load_cnn"), load_checkpoint(path), CNN()
+    if (problem := load_weights(model, checkpoint["model"], path)) is not None:  # another network's, NaN or Inf
         raise CheckpointError(path, problem)
-    # checked after loading, when every tensor has this CNN's shape: a crafted view could be far larger
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise CheckpointError(path, f"holds NaN or Inf in {name}")
     return model.to(device).eval()

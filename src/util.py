@@ -19,6 +19,7 @@ FFHQ_SOURCE_DIR = FFHQ_DIR / "source_data"
 FFHQ_STANDIN_DIR = DATA_DIR / "ffhq_standin"
 REAL_FOLDER = "A_ffhq"
 FAKE_FOLDER = "B_stylegan"
+SOURCE_FOLDERS = (REAL_FOLDER, FAKE_FOLDER)  # labels 0 (real) and 1 (fake)
 FFHQ_IMAGES_PER_FOLDER = 70_000
 FFHQ_SPLIT = (67_000, 1_000, 2_000)  # train, validation, test images per folder, as in the exercise
 IMAGE_SIZE = 128

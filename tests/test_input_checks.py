@@ -124,7 +124,7 @@ REFUSED = [
         "make_start: unknown kind",
         lambda: make_start("zeros"),
         ValueError,
-        "unknown start 'zeros'; use one of ('random', 'ones')",
+        "make_start needs kind as one of random, ones, got 'zeros'",
     ),
     (
         "optimize_input: one digit, not a sequence",
@@ -481,7 +481,7 @@ REFUSED = [
         "make_start: a number for kind",
         lambda: make_start(1),
         TypeError,
-        "make_start needs kind as a string, one of ('random', 'ones'), got the int 1",
+        "make_start needs kind as one of random, ones, got the int 1",
     ),
     (
         "make_start: a seed for the generator",
@@ -511,13 +511,13 @@ REFUSED = [
         "train: float64 spectra",
         task3_training(train=(FLAT.double(), REAL_FAKE)),
         TypeError,
-        'train needs splits["train"][0] as torch.float32 on cpu, as model\'s weights are, got torch.float64 on cpu; splits["train"][0].to(model.weight) converts it',
+        'train needs splits["train"][0] as torch.float32 on cpu, as model\'s weights are, got torch.float64 on cpu; splits["train"][0].to(\'cpu\', torch.float32) converts it',
     ),
     (
         "train: no validation split",
         task3_training(val=None),
         TypeError,
-        'train needs splits as a dict {"train": (spectra, labels), "val": (spectra, labels)}, got a dict with keys \'train\'',
+        "train needs splits as a dict {\"train\": (spectra, labels), \"val\": (spectra, labels)}, got one without 'val' (keys: 'train')",
     ),
     (
         "train: spectra of another size",
@@ -535,7 +535,7 @@ REFUSED = [
         "train: args without epochs",
         task3_training(args=SimpleNamespace(lr=0.1)),
         TypeError,
-        "train needs args with epochs, batch_size, seed, weight_decay, got a SimpleNamespace without; deepfake_interpretation.build_parser().parse_args([]) makes every option with its default",
+        "train needs args as an argparse.Namespace with epochs, batch_size, seed, weight_decay, got a SimpleNamespace; deepfake_interpretation.build_parser().parse_args([]) makes every option",
     ),
     (
         "train: a float epoch count",
@@ -547,7 +547,7 @@ REFUSED = [
         "train: lr 0",
         task3_training(args=options(lr=0)),
         ValueError,
-        "train needs args.lr as a finite number above 0, got 0",
+        "train needs args.lr as a finite number above 0 and at most 1, got 0",
     ),
     (
         "train: labels 1 and 2",
@@ -589,7 +589,7 @@ REFUSED = [
         "detect: a device gpu",
         lambda: deepfake_interpretation.detect(options(), "gpu"),
         ValueError,
-        'detect needs device as a torch.device or a name such as "cpu" or "cuda", got \'gpu\'',
+        "detect cannot use device 'gpu': unknown device 'gpu'; use auto, cpu, cuda, cuda:N or mps",
     ),
     (
         "detect: data a number",
@@ -601,13 +601,13 @@ REFUSED = [
         "detect: a negative weight decay",
         lambda: deepfake_interpretation.detect(options(weight_decay=-1.0), "cpu"),
         ValueError,
-        "detect needs args.weight_decay as a finite number of at least 0, got -1",
+        "detect needs args.weight_decay as a finite number of at least 0 and at most 1000, got -1",
     ),
     (
         "save_checkpoint: a Path in config",
         lambda: save_checkpoint(NOWHERE, CNN(), {"data": Path("data")}, 0.5),
         TypeError,
-        "save_checkpoint needs config of str keys and plain values (numbers, str, None, lists and dicts of them), which the safe loader reads back, got config['data'] = a PosixPath; str(path) or number.item() makes a value plain",
+        "save_checkpoint needs config of plain values (numbers, str, None, lists and dicts of them, at most 8 deep), which the safe loader reads back, got config['data'] = a PosixPath; str(path), number.item() or tensor.tolist() makes a value plain",
     ),
     (
         "save_checkpoint: a percentage",
@@ -619,7 +619,7 @@ REFUSED = [
         "save_checkpoint: a string model",
         lambda: save_checkpoint(NOWHERE, "cnn", {}, 0.5),
         TypeError,
-        "save_checkpoint needs model as the trained nn.Module, got the string 'cnn'",
+        "save_checkpoint needs model as the trained CNN (models.CNN), got the string 'cnn'",
     ),
     (
         "save_checkpoint: a Namespace config",

@@ -226,7 +226,8 @@ def test_the_shipped_weights_pass_the_checks_made_before_loading():
 
 def test_a_checkpoint_with_an_oversized_pickle_is_refused_before_it_is_unpickled(tmp_path):
     path = tmp_path / "w.pth"
-    save_checkpoint(path, CNN(), {"note": "x" * (MAX_PICKLE_BYTES + 1)}, 0.5)
+    state = {key: value.clone() for key, value in CNN().state_dict().items()}
+    torch.save({"format": 1, "model": state, "config": {"note": "x" * (MAX_PICKLE_BYTES + 1)}}, path)
     assert torch.load(path, weights_only=True)["config"]["note"]  # a real checkpoint, loadable by torch
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)

@@ -8,10 +8,13 @@ and explains a refusal with `refusal_reason`; models.load_cnn loads the state di
 """
 
 import math
+import numbers
 import os
+import pickle
 import re
 import sys
 import zipfile
+from pathlib import Path
 
 import torch
 
@@ -118,8 +121,19 @@ def load_weights(model, state, path):
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError):
         return f"belongs to another network, not this CNN{differences(model, state)}"
+    # checked after loading, when every tensor has this CNN's shape: a crafted view could be far larger
+    if (name := nonfinite_tensor(model)) is not None:
+        return f"holds NaN or Inf in {name}"
     if note is not None:
         print(note, file=sys.stderr)
+    return None
+
+
+def nonfinite_tensor(model):
+    """The name of the first floating-point tensor of `model`'s state dict holding NaN or Inf, or None."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return name
     return None
 
 
@@ -144,44 +158,77 @@ def brief(items, shown=3):
     return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
-def plain_value(value):
-    """True for what the safe loader reads back: None, bool, int, float, complex, str, a tensor, and lists,
-    tuples and dicts of them (a numpy number, a Path or an argparse.Namespace would be refused)."""
+def plain_value(value, depth=0):
+    """True for what the safe loader reads back and a training option can be: None, bool, int, float, str, and
+    lists, tuples and dicts of them with str keys, nested at most 8 deep (no tensors: the weights are the model's)."""
+    if depth > 8:
+        return False
     if isinstance(value, list | tuple):
-        return all(plain_value(item) for item in value)
+        return all(plain_value(item, depth + 1) for item in value)
     if isinstance(value, dict):
-        return all(plain_value(key) and plain_value(item) for key, item in value.items())
-    return value is None or type(value) in (bool, int, float, complex, str) or type(value) is torch.Tensor
+        return all(isinstance(key, str) and plain_value(item, depth + 1) for key, item in value.items())
+    return value is None or type(value) in (bool, int, float, str)
+
+
+def check_checkpoint_path(path, function):
+    """Raise unless `path` names a file that can be written: a str or Path, not a folder, in a folder that exists."""
+    if isinstance(path, bool) or not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{function} needs path as a file name (a str or Path), got {describe(path)}")
+    target = Path(path)
+    if not str(path) or target.is_dir():
+        raise ValueError(f"{function} needs path as a file name, got {relative(target)!r}, a folder")
+    if not target.parent.is_dir():
+        raise ValueError(
+            f"{function} needs path in a folder that exists, got {relative(target)}; make the folder first"
+        )
 
 
 def check_checkpoint_parts(path, model, config, test_accuracy, function="save_checkpoint"):
-    """Raise unless models.load_cnn could read back what save_checkpoint would write: a path, a network with
-    finite weights, a dict `config` of plain values (see plain_value) and `test_accuracy` in [0, 1] (NaN: unknown)."""
-    if not isinstance(path, str | os.PathLike) or isinstance(path, bool):
-        raise TypeError(f"{function} needs path as a file name (a str or Path), got {describe(path)}")
+    """Raise unless models.load_cnn could read back what save_checkpoint would write: a path, the exercise's CNN
+    with finite weights, a dict `config` of plain values (see plain_value) whose pickle fits MAX_PICKLE_BYTES, and
+    `test_accuracy` in [0, 1] (NaN: not measured)."""
+    from models import CNN, MAX_PICKLE_BYTES
+
+    check_checkpoint_path(path, function)
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"{function} needs model as the trained nn.Module, got {describe(model)}")
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise ValueError(
-                f"{function} refuses model: {name} holds NaN or Inf, which load_cnn would refuse; "
-                "train again with a lower learning rate"
-            )
-    if not isinstance(config, dict):
-        tip = "; vars(args) makes a dict of an argparse.Namespace" if type(config).__name__ == "Namespace" else ""
-        raise TypeError(f"{function} needs config as a dict of the training options, got {describe(config)}{tip}")
-    for key, value in config.items():
-        if not (isinstance(key, str) and plain_value(value)):
-            raise TypeError(
-                f"{function} needs config of str keys and plain values (numbers, str, None, lists and dicts of "
-                f"them), which the safe loader reads back, got config[{key!r}] = {describe(value)}; str(path) or "
-                "number.item() makes a value plain"
-            )
-    if isinstance(test_accuracy, float) and math.isnan(test_accuracy):
+        raise TypeError(f"{function} needs model as the trained CNN (models.CNN), got {describe(model)}")
+    state = model.state_dict()
+    if any(tensor.is_meta for tensor in state.values()):
+        raise ValueError(f"{function} needs model with weights, got one on the meta device, which holds no values")
+    if difference := differences(CNN(), unwrapped_state(state, path)[0]):  # a wrapper's prefix: load_cnn removes it
+        raise ValueError(
+            f"{function} needs model as the exercise's CNN, which load_cnn reads back, got another network{difference}"
+        )
+    if (name := nonfinite_tensor(model)) is not None:
+        raise ValueError(
+            f"{function} refuses model: {name} holds NaN or Inf, which load_cnn would refuse; train again with a lower learning rate"
+        )
+    check_config(config, function, MAX_PICKLE_BYTES // 2)
+    if isinstance(test_accuracy, numbers.Real) and not isinstance(test_accuracy, bool) and math.isnan(test_accuracy):
         return  # not measured
     check_number(test_accuracy, "test_accuracy", function, low=0)
     if test_accuracy > 1:
         raise ValueError(
-            f"{function} needs test_accuracy as a fraction from 0 to 1, got {test_accuracy:g}; "
-            "a percentage p becomes p / 100"
+            f"{function} needs test_accuracy as a fraction from 0 to 1, got {test_accuracy:g}; a percentage p becomes p / 100"
+        )
+
+
+def check_config(config, function, max_bytes):
+    """Raise unless `config` is a dict of training options that the safe loader reads back, of at most `max_bytes`
+    pickled (the weights' names need the rest of the checkpoint's pickle)."""
+    if not isinstance(config, dict):
+        tip = "; vars(args) makes a dict of an argparse.Namespace" if type(config).__name__ == "Namespace" else ""
+        raise TypeError(f"{function} needs config as a dict of the training options, got {describe(config)}{tip}")
+    for key, value in config.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{function} needs config with str keys, got the key {describe(key)}")
+        if not plain_value(value):
+            raise TypeError(
+                f"{function} needs config of plain values (numbers, str, None, lists and dicts of them, at most 8 deep), "
+                f"which the safe loader reads back, got config[{key!r}] = {describe(value)}; str(path), number.item() "
+                "or tensor.tolist() makes a value plain"
+            )
+    if (size := len(pickle.dumps(config))) > max_bytes:  # plain values only, so pickling runs no code
+        raise ValueError(
+            f"{function} needs config of at most {max_bytes // 1024} KiB pickled, got {size // 1024} KiB; keep the options only"
         )

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import difflib
 import errno
+import importlib
 import math
 import os
 import signal
@@ -191,13 +192,29 @@ def check_plotting_backend():
     if not name or "matplotlib" in sys.modules:  # already imported: it accepted the name
         return
     try:
-        import matplotlib  # noqa: F401 - it checks MPLBACKEND as it loads
+        import matplotlib  # it checks MPLBACKEND as it loads
     except (ValueError, ImportError) as error:
-        os.environ["MPLBACKEND"] = "agg"
         for module in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
             del sys.modules[module]  # half-loaded: the next import starts afresh
         reason = str(error).split(";")[0]
-        print(f"note: MPLBACKEND={printable(name)} cannot be used ({reason}); drawing with Agg.", file=sys.stderr)
+    else:
+        if (reason := backend_module_problem(name)) is None:
+            return
+        matplotlib.rcParams["backend"] = "agg"
+    os.environ["MPLBACKEND"] = "agg"
+    print(f"note: MPLBACKEND='{printable(name)}' cannot be used ({reason}); drawing with Agg.", file=sys.stderr)
+
+
+def backend_module_problem(name):
+    """Why the backend of MPLBACKEND=module://NAME cannot draw, or None; matplotlib takes any such name as it
+    loads and fails only at the first figure, after the work."""
+    if not name.startswith("module://"):
+        return None
+    try:
+        module = importlib.import_module(name.removeprefix("module://"))
+    except Exception as error:  # importing runs the module's code: whatever it raises, it cannot draw
+        return f"its module cannot be imported: {type(error).__name__}"
+    return None if hasattr(module, "FigureCanvas") else "its module is not a matplotlib backend: it has no FigureCanvas"
 
 
 def stop_message(what):

@@ -111,54 +111,99 @@ def check_transform(image_data, eps, function="transform"):
     check_number(eps, "eps", function, low=0)
 
 
-TRAINING_OPTIONS = {"epochs": 1, "batch_size": 1, "seed": 0}  # Task 3's whole-number options and their least value
+TRAINING_OPTIONS = {"epochs": 1, "batch_size": 1}  # Task 3's whole-number options and their least value
 SPLIT_SIZES = ("train_size", "val_size", "test_size")
 DATA_OPTIONS = ("data", *SPLIT_SIZES, "eval_split", "skip_unreadable")
+MAX_SEED = 2**32 - 1  # the command line's bound: numpy's generator takes no more
+MAX_LR, MAX_WEIGHT_DECAY = 1.0, 1000.0  # the command line's bounds: beyond them Adam overflows or learns nothing
+
+
+def check_options_present(args, names, function):
+    """Raise unless `args` has every attribute of `names`, as the script's parser makes them."""
+    missing = [name for name in names if not hasattr(args, name)]
+    if missing or isinstance(args, dict):
+        tip = "; argparse.Namespace(**args) makes options of a dict" if isinstance(args, dict) else ""
+        raise TypeError(
+            f"{function} needs args as an argparse.Namespace with {', '.join(missing or names)}, got "
+            f"{describe(args)}{tip}; deepfake_interpretation.build_parser().parse_args([]) makes every option"
+        )
+
+
+def check_seed(seed, name, function):
+    """Raise unless `seed` is a Python int from 0 to MAX_SEED, which torch.manual_seed and numpy both take."""
+    if isinstance(seed, np.integer):
+        raise TypeError(f"{function} needs {name} as an int, got {describe(seed)}; int({name}) converts it")
+    check_count(seed, name, function, low=0)
+    if seed > MAX_SEED:
+        raise ValueError(f"{function} needs {name} as a whole number from 0 to {MAX_SEED}, got {seed}")
 
 
 def check_training_options(args, function, data=False):
-    """Task 3's options as its parser makes them: epochs and batch_size from 1, seed from 0, lr above 0 and
-    weight_decay from 0; with `data` also the folder, the three split sizes, eval_split and skip_unreadable."""
-    names = [*TRAINING_OPTIONS, "lr", "weight_decay", *(DATA_OPTIONS if data else ())]
-    missing = [name for name in names if not hasattr(args, name)]
-    if missing:
-        raise TypeError(
-            f"{function} needs args with {', '.join(missing)}, got {describe(args)} without; "
-            "deepfake_interpretation.build_parser().parse_args([]) makes every option with its default"
-        )
+    """Task 3's options as its parser makes them: epochs and batch_size from 1, seed from 0 to MAX_SEED, lr above
+    0 up to 1 and weight_decay from 0 to 1000 (the command line's bounds); with `data` also the folder, the three
+    split sizes, eval_split and skip_unreadable."""
+    check_options_present(
+        args, [*TRAINING_OPTIONS, "seed", "lr", "weight_decay", *(DATA_OPTIONS if data else ())], function
+    )
     for name, low in [*TRAINING_OPTIONS.items(), *((size, 1) for size in SPLIT_SIZES if data)]:
         check_count(getattr(args, name), f"args.{name}", function, low)
-    check_number(args.lr, "args.lr", function, above=0)
-    check_number(args.weight_decay, "args.weight_decay", function, low=0)
+    check_seed(args.seed, "args.seed", function)
+    check_number(args.lr, "args.lr", function, above=0, high=MAX_LR)
+    check_number(args.weight_decay, "args.weight_decay", function, low=0, high=MAX_WEIGHT_DECAY)
     if data:
         check_choice(args.eval_split, "args.eval_split", function, ("train", "val", "test"))
         check_flag(args.skip_unreadable, "args.skip_unreadable", function)
-        if not isinstance(args.data, str | os.PathLike):
+        if isinstance(args.data, bool) or not isinstance(args.data, str | os.PathLike):
             raise TypeError(f"{function} needs args.data as a folder (a str or Path), got {describe(args.data)}")
 
 
-def check_classifier_data(model, spectra, labels, function, name="spectra", labels_name="labels"):
-    """Task 3's classifier and what it classifies: standardized spectra (N, F), N from 1, in the dtype and on the
-    device of the model's weights, F its in_features where it has one; labels (N,) int64 of 0 (real) and 1 (fake)."""
+def check_classifier(model, spectra, function, name):
+    """Raise unless `model` maps spectra (n, F) to two logits (n, 2), real and fake, in the dtype and on the device
+    of `spectra`, tried on the first spectrum."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"{function} needs model as an nn.Module such as nn.Linear(C*H*W, 2), got {describe(model)}")
+    weight = next(model.parameters(), None)
+    if weight is not None and (weight.dtype, weight.device) != (spectra.dtype, spectra.device):
+        raise TypeError(
+            f"{function} needs {name} as {weight.dtype} on {weight.device}, as model's weights are, got "
+            f"{spectra.dtype} on {spectra.device}; {name}.to({str(weight.device)!r}, {weight.dtype}) converts it"
+        )
+    features = getattr(model, "in_features", 0)  # 0: not known yet (nn.LazyLinear) or not a linear layer
+    if features and spectra.shape[1] != features:
+        raise ValueError(
+            f"{function} needs {name} of shape (N, {features}), the in_features of model, got "
+            f"{shape_text(tuple(spectra.shape))}"
+        )
+    training = model.training
+    try:
+        with torch.no_grad():
+            logits = model.eval()(spectra[:1])  # eval mode: no batch statistics change, no dropout draws
+    except (RuntimeError, TypeError, ValueError) as error:
+        reason = str(error).splitlines()[0]
+        raise ValueError(
+            f"{function} needs a model that takes {name} (N, {spectra.shape[1]}); it refused: {reason}"
+        ) from None
+    finally:
+        model.train(training)
+    if not (torch.is_tensor(logits) and tuple(logits.shape) == (1, 2)):
+        got = shape_text(tuple(logits.shape)) if torch.is_tensor(logits) else describe(logits)
+        raise ValueError(
+            f"{function} needs a model whose output is two logits (N, 2), real and fake, got {got} for one spectrum"
+        )
+
+
+def check_classifier_data(model, spectra, labels, function, name="spectra", labels_name="labels"):
+    """Task 3's classifier and what it classifies: standardized spectra (N, F), finite, N from 1, in the dtype and
+    on the device of the model's weights; a model with the output (N, 2); labels (N,) int64 of 0 (real) and 1
+    (fake)."""
     four = torch.is_tensor(spectra) and spectra.dim() == 4
     hint = f"; spectra (N, C, H, W) become (N, C*H*W) with {name}.flatten(1), standardized as detect does"
     check_tensor(spectra, name, function, ("N", "F"), hint=hint if four else "")
     if not len(spectra):
         raise ValueError(f"{function} needs at least one image in {name}, got {shape_text(tuple(spectra.shape))}")
-    features = getattr(model, "in_features", spectra.shape[1])
-    if spectra.shape[1] != features:
-        raise ValueError(
-            f"{function} needs {name} of shape (N, {features}), the in_features of model, got "
-            f"{shape_text(tuple(spectra.shape))}"
-        )
-    weight = next(model.parameters(), None)
-    if weight is not None and (weight.dtype, weight.device) != (spectra.dtype, spectra.device):
-        raise TypeError(
-            f"{function} needs {name} as {weight.dtype} on {weight.device}, as model's weights are, got "
-            f"{spectra.dtype} on {spectra.device}; {name}.to(model.weight) converts it"
-        )
+    if spectra.is_meta or not torch.isfinite(spectra).all():
+        raise ValueError(f"{function} needs {name} of finite numbers, got NaN, Inf or no values (a meta tensor)")
+    check_classifier(model, spectra, function, name)
     check_labels(labels, len(spectra), function, 2, labels_name)
     if labels.dtype != torch.int64 or labels.device != spectra.device:
         raise TypeError(
@@ -169,28 +214,39 @@ def check_classifier_data(model, spectra, labels, function, name="spectra", labe
 
 def check_training(model, splits, args, function="train"):
     """Task 3's train: splits {"train", "val"} of (spectra (N, F), labels (N,)) as check_classifier_data takes them,
-    and the training options. Returns the training and the validation pair."""
+    a model with weights to train, and the training options. Returns the training and the validation pair."""
     pairs = split_pairs(splits, function, ("train", "val"), "spectra")
     for key, (spectra, labels) in zip(("train", "val"), pairs):
         check_classifier_data(model, spectra, labels, function, f'splits["{key}"][0]', f'splits["{key}"][1]')
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        raise ValueError(f"{function} needs a model with weights to train (requires_grad), got one without")
     check_training_options(args, function)
     return pairs
 
 
 def check_detect(args, device, function="detect"):
-    """Task 3's detect (and its twin fit_fast): the data and training options, and the device."""
+    """Task 3's detect (and its twin fit_fast): the data and training options, the folder and the device;
+    returns the device as a torch.device."""
+    from iml.face_cache import check_data_folder  # the command line's wording for a missing or wrong folder
+
     check_training_options(args, function, data=True)
-    check_device(device, function)
+    device = check_device(device, function)
+    check_data_folder(args.data)
+    return device
 
 
 def split_pairs(splits, function, keys, what):
     """The (`what`, labels) pairs of `keys` in the dict `splits`; TypeError if one is missing or not a pair."""
-    pairs = [splits.get(key) if isinstance(splits, dict) else None for key in keys]
-    if not all(isinstance(pair, tuple | list) and len(pair) == 2 for pair in pairs):
-        found = f" with keys {', '.join(map(repr, splits))}" if isinstance(splits, dict) else ""
-        needed = ", ".join(f'"{key}": ({what}, labels)' for key in keys)
-        raise TypeError(f"{function} needs splits as a dict {{{needed}}}, got {describe(splits)}{found}")
-    return pairs
+    needed = ", ".join(f'"{key}": ({what}, labels)' for key in keys)
+    if not isinstance(splits, dict):
+        raise TypeError(f"{function} needs splits as a dict {{{needed}}}, got {describe(splits)}")
+    for key in keys:
+        if key not in splits:
+            found = ", ".join(map(repr, splits)) or "none"
+            raise TypeError(f"{function} needs splits as a dict {{{needed}}}, got one without {key!r} (keys: {found})")
+        if not (isinstance(splits[key], tuple | list) and len(splits[key]) == 2):
+            raise TypeError(f'{function} needs splits["{key}"] as a pair ({what}, labels), got {describe(splits[key])}')
+    return [splits[key] for key in keys]
 
 
 def check_image_splits(splits, function, keys):
@@ -201,5 +257,14 @@ def check_image_splits(splits, function, keys):
         check_channels_last(images, function, f'splits["{key}"][0]')
         if not len(images):
             raise ValueError(f'{function} needs at least one image in splits["{key}"][0], got none')
+        if images.is_floating_point() and not torch.isfinite(images).all():
+            raise ValueError(f'{function} needs splits["{key}"][0] of finite pixels, got NaN or Inf')
         check_labels(labels, len(images), function, 2, f'splits["{key}"][1]')
+        if labels.dtype != torch.int64:
+            raise TypeError(f'{function} needs splits["{key}"][1] as int64, got {labels.dtype}; .long() converts it')
+        if key != keys[0] and images.shape[1:] != pairs[0][0].shape[1:]:
+            raise ValueError(
+                f'{function} needs splits["{key}"][0] of the training images\' size {shape_text(pairs[0][0].shape[1:])},'
+                f" got {shape_text(images.shape[1:])}"
+            )
     return pairs

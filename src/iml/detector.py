@@ -29,7 +29,13 @@ from iml.cli import (
     weight_decay,
 )
 from iml.common import default_workers, relative
-from iml.deepfake_checks import check_detect, check_image_splits, check_training_options, check_two_classes
+from iml.deepfake_checks import (
+    check_detect,
+    check_image_splits,
+    check_options_present,
+    check_training_options,
+    check_two_classes,
+)
 from iml.deepfake_plots import describe_data, format_confusion
 from iml.face_cache import check_data_folder, load_splits, place_cache
 from iml.progress import progress
@@ -146,7 +152,13 @@ def wilson_interval(correct, total, z=1.959964):
     (0.940, 1.0). E. B. Wilson, J. Am. Stat. Assoc. 22 (1927) 209-212. `correct` and `total` are whole numbers
     (TypeError otherwise); ValueError unless 0 <= correct <= total and total >= 1.
     """
+    if torch.is_tensor(correct) or torch.is_tensor(total):
+        raise TypeError(
+            "wilson_interval needs correct and total as ints, got a tensor; confusion.trace().item() makes one"
+        )
     total = check_count(total, "total", "wilson_interval")
+    if total > 2**53:  # beyond, a float no longer holds every count
+        raise ValueError(f"wilson_interval needs total of at most 2**53, got {total}")
     if check_count(correct, "correct", "wilson_interval", low=0) > total:
         raise ValueError(f"wilson_interval needs correct from 0 to total, got {correct} of {total}")
     check_number(z, "z", "wilson_interval", above=0)
@@ -187,7 +199,7 @@ def fit_detector(args, splits, representation, device, log=print):
     """
     check_training_options(args, "fit_detector")
     check_choice(representation, "representation", "fit_detector", tuple(REPRESENTATIONS))
-    check_device(device, "fit_detector")
+    device = check_device(device, "fit_detector")
     (x_train, y_train), (x_val, y_val) = check_image_splits(splits, "fit_detector", ("train", "val"))
     torch.manual_seed(args.seed)
     mean, std = standardization(x_train, representation, device, args.batch_size)
@@ -228,8 +240,9 @@ def fit_fast(args, device):
     "difference" (C, H, W) of args.eval_split, "weights" (2, C, H, W), "train" and "test" confusion
     matrices (2, 2)}, and "model", the LinearDetector.
     """
-    check_detect(args, device, "fit_fast")
+    check_options_present(args, ["workers"], "fit_fast")
     check_count(args.workers, "args.workers", "fit_fast")
+    device = check_detect(args, device, "fit_fast")
     splits, _ = load_placed_splits(args, device)
     model, _ = fit_detector(args, splits, "fft", device, log=lambda line: print(line.removeprefix("fft: ")))
     means = class_means(*splits[args.eval_split], "fft", device, args.batch_size).cpu()  # (2, C, H, W)

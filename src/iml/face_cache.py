@@ -51,7 +51,7 @@ def check_data_folder(data_dir):
         raise InputError(f"no image folder at {relative(data_dir)}", hint="ffhq-data-folder")
     if problem is not None:
         raise InputError(f"the image folder {relative(data_dir)} {problem}", hint="ffhq-data-folder")
-    for folder in (util.REAL_FOLDER, util.FAKE_FOLDER):
+    for folder in util.SOURCE_FOLDERS:
         if folder_problem(data_dir / folder) == "does not exist":
             raise InputError(f"{relative(data_dir)} has no {folder}/ folder", hint="ffhq-data-layout")
         check_image_folder(data_dir / folder)

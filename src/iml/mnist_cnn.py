@@ -21,7 +21,7 @@ from iml.cli import (
     path_argument,
     similar_file,
 )
-from iml.common import WEIGHTS_PATH, atomic_path, printable, relative, set_seed
+from iml.common import WEIGHTS_PATH, printable, relative, set_seed
 from iml.validation import check_count, check_images, check_labels, check_network
 from models import load_cnn, save_checkpoint
 from util import get_mnist_test_data, get_mnist_train_data
@@ -198,14 +198,12 @@ def save_trained(model, config, accuracy, path):
     reason = "it is a symbolic link now" if Path(path).is_symlink() else None
     if reason is None:
         try:
-            with atomic_path(path) as tmp:
-                save_checkpoint(tmp, model, config, accuracy)
+            save_checkpoint(path, model, config, accuracy)  # through a temporary file, renamed into place
         except OSError as error:
             reason = error.strerror
     if reason is not None:
         rescue = Path(tempfile.gettempdir()) / f"{path.stem}.rescued-{os.getpid()}{path.suffix}"
-        with atomic_path(rescue) as tmp:
-            save_checkpoint(tmp, model, config, accuracy)
+        save_checkpoint(rescue, model, config, accuracy)
         raise UserError(
             f"could not write {relative(path)} ({reason}); the trained network was saved to "
             f"{relative(rescue)} instead: move it there, or pass --weights {relative(rescue)}."

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 from torchvision.transforms.functional import gaussian_blur
 
-from iml.validation import check_count, check_images, check_neurons, check_number, check_start
+from iml.validation import check_count, check_device, check_images, check_neurons, check_number, check_start_kinds
 from models import functional_state
 
 COMMAND = "python -m iml input-opt-regularized"
@@ -78,9 +78,8 @@ PROTOTYPE = (Penalties(l2=0.05, tv=0.05), Parametrization(jitter=1, blur=0.0, cl
 def starting_images(kinds, generator=None, device="cpu"):
     """Starting images (S, 1, 28, 28) by name: "random" uniform in [0, 1), "ones" all ones (white)."""
     makers = {"random": lambda: torch.rand(1, 28, 28, generator=generator), "ones": lambda: torch.ones(1, 28, 28)}
-    for kind in kinds:
-        check_start(kind, generator, START_KINDS, "starting_images")
-    return torch.stack([makers[kind]() for kind in kinds]).to(device)
+    check_start_kinds(kinds, generator, START_KINDS)
+    return torch.stack([makers[kind]() for kind in kinds]).to(check_device(device, "starting_images"))
 
 
 def shift(x, dy, dx):

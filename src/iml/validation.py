@@ -61,13 +61,16 @@ def check_count(value, name, function, low=1):
     return int(value)
 
 
-def check_number(value, name, function, low=None, above=None):
-    """Raise unless `value` is a finite real number (not a bool), at least `low` or above `above` where given."""
+def check_number(value, name, function, low=None, above=None, high=None):
+    """Raise unless `value` is a finite real number (not a bool), at least `low` or above `above` where given, and
+    at most `high` where given."""
     bound = f" of at least {low:g}" if low is not None else f" above {above:g}" if above is not None else ""
+    bound += "" if high is None else f" and at most {high:g}" if bound else f" of at most {high:g}"
     needed = f"{function} needs {name} as a finite number{bound}"
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise TypeError(f"{needed}, got {describe(value)}")
-    if not math.isfinite(value) or (low is not None and value < low) or (above is not None and value <= above):
+    too_low = (low is not None and value < low) or (above is not None and value <= above)
+    if not math.isfinite(value) or too_low or (high is not None and value > high):
         raise ValueError(f"{needed}, got {value:g}")
 
 
@@ -301,21 +304,32 @@ def check_folder_split(folder, train_size, val_size, test_size, skip_unreadable,
 
 def check_start(kind, generator, kinds, function="make_start"):
     """Input optimization's start: `kind` one of the strings `kinds`, and a torch.Generator or None."""
-    if not isinstance(kind, str):
-        raise TypeError(f"{function} needs kind as a string, one of {kinds}, got {describe(kind)}")
-    if kind not in kinds:
-        raise ValueError(f"unknown start {kind!r}; use one of {kinds}")
+    check_choice(kind, "kind", function, kinds)
     if not (generator is None or isinstance(generator, torch.Generator)):
         tip = "; torch.Generator().manual_seed(seed) makes one of a seed" if isinstance(generator, int) else ""
-        raise TypeError(f"{function} needs generator as a torch.Generator or None, got {describe(generator)}{tip}")
+        given = "a numpy.random.Generator" if hasattr(generator, "bit_generator") else describe(generator)
+        raise TypeError(f"{function} needs generator as a torch.Generator or None, got {given}{tip}")
+
+
+def check_start_kinds(kinds, generator, choices, function="starting_images"):
+    """Several starts: `kinds` a non-empty list or tuple of names from `choices`, and a generator as check_start."""
+    if not isinstance(kinds, list | tuple) or not kinds:
+        tip = f"; use ({kinds!r},) for one" if isinstance(kinds, str) else ""
+        needed = f"{function} needs kinds as a non-empty list or tuple of names such as {choices}"
+        raise (ValueError if isinstance(kinds, list | tuple) else TypeError)(f"{needed}, got {describe(kinds)}{tip}")
+    for kind in kinds:
+        check_start(kind, generator, choices, function)
 
 
 def check_device(device, function):
-    """Raise unless `device` is a torch.device or a name torch knows, such as "cpu" or "cuda:0"."""
+    """Return `device` as a torch.device: a torch.device or a name such as "cpu", "cuda:0" or "auto", of a device
+    this machine has (common.get_device decides)."""
+    from iml.common import InputError, get_device  # iml.common reads no checks of this module
+
     needed = f'{function} needs device as a torch.device or a name such as "cpu" or "cuda"'
     if not isinstance(device, torch.device | str):
         raise TypeError(f"{needed}, got {describe(device)}")
     try:
-        torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"{needed}, got {device!r}") from None
+        return get_device(str(device))
+    except InputError as error:
+        raise ValueError(f"{function} cannot use device {str(device)!r}: {str(error).rstrip('.')}") from None

@@ -18,7 +18,7 @@ import input_opt
 import mnist_integrated
 from iml import cli, data_cli, mnist_cnn
 from iml.common import ROOT, WEIGHTS_PATH, relative
-from models import CheckpointError
+from models import CNN, CheckpointError
 
 PARSERS = {
     "input_opt.py": input_opt.build_parser(),
@@ -200,10 +200,10 @@ def test_a_link_put_in_place_during_training_is_neither_followed_nor_replaced(tm
     monkeypatch.setattr(mnist_cnn.tempfile, "gettempdir", lambda: str(tmp_path / "rescue"))
     (tmp_path / "rescue").mkdir()
     with pytest.raises(cli.UserError, match=r"could not write .*w\.pth \(it is a symbolic link now\); .* saved to"):
-        mnist_cnn.save_trained(torch.nn.Linear(2, 2), {}, 0.99, link)
+        mnist_cnn.save_trained(CNN(), {}, 0.99, link)
     assert link.is_symlink() and target.read_bytes() == b"someone else's weights"
     (rescued,) = (tmp_path / "rescue").glob("w.rescued-*.pth")
-    assert torch.load(rescued, weights_only=True)["model"]["weight"].shape == (2, 2)
+    assert torch.load(rescued, weights_only=True)["model"]["features.0.weight"].shape == (32, 1, 3, 3)
 
 
 def test_a_trained_network_that_cannot_be_saved_is_saved_elsewhere_and_named(tmp_path, monkeypatch):

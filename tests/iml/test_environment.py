@@ -56,7 +56,7 @@ def test_a_plotting_backend_matplotlib_refuses_is_replaced_by_agg_before_the_wor
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines()[0] == (
-        "note: MPLBACKEND=nosuch cannot be used (Key backend: 'nosuch' is not a valid value for backend); "
+        "note: MPLBACKEND='nosuch' cannot be used (Key backend: 'nosuch' is not a valid value for backend); "
         "drawing with Agg."
     )
     assert (tmp_path / "input_opt_regularized.png").exists()
@@ -91,10 +91,25 @@ def test_the_scripts_too_draw_with_agg_when_matplotlib_refuses_the_backend(scrip
     data = ["--data", noise_faces(tmp_path / "data", 12)] if script.startswith("deepfake") else []
     result = run_script(script, *options, *data, "--out", tmp_path / "out", env={"MPLBACKEND": "nosuch"})
     assert result.returncode == 0, result.stderr
-    note = "note: MPLBACKEND=nosuch cannot be used (Key backend: 'nosuch' is not a valid value for backend); "
+    note = "note: MPLBACKEND='nosuch' cannot be used (Key backend: 'nosuch' is not a valid value for backend); "
     assert note + "drawing with Agg." in result.stderr.splitlines()
     assert "Traceback" not in result.stderr
     assert sorted(path.name for path in (tmp_path / "out").glob("*.png")) == figures
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("module://nonexistent", "its module cannot be imported: ModuleNotFoundError"),
+        ("module://os", "its module is not a matplotlib backend: it has no FigureCanvas"),
+    ],
+)
+def test_a_backend_module_that_cannot_draw_is_replaced_before_the_work(name, reason, tmp_path):
+    """matplotlib takes any module:// name as it loads and fails only at the first figure, after the work."""
+    result = run_script("input_opt.py", "--neuron", "3", "--steps", "2", "--out", tmp_path, env={"MPLBACKEND": name})
+    assert result.returncode == 0, result.stderr
+    assert f"note: MPLBACKEND='{name}' cannot be used ({reason}); drawing with Agg." in result.stderr.splitlines()
+    assert (tmp_path / "input_opt_grid.png").exists()
 
 
 def test_any_output_encoding_can_show_a_path(tmp_path):

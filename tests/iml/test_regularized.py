@@ -58,7 +58,7 @@ def test_starts_are_uniform_random_and_all_ones(starts):
     assert starts.shape == (2, 1, 28, 28)
     assert starts[0].min() >= 0 and starts[0].max() < 1 and starts[0].std() > 0.25  # uniform: std 0.289
     assert torch.equal(starts[1], torch.ones(1, 28, 28))
-    with pytest.raises(ValueError, match="unknown start 'zeros'"):
+    with pytest.raises(ValueError, match=r"^starting_images needs kind as one of random, ones, got 'zeros'$"):
         starting_images(["zeros"])
 
 

@@ -469,7 +469,7 @@ REFUSED = [
         "fit_detector: no validation split",
         lambda: fit_detector(detector_options(), {"train": SPLITS["train"]}, "fft", "cpu"),
         TypeError,
-        'fit_detector needs splits as a dict {"train": (images, labels), "val": (images, labels)}, got a dict with keys \'train\'',
+        "fit_detector needs splits as a dict {\"train\": (images, labels), \"val\": (images, labels)}, got one without 'val' (keys: 'train')",
     ),
     (
         "fit_detector: epochs 0",
@@ -505,7 +505,7 @@ REFUSED = [
         "starting_images: a number for a kind",
         lambda: starting_images(["random", 1]),
         TypeError,
-        "starting_images needs kind as a string, one of ('random', 'ones'), got the int 1",
+        "starting_images needs kind as one of random, ones, got the int 1",
     ),
     (
         "saliency: a string for the network",
