@@ -4,6 +4,7 @@ fast twin (`--fast`, src/iml/detector.py) equals the exercise's path. The twin's
 tests/iml/test_detector.py, the other representations in test_representations.py, the study in
 test_resampling_study.py."""
 
+import argparse
 import contextlib
 import io
 import re
@@ -163,8 +164,8 @@ def test_the_twins_spectra_equal_transform_to_float32_precision(shape):
 
 def test_the_twin_reaches_the_same_accuracy_on_the_same_split_and_seed(standin, tmp_path, capsys):
     args = arguments(standin, tmp_path)
-    exercise = detect(args, torch.device("cpu"))
-    twin = fit_fast(args, torch.device("cpu"))
+    exercise = detect(argparse.Namespace(**{**vars(args), "data": str(args.data)}), torch.device("cpu"))  # a str
+    twin = fit_fast(args, "cpu")  # a device by name
     capsys.readouterr()
     # the same initial weights and batches; the two differ by float32 rounding only (numpy float64
     # spectra against torch float32, standardization applied to the data or folded into the weights),

@@ -19,11 +19,11 @@ import deepfake_interpretation
 import mnist_integrated  # its `test` would be collected as a test if imported by name
 import util
 from deepfake_interpretation import mean_spectra, transform, weight_picture
-from iml.common import ROOT
+from iml.common import ROOT, WEIGHTS_PATH, InputError
 from iml.handout import find_regions, stubbed
 from input_opt import make_forward_pass, make_start, optimize_input
 from mnist_integrated import integrate_gradients, train
-from models import CNN, load_checkpoint, save_checkpoint
+from models import CNN, load_checkpoint, load_cnn, save_checkpoint
 
 NET = CNN().eval()
 X = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
@@ -662,6 +662,132 @@ REFUSED = [
         lambda: util.load_folder("data/faces", 1, 1, 1, "no"),
         TypeError,
         "load_folder needs skip_unreadable as True or False, got the string 'no'",
+    ),
+    (
+        "train: a numpy seed",
+        task3_training(args=options(seed=np.int64(5))),
+        TypeError,
+        "train needs args.seed as an int, got the int64 5; int(args.seed) converts it",
+    ),
+    (
+        "train: a seed beyond 2**32 - 1",
+        task3_training(args=options(seed=2**64)),
+        ValueError,
+        "train needs args.seed as a whole number from 0 to 4294967295, got 18446744073709551616",
+    ),
+    (
+        "train: weight decay 1e300",
+        task3_training(args=options(weight_decay=1e300)),
+        ValueError,
+        "train needs args.weight_decay as a finite number of at least 0 and at most 1000, got 1e+300",
+    ),
+    (
+        "train: NaN spectra",
+        task3_training(train=(torch.full((4, 768), float("nan")), REAL_FAKE)),
+        ValueError,
+        'train needs splits["train"][0] of finite numbers, got NaN or Inf',
+    ),
+    (
+        "train: a model with one output",
+        task3_training(model=nn.Linear(768, 1)),
+        ValueError,
+        "train needs a model whose output is two logits (N, 2), real and fake, got (1, 1) for one spectrum",
+    ),
+    (
+        "train: a model without weights",
+        task3_training(model=nn.Sequential(nn.Linear(768, 2)).requires_grad_(False)),
+        ValueError,
+        "train needs a model with weights to train (requires_grad), got one without",
+    ),
+    (
+        "train: a pair of three",
+        task3_training(train=(FLAT, REAL_FAKE, REAL_FAKE)),
+        TypeError,
+        'train needs splits["train"] as a pair (spectra, labels), got a tuple of 3',
+    ),
+    (
+        "train: options as a dict",
+        task3_training(args=vars(options())),
+        TypeError,
+        "train needs args as an argparse.Namespace with epochs, batch_size, seed, lr, weight_decay, got a dict; argparse.Namespace(**args) makes options of a dict",
+    ),
+    (
+        "evaluate: a model of another input size",
+        lambda: deepfake_interpretation.evaluate(nn.Sequential(nn.Linear(700, 2)), FLAT, REAL_FAKE),
+        ValueError,
+        "evaluate needs a model that takes spectra (N, 768); it refused: mat1 and mat2 shapes cannot be multiplied (1x768 and 700x2)",
+    ),
+    (
+        "evaluate: a model of three outputs",
+        lambda: deepfake_interpretation.evaluate(nn.Linear(768, 3), FLAT, REAL_FAKE),
+        ValueError,
+        "evaluate needs a model whose output is two logits (N, 2), real and fake, got (1, 3) for one spectrum",
+    ),
+    (
+        "evaluate: float64 spectra for a Sequential",
+        lambda: deepfake_interpretation.evaluate(nn.Sequential(nn.Linear(768, 2)), FLAT.double(), REAL_FAKE),
+        TypeError,
+        "evaluate needs spectra as torch.float32 on cpu, as model's weights are, got torch.float64 on cpu; spectra.to('cpu', torch.float32) converts it",
+    ),
+    (
+        "detect: a missing data folder",
+        lambda: deepfake_interpretation.detect(options(data=NOWHERE.parent / "no-faces"), "cpu"),
+        InputError,
+        f"no image folder at {NOWHERE.parent / 'no-faces'}",
+    ),
+    (
+        "detect: a device this machine lacks (MPS: on Linux never)",
+        lambda: deepfake_interpretation.detect(options(), "mps"),
+        ValueError,
+        "detect cannot use device 'mps': mps was asked for but MPS is not available",
+    ),
+    (
+        "save_checkpoint: another network",
+        lambda: save_checkpoint(NOWHERE, nn.Linear(3, 2), {}, 0.5),
+        ValueError,
+        "save_checkpoint needs model as the exercise's CNN, which load_cnn reads back, got another network (it lacks features.0.weight, features.0.bias, features.3.weight and 7 more, and it has weight, bias, which this CNN lacks)",
+    ),
+    (
+        "save_checkpoint: a folder for the path",
+        lambda: save_checkpoint(NOWHERE.parent, CNN(), {}, 0.5),
+        ValueError,
+        f"save_checkpoint needs path as a file name, got {str(NOWHERE.parent)!r}, a folder",
+    ),
+    (
+        "save_checkpoint: a folder that does not exist",
+        lambda: save_checkpoint(NOWHERE.parent / "no-folder" / "w.pth", CNN(), {}, 0.5),
+        ValueError,
+        f"save_checkpoint needs path in a folder that exists, got {NOWHERE.parent / 'no-folder' / 'w.pth'}; make the folder first",
+    ),
+    (
+        "save_checkpoint: a number as a key",
+        lambda: save_checkpoint(NOWHERE, CNN(), {1: 2}, 0.5),
+        TypeError,
+        "save_checkpoint needs config with str keys, got the key 1 (int)",
+    ),
+    (
+        "save_checkpoint: a tensor in config",
+        lambda: save_checkpoint(NOWHERE, CNN(), {"mean": torch.zeros(3)}, 0.5),
+        TypeError,
+        "save_checkpoint needs config of plain values (numbers, str, None, lists and dicts of them, at most 8 deep), which the safe loader reads back, got config['mean'] = a torch.float32 tensor of shape (3,); str(path), number.item() or tensor.tolist() makes a value plain",
+    ),
+    (
+        "save_checkpoint: a config of 600 KiB",
+        lambda: save_checkpoint(NOWHERE, CNN(), {"note": "x" * 600_000}, 0.5),
+        ValueError,
+        "save_checkpoint needs config of at most 512 KiB pickled, got 585 KiB; keep the options only",
+    ),
+    (
+        "save_checkpoint: a model on the meta device",
+        lambda: save_checkpoint(NOWHERE, CNN().to("meta"), {}, 0.5),
+        ValueError,
+        "save_checkpoint needs model with weights, got one on the meta device, which holds no values",
+    ),
+    (
+        "load_cnn: a device of another name",
+        lambda: load_cnn(WEIGHTS_PATH, "gpu"),
+        ValueError,
+        "load_cnn cannot use device 'gpu': unknown device 'gpu'; use auto, cpu, cuda, cuda:N or mps",
     ),
 ]
 

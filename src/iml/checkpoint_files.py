@@ -221,7 +221,7 @@ def check_config(config, function, max_bytes):
         raise TypeError(f"{function} needs config as a dict of the training options, got {describe(config)}{tip}")
     for key, value in config.items():
         if not isinstance(key, str):
-            raise TypeError(f"{function} needs config with str keys, got the key {describe(key)}")
+            raise TypeError(f"{function} needs config with str keys, got the key {key!r} ({type(key).__name__})")
         if not plain_value(value):
             raise TypeError(
                 f"{function} needs config of plain values (numbers, str, None, lists and dicts of them, at most 8 deep), "

@@ -122,10 +122,14 @@ def check_options_present(args, names, function):
     """Raise unless `args` has every attribute of `names`, as the script's parser makes them."""
     missing = [name for name in names if not hasattr(args, name)]
     if missing or isinstance(args, dict):
-        tip = "; argparse.Namespace(**args) makes options of a dict" if isinstance(args, dict) else ""
+        tip = (
+            "argparse.Namespace(**args) makes options of a dict"
+            if isinstance(args, dict)
+            else ("deepfake_interpretation.build_parser().parse_args([]) makes every option")
+        )
         raise TypeError(
             f"{function} needs args as an argparse.Namespace with {', '.join(missing or names)}, got "
-            f"{describe(args)}{tip}; deepfake_interpretation.build_parser().parse_args([]) makes every option"
+            f"{describe(args)}; {tip}"
         )
 
 
@@ -201,8 +205,10 @@ def check_classifier_data(model, spectra, labels, function, name="spectra", labe
     check_tensor(spectra, name, function, ("N", "F"), hint=hint if four else "")
     if not len(spectra):
         raise ValueError(f"{function} needs at least one image in {name}, got {shape_text(tuple(spectra.shape))}")
-    if spectra.is_meta or not torch.isfinite(spectra).all():
-        raise ValueError(f"{function} needs {name} of finite numbers, got NaN, Inf or no values (a meta tensor)")
+    if spectra.is_meta:
+        raise ValueError(f"{function} needs {name} with values, got a tensor on the meta device, which holds none")
+    if not torch.isfinite(spectra).all():
+        raise ValueError(f"{function} needs {name} of finite numbers, got NaN or Inf")
     check_classifier(model, spectra, function, name)
     check_labels(labels, len(spectra), function, 2, labels_name)
     if labels.dtype != torch.int64 or labels.device != spectra.device:
@@ -245,7 +251,8 @@ def split_pairs(splits, function, keys, what):
             found = ", ".join(map(repr, splits)) or "none"
             raise TypeError(f"{function} needs splits as a dict {{{needed}}}, got one without {key!r} (keys: {found})")
         if not (isinstance(splits[key], tuple | list) and len(splits[key]) == 2):
-            raise TypeError(f'{function} needs splits["{key}"] as a pair ({what}, labels), got {describe(splits[key])}')
+            given = describe(splits[key]) + (f" of {len(splits[key])}" if isinstance(splits[key], tuple | list) else "")
+            raise TypeError(f'{function} needs splits["{key}"] as a pair ({what}, labels), got {given}')
     return [splits[key] for key in keys]
 
 

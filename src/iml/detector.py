@@ -158,7 +158,7 @@ def wilson_interval(correct, total, z=1.959964):
         )
     total = check_count(total, "total", "wilson_interval")
     if total > 2**53:  # beyond, a float no longer holds every count
-        raise ValueError(f"wilson_interval needs total of at most 2**53, got {total}")
+        raise ValueError(f"wilson_interval needs total of at most 2**53, got a number of {len(str(total))} digits")
     if check_count(correct, "correct", "wilson_interval", low=0) > total:
         raise ValueError(f"wilson_interval needs correct from 0 to total, got {correct} of {total}")
     check_number(z, "z", "wilson_interval", above=0)

@@ -316,7 +316,9 @@ def check_start_kinds(kinds, generator, choices, function="starting_images"):
     if not isinstance(kinds, list | tuple) or not kinds:
         tip = f"; use ({kinds!r},) for one" if isinstance(kinds, str) else ""
         needed = f"{function} needs kinds as a non-empty list or tuple of names such as {choices}"
-        raise (ValueError if isinstance(kinds, list | tuple) else TypeError)(f"{needed}, got {describe(kinds)}{tip}")
+        if isinstance(kinds, list | tuple):
+            raise ValueError(f"{needed}, got an empty {type(kinds).__name__}")
+        raise TypeError(f"{needed}, got {describe(kinds)}{tip}")
     for kind in kinds:
         check_start(kind, generator, choices, function)
 

@@ -36,6 +36,7 @@ from iml.detector import (
     fit_detector,
     fit_fast,
     train_epoch,
+    wilson_interval,
 )
 from iml.exact_ig import exact_integrated_gradients
 from iml.integrated_fast import integrate_gradients_fast, pad_to_multiple, precision_deviation
@@ -554,6 +555,48 @@ REFUSED = [
         lambda: digit_accuracy("cnn", X, torch.tensor([1, 2])),
         TypeError,
         "evaluate needs model as an nn.Module such as models.load_cnn's CNN, got the string 'cnn'",
+    ),
+    (
+        "wilson_interval: a count beyond 2**53",
+        lambda: wilson_interval(5, 10**400),
+        ValueError,
+        "wilson_interval needs total of at most 2**53, got a number of 401 digits",
+    ),
+    (
+        "wilson_interval: tensors",
+        lambda: wilson_interval(torch.tensor(5), 10),
+        TypeError,
+        "wilson_interval needs correct and total as ints, got a tensor; confusion.trace().item() makes one",
+    ),
+    (
+        "fit_detector: int32 labels",
+        lambda: fit_detector(detector_options(), {**SPLITS, "train": (UINT8, REAL_FAKE.int())}, "fft", "cpu"),
+        TypeError,
+        'fit_detector needs splits["train"][1] as int64, got torch.int32; .long() converts it',
+    ),
+    (
+        "fit_detector: validation images of another size",
+        lambda: fit_detector(detector_options(), {**SPLITS, "val": (UINT8[:, :8], REAL_FAKE)}, "fft", "cpu"),
+        ValueError,
+        'fit_detector needs splits["val"][0] of the training images\' size (16, 16, 3), got (8, 16, 3)',
+    ),
+    (
+        "starting_images: no kinds",
+        lambda: starting_images([]),
+        ValueError,
+        "starting_images needs kinds as a non-empty list or tuple of names such as ('random', 'ones'), got an empty list",
+    ),
+    (
+        "starting_images: one name, not a list",
+        lambda: starting_images("random"),
+        TypeError,
+        "starting_images needs kinds as a non-empty list or tuple of names such as ('random', 'ones'), got the string 'random'; use ('random',) for one",
+    ),
+    (
+        "starting_images: a device of another name",
+        lambda: starting_images(["ones"], device="gpu"),
+        ValueError,
+        "starting_images cannot use device 'gpu': unknown device 'gpu'; use auto, cpu, cuda, cuda:N or mps",
     ),
 ]
 
