@@ -13,6 +13,7 @@ import errno
 import importlib
 import math
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -317,12 +318,21 @@ def in_link_loop(path):
     return False
 
 
+def device_name(text):
+    """The argparse type of --device: auto, cpu, cuda, cuda:N or mps (whether this machine has it is checked
+    when the run starts, by get_device)."""
+    if re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]+)?", text) is None:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps.")
+    return text
+
+
 def add_common_arguments(parser, command):
     """The options every script shares: --seed, --device and the output folder --out, whose default
     is `command`'s own git-ignored folder outputs/<command>/ (--out figures refreshes the README's)."""
     parser.add_argument("--seed", type=random_seed, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--device",
+        type=device_name,
         default="auto",
         help="auto, cpu, cuda, cuda:N or mps (default: auto = cuda, then mps, then cpu)",
     )

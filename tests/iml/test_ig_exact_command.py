@@ -28,7 +28,9 @@ def test_it_has_no_steps_option_and_names_itself():
     assert "--steps" not in parser.format_help()
 
 
-def test_a_bad_device_is_one_line(tmp_path):
+def test_a_bad_device_is_a_bad_argument(tmp_path):
     result = run_iml("ig-exact", "--device", "tpu", "--out", tmp_path)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: unknown device 'tpu'")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].endswith(
+        "error: argument --device: unknown device 'tpu'; use auto, cpu, cuda, cuda:N or mps."
+    )
