@@ -160,7 +160,7 @@ def detect(args: argparse.Namespace, device: torch.device) -> dict:
     """
     from iml.deepfake_checks import check_detect
 
-    check_detect(args, device)  # the options, before any image is read
+    device = check_detect(args, device)  # the options and the device ("auto" becomes one), before any image is read
     splits = load_split(args.data, (args.train_size, args.val_size, args.test_size), args.skip_unreadable)
     means, difference = mean_spectra(*splits[args.eval_split])
     std, mean = torch.std_mean(splits["train"][0], dim=0, correction=0)  # (C, H, W) each

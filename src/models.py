@@ -110,9 +110,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises:
         CheckpointError: A missing, unreadable, truncated, oversized, unsafe or foreign file.
     """
-    from iml.checkpoint_files import NOT_A_CHECKPOINT, checkpoint_problem, refusal_reason
+    from iml.checkpoint_files import NOT_A_CHECKPOINT, checkpoint_path, checkpoint_problem, refusal_reason
 
-    path = Path(path)
+    path = checkpoint_path(path, "load_checkpoint")  # None or bytes: TypeError
     if (problem := checkpoint_problem(path, MAX_CHECKPOINT_BYTES, MAX_PICKLE_BYTES)) is not None:
         raise CheckpointError(path, problem)
     try:

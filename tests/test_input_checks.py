@@ -73,6 +73,14 @@ def options(**changes):
     return argparse.Namespace(**{**vars(args), **changes})
 
 
+def nan_linear():
+    """Task 3's classifier with one weight NaN."""
+    model = nn.Linear(768, 2)
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    return model
+
+
 def task3_training(model=LINEAR, train=(FLAT, REAL_FAKE), val=(FLAT, REAL_FAKE), args=None):
     """Task 3's `train` on the given splits (val None: no validation split) and options."""
     splits = {"train": train} | ({} if val is None else {"val": val})
@@ -607,7 +615,7 @@ REFUSED = [
         "save_checkpoint: a Path in config",
         lambda: save_checkpoint(NOWHERE, CNN(), {"data": Path("data")}, 0.5),
         TypeError,
-        "save_checkpoint needs config of plain values (numbers, str, None, lists and dicts of them, at most 8 deep), which the safe loader reads back, got config['data'] = a PosixPath; str(path), number.item() or tensor.tolist() makes a value plain",
+        "save_checkpoint needs config of plain values (numbers, str, None, lists and dicts of them), which the safe loader reads back, got config['data'] = a PosixPath; str(path), number.item() or tensor.tolist() makes a value plain",
     ),
     (
         "save_checkpoint: a percentage",
@@ -649,7 +657,7 @@ REFUSED = [
         "test: a state dict for the model",
         lambda: mnist_integrated.test(NET.state_dict(), (X, LABELS)),
         TypeError,
-        "test needs model as an nn.Module such as models.load_cnn's CNN, got a OrderedDict",
+        "test needs model as an nn.Module such as models.load_cnn's CNN, got an OrderedDict",
     ),
     (
         "load_folder: a number for the folder",
@@ -769,7 +777,7 @@ REFUSED = [
         "save_checkpoint: a tensor in config",
         lambda: save_checkpoint(NOWHERE, CNN(), {"mean": torch.zeros(3)}, 0.5),
         TypeError,
-        "save_checkpoint needs config of plain values (numbers, str, None, lists and dicts of them, at most 8 deep), which the safe loader reads back, got config['mean'] = a torch.float32 tensor of shape (3,); str(path), number.item() or tensor.tolist() makes a value plain",
+        "save_checkpoint needs config of plain values (numbers, str, None, lists and dicts of them), which the safe loader reads back, got config['mean'] = a torch.float32 tensor of shape (3,); str(path), number.item() or tensor.tolist() makes a value plain",
     ),
     (
         "save_checkpoint: a config of 600 KiB",
@@ -788,6 +796,96 @@ REFUSED = [
         lambda: load_cnn(WEIGHTS_PATH, "gpu"),
         ValueError,
         "load_cnn cannot use device 'gpu': unknown device 'gpu'; use auto, cpu, cuda, cuda:N or mps",
+    ),
+    (
+        "evaluate: a model holding NaN",
+        lambda: deepfake_interpretation.evaluate(nan_linear(), FLAT, REAL_FAKE),
+        ValueError,
+        "evaluate needs model with finite weights, got NaN or Inf in them; build or train it again",
+    ),
+    (
+        "evaluate: labels on the meta device",
+        lambda: deepfake_interpretation.evaluate(LINEAR, FLAT, REAL_FAKE.to("meta")),
+        TypeError,
+        "evaluate needs labels on cpu, as spectra are, got meta; labels.to('cpu') moves them",
+    ),
+    (
+        "evaluate: a model on the meta device",
+        lambda: deepfake_interpretation.evaluate(nn.Linear(768, 2, device="meta"), FLAT, REAL_FAKE),
+        ValueError,
+        "evaluate needs model with weights, got one on the meta device, which holds no values",
+    ),
+    (
+        "train: one class in the training split",
+        task3_training(train=(FLAT, torch.zeros(4, dtype=torch.int64))),
+        ValueError,
+        'train needs training images (splits["train"]) of both classes, got no fake (1) in labels',
+    ),
+    (
+        "transform: an empty image",
+        lambda: transform(np.zeros((0, 8, 3))),
+        ValueError,
+        "transform needs images of at least 1x1 pixels, got (..., H, W, C) = (0, 8, 3)",
+    ),
+    (
+        "transform: NaN pixels",
+        lambda: transform(np.full((8, 8, 3), np.nan)),
+        ValueError,
+        "transform needs image_data of finite numbers, got NaN or Inf",
+    ),
+    (
+        "mean_spectra: NaN spectra",
+        lambda: mean_spectra(torch.full((4, 3, 16, 16), float("nan")), REAL_FAKE),
+        ValueError,
+        "mean_spectra needs spectra of finite numbers, got NaN or Inf",
+    ),
+    (
+        "weight_picture: bools as sizes",
+        lambda: weight_picture(nn.Linear(3, 2), (True, True, 3)),
+        ValueError,
+        "weight_picture needs shape as the (C, H, W) of one spectrum, channels first, with C*H*W = 3, the in_features of model, got (True, True, 3)",
+    ),
+    (
+        "weight_picture: an nn.LazyLinear not yet run",
+        lambda: weight_picture(nn.LazyLinear(2), (3, 16, 16)),
+        ValueError,
+        "weight_picture needs model with initialized weights, got an nn.LazyLinear not yet run; call it on one batch first",
+    ),
+    (
+        "save_checkpoint: a state dict for the model",
+        lambda: save_checkpoint(NOWHERE, CNN().state_dict(), {}, 0.5),
+        TypeError,
+        "save_checkpoint needs model as the trained CNN (models.CNN), got an OrderedDict; a state dict goes into models.CNN() with load_state_dict",
+    ),
+    (
+        "save_checkpoint: an int of 2101 bits",
+        lambda: save_checkpoint(NOWHERE, CNN(), {"a": 2**2100}, 0.5),
+        TypeError,
+        "save_checkpoint needs config of plain values (numbers, str, None, lists and dicts of them), which the safe loader reads back, got config['a'] = an int of more than 64 bits",
+    ),
+    (
+        "save_checkpoint: a config nested 10 deep",
+        lambda: save_checkpoint(NOWHERE, CNN(), {"a": [[[[[[[[[[1]]]]]]]]]]}, 0.5),
+        TypeError,
+        "save_checkpoint needs config of plain values (numbers, str, None, lists and dicts of them), which the safe loader reads back, got config['a'] nested more than 8 deep (or holding itself)",
+    ),
+    (
+        "save_checkpoint: an int key inside",
+        lambda: save_checkpoint(NOWHERE, CNN(), {"a": {1: 2}}, 0.5),
+        TypeError,
+        "save_checkpoint needs config of plain values (numbers, str, None, lists and dicts of them), which the safe loader reads back, got config['a'] holding the key 1 (int), not a str",
+    ),
+    (
+        "save_checkpoint: a negative accuracy",
+        lambda: save_checkpoint(NOWHERE, CNN(), {}, -0.1),
+        ValueError,
+        "save_checkpoint needs test_accuracy as a finite number of at least 0 and at most 1, got -0.1",
+    ),
+    (
+        "load_cnn: None for the path",
+        lambda: load_cnn(None),
+        TypeError,
+        "load_checkpoint needs path as a file name (a str or Path), got None",
     ),
 ]
 

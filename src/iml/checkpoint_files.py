@@ -158,23 +158,35 @@ def brief(items, shown=3):
     return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
-def plain_value(value, depth=0):
-    """True for what the safe loader reads back and a training option can be: None, bool, int, float, str, and
-    lists, tuples and dicts of them with str keys, nested at most 8 deep (no tensors: the weights are the model's)."""
+def plain_problem(value, depth=0):
+    """Why the safe loader could not read `value` back as a training option, or None: the plain values are None,
+    bool, int (64-bit), float, str, and lists, tuples and dicts of them with str keys, nested at most 8 deep (no
+    tensors: the weights are the model's)."""
     if depth > 8:
-        return False
+        return "nested more than 8 deep (or holding itself)"
     if isinstance(value, list | tuple):
-        return all(plain_value(item, depth + 1) for item in value)
+        return next((p for p in (plain_problem(item, depth + 1) for item in value) if p), None)
     if isinstance(value, dict):
-        return all(isinstance(key, str) and plain_value(item, depth + 1) for key, item in value.items())
-    return value is None or type(value) in (bool, int, float, str)
+        if (key := next((k for k in value if not isinstance(k, str)), None)) is not None:
+            return f"holding the key {key!r} ({type(key).__name__}), not a str"
+        return next((p for p in (plain_problem(item, depth + 1) for item in value.values()) if p), None)
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return "= an int of more than 64 bits"
+    if value is None or type(value) in (bool, int, float, str):
+        return None
+    return f"= {describe(value)}; str(path), number.item() or tensor.tolist() makes a value plain"
+
+
+def checkpoint_path(path, function):
+    """`path` as a Path; TypeError unless it is a str or os.PathLike (not None, bytes or a number)."""
+    if isinstance(path, bool) or not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{function} needs path as a file name (a str or Path), got {describe(path)}")
+    return Path(path)
 
 
 def check_checkpoint_path(path, function):
     """Raise unless `path` names a file that can be written: a str or Path, not a folder, in a folder that exists."""
-    if isinstance(path, bool) or not isinstance(path, str | os.PathLike):
-        raise TypeError(f"{function} needs path as a file name (a str or Path), got {describe(path)}")
-    target = Path(path)
+    target = checkpoint_path(path, function)
     if not str(path) or target.is_dir():
         raise ValueError(f"{function} needs path as a file name, got {relative(target)!r}, a folder")
     if not target.parent.is_dir():
@@ -185,13 +197,14 @@ def check_checkpoint_path(path, function):
 
 def check_checkpoint_parts(path, model, config, test_accuracy, function="save_checkpoint"):
     """Raise unless models.load_cnn could read back what save_checkpoint would write: a path, the exercise's CNN
-    with finite weights, a dict `config` of plain values (see plain_value) whose pickle fits MAX_PICKLE_BYTES, and
+    with finite weights, a dict `config` of plain values (see plain_problem) whose pickle fits MAX_PICKLE_BYTES, and
     `test_accuracy` in [0, 1] (NaN: not measured)."""
     from models import CNN, MAX_PICKLE_BYTES
 
     check_checkpoint_path(path, function)
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"{function} needs model as the trained CNN (models.CNN), got {describe(model)}")
+        tip = "; a state dict goes into models.CNN() with load_state_dict" if isinstance(model, dict) else ""
+        raise TypeError(f"{function} needs model as the trained CNN (models.CNN), got {describe(model)}{tip}")
     state = model.state_dict()
     if any(tensor.is_meta for tensor in state.values()):
         raise ValueError(f"{function} needs model with weights, got one on the meta device, which holds no values")
@@ -206,11 +219,11 @@ def check_checkpoint_parts(path, model, config, test_accuracy, function="save_ch
     check_config(config, function, MAX_PICKLE_BYTES // 2)
     if isinstance(test_accuracy, numbers.Real) and not isinstance(test_accuracy, bool) and math.isnan(test_accuracy):
         return  # not measured
-    check_number(test_accuracy, "test_accuracy", function, low=0)
-    if test_accuracy > 1:
+    if isinstance(test_accuracy, numbers.Real) and not isinstance(test_accuracy, bool) and test_accuracy > 1:
         raise ValueError(
             f"{function} needs test_accuracy as a fraction from 0 to 1, got {test_accuracy:g}; a percentage p becomes p / 100"
         )
+    check_number(test_accuracy, "test_accuracy", function, low=0, high=1)
 
 
 def check_config(config, function, max_bytes):
@@ -222,11 +235,10 @@ def check_config(config, function, max_bytes):
     for key, value in config.items():
         if not isinstance(key, str):
             raise TypeError(f"{function} needs config with str keys, got the key {key!r} ({type(key).__name__})")
-        if not plain_value(value):
+        if (problem := plain_problem(value)) is not None:
             raise TypeError(
-                f"{function} needs config of plain values (numbers, str, None, lists and dicts of them, at most 8 deep), "
-                f"which the safe loader reads back, got config[{key!r}] = {describe(value)}; str(path), number.item() "
-                "or tensor.tolist() makes a value plain"
+                f"{function} needs config of plain values (numbers, str, None, lists and dicts of them), which the "
+                f"safe loader reads back, got config[{key!r}] {problem}"
             )
     if (size := len(pickle.dumps(config))) > max_bytes:  # plain values only, so pickling runs no code
         raise ValueError(

@@ -82,8 +82,18 @@ def check_two_classes(labels, function, what="images"):
 def check_spectra_labels(spectra, labels, function="mean_spectra"):
     """mean_spectra's arguments: spectra (N, C, H, W) channels first, labels (N,) of 0 and 1, both present."""
     check_channels_first(spectra, function, kind="real")
+    check_values(spectra, function, "spectra")
     check_labels(labels, len(spectra), function, 2)
     check_two_classes(labels, function, "spectra")
+
+
+def check_values(values, function, name):
+    """Raise unless the tensor or array `values` holds numbers (not a meta tensor), all finite."""
+    if torch.is_tensor(values) and values.is_meta:
+        raise ValueError(f"{function} needs {name} with values, got a tensor on the meta device, which holds none")
+    finite = torch.isfinite(values).all() if torch.is_tensor(values) else np.isfinite(values).all()
+    if not finite:
+        raise ValueError(f"{function} needs {name} of finite numbers, got NaN or Inf")
 
 
 def check_weight_picture(model, shape, function="weight_picture"):
@@ -92,12 +102,16 @@ def check_weight_picture(model, shape, function="weight_picture"):
         raise TypeError(f"{function} needs model as an nn.Linear with 2 outputs (real, fake), got {describe(model)}")
     if model.out_features != 2:
         raise ValueError(f"{function} needs model with 2 outputs (real, fake), got nn.Linear with {model.out_features}")
+    if isinstance(model.weight, nn.parameter.UninitializedParameter):
+        raise ValueError(
+            f"{function} needs model with initialized weights, got an nn.LazyLinear not yet run; call it on one batch first"
+        )
     needed = f"{function} needs shape as the (C, H, W) of one spectrum, channels first, with C*H*W = "
     needed += f"{model.in_features}, the in_features of model"
     if not isinstance(shape, tuple | list | torch.Size):
         raise TypeError(f"{needed}, got {describe(shape)}")
     given = tuple(shape)
-    if len(given) != 3 or not all(isinstance(s, int | np.integer) and s > 0 for s in given):
+    if len(given) != 3 or not all(isinstance(s, int | np.integer) and not isinstance(s, bool) and s > 0 for s in given):
         raise ValueError(f"{needed}, got {given}")
     if math.prod(given) != model.in_features or given[0] > MAX_CHANNELS:
         turned = given[0] > MAX_CHANNELS and given[2] <= MAX_CHANNELS and math.prod(given) == model.in_features
@@ -108,6 +122,11 @@ def check_weight_picture(model, shape, function="weight_picture"):
 def check_transform(image_data, eps, function="transform"):
     """transform's arguments: a numpy array of pixels (..., H, W, C), channels last, and eps from 0 up."""
     check_channels_last(image_data, function, "image_data", batched=False, numpy=True)
+    if 0 in image_data.shape[-3:-1]:
+        raise ValueError(
+            f"{function} needs images of at least 1x1 pixels, got (..., H, W, C) = {shape_text(image_data.shape)}"
+        )
+    check_values(image_data, function, "image_data")
     check_number(eps, "eps", function, low=0)
 
 
@@ -167,6 +186,14 @@ def check_classifier(model, spectra, function, name):
     if not isinstance(model, nn.Module):
         raise TypeError(f"{function} needs model as an nn.Module such as nn.Linear(C*H*W, 2), got {describe(model)}")
     weight = next(model.parameters(), None)
+    if weight is not None and weight.is_meta:
+        raise ValueError(f"{function} needs model with weights, got one on the meta device, which holds no values")
+    if any(
+        not torch.isfinite(p).all()
+        for p in model.parameters()
+        if p.is_floating_point() and not isinstance(p, nn.parameter.UninitializedParameter)
+    ):
+        raise ValueError(f"{function} needs model with finite weights, got NaN or Inf in them; build or train it again")
     if weight is not None and (weight.dtype, weight.device) != (spectra.dtype, spectra.device):
         raise TypeError(
             f"{function} needs {name} as {weight.dtype} on {weight.device}, as model's weights are, got "
@@ -205,13 +232,15 @@ def check_classifier_data(model, spectra, labels, function, name="spectra", labe
     check_tensor(spectra, name, function, ("N", "F"), hint=hint if four else "")
     if not len(spectra):
         raise ValueError(f"{function} needs at least one image in {name}, got {shape_text(tuple(spectra.shape))}")
-    if spectra.is_meta:
-        raise ValueError(f"{function} needs {name} with values, got a tensor on the meta device, which holds none")
-    if not torch.isfinite(spectra).all():
-        raise ValueError(f"{function} needs {name} of finite numbers, got NaN or Inf")
+    check_values(spectra, function, name)
     check_classifier(model, spectra, function, name)
+    if torch.is_tensor(labels) and labels.device != spectra.device:
+        raise TypeError(
+            f"{function} needs {labels_name} on {spectra.device}, as {name} are, got {labels.device}; "
+            f"{labels_name}.to({str(spectra.device)!r}) moves them"
+        )
     check_labels(labels, len(spectra), function, 2, labels_name)
-    if labels.dtype != torch.int64 or labels.device != spectra.device:
+    if labels.dtype != torch.int64:
         raise TypeError(
             f"{function} needs {labels_name} as int64 on {spectra.device}, got {labels.dtype} on {labels.device}; "
             f"{labels_name}.to({str(spectra.device)!r}, torch.int64) converts them"
@@ -224,6 +253,7 @@ def check_training(model, splits, args, function="train"):
     pairs = split_pairs(splits, function, ("train", "val"), "spectra")
     for key, (spectra, labels) in zip(("train", "val"), pairs):
         check_classifier_data(model, spectra, labels, function, f'splits["{key}"][0]', f'splits["{key}"][1]')
+    check_two_classes(pairs[0][1], function, 'training images (splits["train"])')
     if not any(parameter.requires_grad for parameter in model.parameters()):
         raise ValueError(f"{function} needs a model with weights to train (requires_grad), got one without")
     check_training_options(args, function)
@@ -269,6 +299,8 @@ def check_image_splits(splits, function, keys):
         check_labels(labels, len(images), function, 2, f'splits["{key}"][1]')
         if labels.dtype != torch.int64:
             raise TypeError(f'{function} needs splits["{key}"][1] as int64, got {labels.dtype}; .long() converts it')
+        if key == "train":
+            check_two_classes(labels, function, 'training images (splits["train"])')
         if key != keys[0] and images.shape[1:] != pairs[0][0].shape[1:]:
             raise ValueError(
                 f'{function} needs splits["{key}"][0] of the training images\' size {shape_text(pairs[0][0].shape[1:])},'

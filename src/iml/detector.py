@@ -160,7 +160,7 @@ def wilson_interval(correct, total, z=1.959964):
     if total > 2**53:  # beyond, a float no longer holds every count
         raise ValueError(f"wilson_interval needs total of at most 2**53, got a number of {len(str(total))} digits")
     if check_count(correct, "correct", "wilson_interval", low=0) > total:
-        raise ValueError(f"wilson_interval needs correct from 0 to total, got {correct} of {total}")
+        raise ValueError(f"wilson_interval needs correct from 0 to total, got {correct:.3g} of {total}")
     check_number(z, "z", "wilson_interval", above=0)
     p, z2 = correct / total, z * z
     center = (p + z2 / (2 * total)) / (1 + z2 / total)
@@ -241,7 +241,8 @@ def fit_fast(args, device):
     matrices (2, 2)}, and "model", the LinearDetector.
     """
     check_options_present(args, ["workers"], "fit_fast")
-    check_count(args.workers, "args.workers", "fit_fast")
+    if check_count(args.workers, "args.workers", "fit_fast") > 1024:  # the command line's bound
+        raise ValueError(f"fit_fast needs args.workers as a whole number from 1 to 1024, got {args.workers}")
     device = check_detect(args, device, "fit_fast")
     splits, _ = load_placed_splits(args, device)
     model, _ = fit_detector(args, splits, "fft", device, log=lambda line: print(line.removeprefix("fft: ")))

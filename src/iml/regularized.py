@@ -79,7 +79,8 @@ def starting_images(kinds, generator=None, device="cpu"):
     """Starting images (S, 1, 28, 28) by name: "random" uniform in [0, 1), "ones" all ones (white)."""
     makers = {"random": lambda: torch.rand(1, 28, 28, generator=generator), "ones": lambda: torch.ones(1, 28, 28)}
     check_start_kinds(kinds, generator, START_KINDS)
-    return torch.stack([makers[kind]() for kind in kinds]).to(check_device(device, "starting_images"))
+    device = check_device(device, "starting_images")  # before the generator draws
+    return torch.stack([makers[kind]() for kind in kinds]).to(device)
 
 
 def shift(x, dy, dx):

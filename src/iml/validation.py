@@ -48,7 +48,8 @@ def describe(value):
         return f"the string {value!r}"
     if isinstance(value, numbers.Number):
         return f"the {type(value).__name__} {value}"
-    return "None" if value is None else f"a {type(value).__name__}"
+    name = type(value).__name__
+    return "None" if value is None else f"{'an' if name[0] in 'AEIOUaeiou' else 'a'} {name}"
 
 
 def check_count(value, name, function, low=1):
@@ -309,6 +310,10 @@ def check_start(kind, generator, kinds, function="make_start"):
         tip = "; torch.Generator().manual_seed(seed) makes one of a seed" if isinstance(generator, int) else ""
         given = "a numpy.random.Generator" if hasattr(generator, "bit_generator") else describe(generator)
         raise TypeError(f"{function} needs generator as a torch.Generator or None, got {given}{tip}")
+    if generator is not None and generator.device.type != "cpu":
+        raise ValueError(
+            f"{function} needs generator on the CPU, where the start is drawn, got one on {generator.device}"
+        )
 
 
 def check_start_kinds(kinds, generator, choices, function="starting_images"):

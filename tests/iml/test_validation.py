@@ -598,6 +598,20 @@ REFUSED = [
         ValueError,
         "starting_images cannot use device 'gpu': unknown device 'gpu'; use auto, cpu, cuda, cuda:N or mps",
     ),
+    (
+        "fit_detector: one class in the training split",
+        lambda: fit_detector(
+            detector_options(), {**SPLITS, "train": (UINT8, torch.zeros(2, dtype=torch.int64))}, "fft", "cpu"
+        ),
+        ValueError,
+        'fit_detector needs training images (splits["train"]) of both classes, got no fake (1) in labels',
+    ),
+    (
+        "fit_fast: a million workers",
+        lambda: fit_fast(detector_options(workers=10**6), "cpu"),
+        ValueError,
+        "fit_fast needs args.workers as a whole number from 1 to 1024, got 1000000",
+    ),
 ]
 
 
