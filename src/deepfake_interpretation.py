@@ -34,9 +34,7 @@ def transform(image_data: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     ### END SOLUTION
 
 
-def load_split(
-    data: str | Path, sizes: tuple[int, int, int], skip_unreadable: bool
-) -> dict[str, tuple[Tensor, Tensor]]:
+def load_split(data: Path, sizes: tuple[int, int, int], skip_unreadable: bool) -> dict[str, tuple[Tensor, Tensor]]:
     """Read the exercise's split of A_ffhq (label 0) and B_stylegan (label 1) and `transform` every image.
 
     Args:
@@ -160,7 +158,7 @@ def detect(args: argparse.Namespace, device: torch.device) -> dict:
     """
     from iml.deepfake_checks import check_detect
 
-    device = check_detect(args, device)  # the options and the device ("auto" becomes one), before any image is read
+    device = check_detect(args, device)  # the options and the device ("auto": one), before any image is read
     splits = load_split(args.data, (args.train_size, args.val_size, args.test_size), args.skip_unreadable)
     means, difference = mean_spectra(*splits[args.eval_split])
     std, mean = torch.std_mean(splits["train"][0], dim=0, correction=0)  # (C, H, W) each

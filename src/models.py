@@ -89,7 +89,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict[str, Any], 
     from iml.checkpoint_files import check_checkpoint_parts
     from iml.common import atomic_path
 
-    check_checkpoint_parts(path, model, config, test_accuracy)  # what load_cnn would refuse is not written
+    check_checkpoint_parts(path, model, config, test_accuracy, CNN)  # what load_cnn would refuse is not written
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     checkpoint = dict(format=CHECKPOINT_FORMAT, model=weights, config=config, test_accuracy=float(test_accuracy))
     with atomic_path(path) as tmp:  # written beside it and renamed: an earlier file stays whole until then

@@ -26,6 +26,8 @@ NOT_A_CHECKPOINT = "is truncated or not a PyTorch checkpoint"
 # torch.save stores its members uncompressed, so the file is its members plus about 100 bytes of
 # headers each; the CNN's checkpoint has 16 members and a table of contents of 1.2 KB.
 MAX_TABLE_OF_CONTENTS = 64 * 2**10
+# A config's share of the checkpoint's pickle, which models.py bounds at 1 MiB; the CNN's names take about 1 KB.
+MAX_CONFIG_BYTES = 512 * 2**10
 # The prefix that a wrapper puts on every name of a network's state dict, and the wrapper.
 WRAPPERS = {"module.": "nn.DataParallel or DistributedDataParallel", "_orig_mod.": "torch.compile"}
 
@@ -195,12 +197,10 @@ def check_checkpoint_path(path, function):
         )
 
 
-def check_checkpoint_parts(path, model, config, test_accuracy, function="save_checkpoint"):
-    """Raise unless models.load_cnn could read back what save_checkpoint would write: a path, the exercise's CNN
-    with finite weights, a dict `config` of plain values (see plain_problem) whose pickle fits MAX_PICKLE_BYTES, and
-    `test_accuracy` in [0, 1] (NaN: not measured)."""
-    from models import CNN, MAX_PICKLE_BYTES
-
+def check_checkpoint_parts(path, model, config, test_accuracy, network, function="save_checkpoint"):
+    """Raise unless models.load_cnn could read back what save_checkpoint would write: a path, a model with the
+    weights of `network` (the exercise's CNN class), all finite, a dict `config` of plain values (see plain_problem)
+    of at most MAX_CONFIG_BYTES pickled, and `test_accuracy` in [0, 1] (NaN: not measured)."""
     check_checkpoint_path(path, function)
     if not isinstance(model, torch.nn.Module):
         tip = "; a state dict goes into models.CNN() with load_state_dict" if isinstance(model, dict) else ""
@@ -208,7 +208,7 @@ def check_checkpoint_parts(path, model, config, test_accuracy, function="save_ch
     state = model.state_dict()
     if any(tensor.is_meta for tensor in state.values()):
         raise ValueError(f"{function} needs model with weights, got one on the meta device, which holds no values")
-    if difference := differences(CNN(), unwrapped_state(state, path)[0]):  # a wrapper's prefix: load_cnn removes it
+    if difference := differences(network(), unwrapped_state(state, path)[0]):  # a wrapper's prefix: load_cnn removes it
         raise ValueError(
             f"{function} needs model as the exercise's CNN, which load_cnn reads back, got another network{difference}"
         )
@@ -216,7 +216,7 @@ def check_checkpoint_parts(path, model, config, test_accuracy, function="save_ch
         raise ValueError(
             f"{function} refuses model: {name} holds NaN or Inf, which load_cnn would refuse; train again with a lower learning rate"
         )
-    check_config(config, function, MAX_PICKLE_BYTES // 2)
+    check_config(config, function, MAX_CONFIG_BYTES)
     if isinstance(test_accuracy, numbers.Real) and not isinstance(test_accuracy, bool) and math.isnan(test_accuracy):
         return  # not measured
     if isinstance(test_accuracy, numbers.Real) and not isinstance(test_accuracy, bool) and test_accuracy > 1:

@@ -180,20 +180,26 @@ def check_training_options(args, function, data=False):
             raise TypeError(f"{function} needs args.data as a folder (a str or Path), got {describe(args.data)}")
 
 
-def check_classifier(model, spectra, function, name):
-    """Raise unless `model` maps spectra (n, F) to two logits (n, 2), real and fake, in the dtype and on the device
-    of `spectra`, tried on the first spectrum."""
+def check_classifier_weights(model, function):
+    """Raise unless `model` is an nn.Module whose weights hold finite values (not on the meta device); return its
+    first parameter, or None."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"{function} needs model as an nn.Module such as nn.Linear(C*H*W, 2), got {describe(model)}")
     weight = next(model.parameters(), None)
     if weight is not None and weight.is_meta:
         raise ValueError(f"{function} needs model with weights, got one on the meta device, which holds no values")
+    lazy = nn.parameter.UninitializedParameter
     if any(
-        not torch.isfinite(p).all()
-        for p in model.parameters()
-        if p.is_floating_point() and not isinstance(p, nn.parameter.UninitializedParameter)
+        p.is_floating_point() and not isinstance(p, lazy) and not torch.isfinite(p).all() for p in model.parameters()
     ):
         raise ValueError(f"{function} needs model with finite weights, got NaN or Inf in them; build or train it again")
+    return weight
+
+
+def check_classifier(model, spectra, function, name):
+    """Raise unless `model` maps spectra (n, F) to two logits (n, 2), real and fake, in the dtype and on the device
+    of `spectra`, tried on the first spectrum."""
+    weight = check_classifier_weights(model, function)
     if weight is not None and (weight.dtype, weight.device) != (spectra.dtype, spectra.device):
         raise TypeError(
             f"{function} needs {name} as {weight.dtype} on {weight.device}, as model's weights are, got "
