@@ -9,18 +9,16 @@ and explains a refusal with `refusal_reason`; models.load_cnn loads the state di
 
 import math
 import numbers
-import os
 import pickle
 import re
 import sys
 import zipfile
-from pathlib import Path
 
 import torch
 
 from iml.common import printable, relative
 from iml.file_limits import size_problem, zip_directory_problem
-from iml.validation import check_number, describe
+from iml.validation import check_number, check_path, describe
 
 NOT_A_CHECKPOINT = "is truncated or not a PyTorch checkpoint"
 # torch.save stores its members uncompressed, so the file is its members plus about 100 bytes of
@@ -181,9 +179,7 @@ def plain_problem(value, depth=0):
 
 def checkpoint_path(path, function):
     """`path` as a Path; TypeError unless it is a str or os.PathLike (not None, bytes or a number)."""
-    if isinstance(path, bool) or not isinstance(path, str | os.PathLike):
-        raise TypeError(f"{function} needs path as a file name (a str or Path), got {describe(path)}")
-    return Path(path)
+    return check_path(path, "path", function, "a file name")
 
 
 def check_checkpoint_path(path, function):
@@ -217,12 +213,13 @@ def check_checkpoint_parts(path, model, config, test_accuracy, network, function
             f"{function} refuses model: {name} holds NaN or Inf, which load_cnn would refuse; train again with a lower learning rate"
         )
     check_config(config, function, MAX_CONFIG_BYTES)
-    if isinstance(test_accuracy, numbers.Real) and not isinstance(test_accuracy, bool) and math.isnan(test_accuracy):
-        return  # not measured
-    if isinstance(test_accuracy, numbers.Real) and not isinstance(test_accuracy, bool) and test_accuracy > 1:
-        raise ValueError(
-            f"{function} needs test_accuracy as a fraction from 0 to 1, got {test_accuracy:g}; a percentage p becomes p / 100"
-        )
+    if isinstance(test_accuracy, numbers.Real) and not isinstance(test_accuracy, bool):
+        if math.isnan(test_accuracy):
+            return  # not measured
+        if test_accuracy > 1:
+            raise ValueError(
+                f"{function} needs test_accuracy as a fraction from 0 to 1, got {test_accuracy:g}; a percentage p becomes p / 100"
+            )
     check_number(test_accuracy, "test_accuracy", function, low=0, high=1)
 
 

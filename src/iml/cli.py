@@ -13,7 +13,6 @@ import errno
 import importlib
 import math
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -21,7 +20,17 @@ import traceback
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from iml.common import ROOT, WEIGHTS_PATH, InputError, forget_written, get_device, printable, relative, written_files
+from iml.common import (
+    ROOT,
+    WEIGHTS_PATH,
+    InputError,
+    forget_written,
+    get_device,
+    parse_device,
+    printable,
+    relative,
+    written_files,
+)
 from iml.outputs import default_out
 from iml.progress import bars_cleared_on_error
 from models import CheckpointError
@@ -319,10 +328,13 @@ def in_link_loop(path):
 
 
 def device_name(text):
-    """The argparse type of --device: auto, cpu, cuda, cuda:N or mps (whether this machine has it is checked
-    when the run starts, by get_device)."""
-    if re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]+)?", text) is None:
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps.")
+    """The argparse type of --device: a name that common.parse_device takes, or auto (whether this machine has
+    it is checked when the run starts, by get_device)."""
+    if text != "auto":
+        try:
+            parse_device(text)
+        except InputError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
     return text
 
 

@@ -95,18 +95,9 @@ def set_seed(seed):
     torch.manual_seed(seed)
 
 
-def get_device(name="auto"):
-    """The torch.device for `name`: "auto" picks cuda, then mps, then cpu.
-
-    Raises InputError for an unknown name, and (hints "device", "device-count") for a device this
-    machine lacks.
-    """
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+def parse_device(name):
+    """The torch.device that the name `name` (not "auto") stands for, whether or not this machine has it;
+    InputError for a name that is none of cpu, cuda, cuda:N and mps."""
     unknown = InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps.")
     try:
         device = torch.device(name)
@@ -114,6 +105,19 @@ def get_device(name="auto"):
         raise unknown from None
     if device.type not in ("cpu", "cuda", "mps"):
         raise unknown
+    return device
+
+
+def get_device(name="auto"):
+    """The torch.device for `name`: "auto" picks cuda, then mps, then cpu. InputError for an unknown name
+    (parse_device), and with the hints "device" and "device-count" for a device this machine lacks."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = parse_device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"{name} was asked for but this machine has no CUDA GPU", hint="device")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():

@@ -6,7 +6,6 @@ classifier's data and options, as iml.validation does for the rest.
 """
 
 import math
-import os
 
 import numpy as np
 import torch
@@ -20,11 +19,13 @@ from iml.validation import (
     check_flag,
     check_labels,
     check_number,
+    check_path,
     check_tensor,
     describe,
     shape_text,
 )
 
+FINITE_CHUNK = 2**24  # values per slice of check_values: a 16 MiB mask at most
 MAX_CHANNELS = 4  # grey, RGB or RGBA: a longer last axis is a width, not the channels of channels-last images
 NUMPY_KINDS = {"floating-point": "f", "integer": "iu", "real": "iuf"}
 
@@ -88,10 +89,15 @@ def check_spectra_labels(spectra, labels, function="mean_spectra"):
 
 
 def check_values(values, function, name):
-    """Raise unless the tensor or array `values` holds numbers (not a meta tensor), all finite."""
+    """Raise unless the tensor or array `values` holds numbers (not a meta tensor), all finite; integers always
+    are, and a tensor is read in slices of FINITE_CHUNK so that no mask the size of a training split is made."""
     if torch.is_tensor(values) and values.is_meta:
         raise ValueError(f"{function} needs {name} with values, got a tensor on the meta device, which holds none")
-    finite = torch.isfinite(values).all() if torch.is_tensor(values) else np.isfinite(values).all()
+    if torch.is_tensor(values):
+        flat = values.reshape(-1)
+        finite = not values.is_floating_point() or all(torch.isfinite(part).all() for part in flat.split(FINITE_CHUNK))
+    else:
+        finite = values.dtype.kind != "f" or np.isfinite(values).all()
     if not finite:
         raise ValueError(f"{function} needs {name} of finite numbers, got NaN or Inf")
 
@@ -156,9 +162,7 @@ def check_seed(seed, name, function):
     """Raise unless `seed` is a Python int from 0 to MAX_SEED, which torch.manual_seed and numpy both take."""
     if isinstance(seed, np.integer):
         raise TypeError(f"{function} needs {name} as an int, got {describe(seed)}; int({name}) converts it")
-    check_count(seed, name, function, low=0)
-    if seed > MAX_SEED:
-        raise ValueError(f"{function} needs {name} as a whole number from 0 to {MAX_SEED}, got {seed}")
+    check_count(seed, name, function, low=0, high=MAX_SEED)
 
 
 def check_training_options(args, function, data=False):
@@ -176,8 +180,7 @@ def check_training_options(args, function, data=False):
     if data:
         check_choice(args.eval_split, "args.eval_split", function, ("train", "val", "test"))
         check_flag(args.skip_unreadable, "args.skip_unreadable", function)
-        if isinstance(args.data, bool) or not isinstance(args.data, str | os.PathLike):
-            raise TypeError(f"{function} needs args.data as a folder (a str or Path), got {describe(args.data)}")
+        check_path(args.data, "args.data", function, "a folder")
 
 
 def check_classifier_weights(model, function):
@@ -300,8 +303,7 @@ def check_image_splits(splits, function, keys):
         check_channels_last(images, function, f'splits["{key}"][0]')
         if not len(images):
             raise ValueError(f'{function} needs at least one image in splits["{key}"][0], got none')
-        if images.is_floating_point() and not torch.isfinite(images).all():
-            raise ValueError(f'{function} needs splits["{key}"][0] of finite pixels, got NaN or Inf')
+        check_values(images, function, f'splits["{key}"][0]')
         check_labels(labels, len(images), function, 2, f'splits["{key}"][1]')
         if labels.dtype != torch.int64:
             raise TypeError(f'{function} needs splits["{key}"][1] as int64, got {labels.dtype}; .long() converts it')

@@ -241,8 +241,7 @@ def fit_fast(args, device):
     matrices (2, 2)}, and "model", the LinearDetector.
     """
     check_options_present(args, ["workers"], "fit_fast")
-    if check_count(args.workers, "args.workers", "fit_fast") > 1024:  # the command line's bound
-        raise ValueError(f"fit_fast needs args.workers as a whole number from 1 to 1024, got {args.workers}")
+    check_count(args.workers, "args.workers", "fit_fast", high=1024)  # the command line's bound
     device = check_detect(args, device, "fit_fast")
     splits, _ = load_placed_splits(args, device)
     model, _ = fit_detector(args, splits, "fft", device, log=lambda line: print(line.removeprefix("fft: ")))

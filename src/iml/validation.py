@@ -16,6 +16,7 @@ An empty batch is a batch: the IG functions return empty attributions (0, 1, 28,
 import math
 import numbers
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,14 +53,24 @@ def describe(value):
     return "None" if value is None else f"{'an' if name[0] in 'AEIOUaeiou' else 'a'} {name}"
 
 
-def check_count(value, name, function, low=1):
-    """Return `value` as an int: a whole number (an int or numpy integer, not a bool) of at least `low`."""
+def check_count(value, name, function, low=1, high=None):
+    """Return `value` as an int: a whole number (an int or numpy integer, not a bool) of at least `low` and, where
+    given, at most `high`."""
     needed = f"{function} needs {name} as a whole number from {low} up (an int)"
     if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
         raise TypeError(f"{needed}, got {describe(value)}")
     if value < low:
         raise ValueError(f"{needed}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{function} needs {name} as a whole number from {low} to {high}, got {value}")
     return int(value)
+
+
+def check_path(value, name, function, what="a path"):
+    """Return `value` as a Path: a str or os.PathLike (not None, bytes, a bool or another number)."""
+    if isinstance(value, bool) or not isinstance(value, str | os.PathLike):
+        raise TypeError(f"{function} needs {name} as {what} (a str or Path), got {describe(value)}")
+    return Path(value)
 
 
 def check_number(value, name, function, low=None, above=None, high=None):
@@ -295,8 +306,7 @@ def check_batch(batch, sample_shape, function, name="batch"):
 def check_folder_split(folder, train_size, val_size, test_size, skip_unreadable, function="load_folder"):
     """util.load_folder's arguments: a folder path (str or Path), three sizes from 0 and a flag; returns the sizes
     as ints."""
-    if isinstance(folder, bool) or not isinstance(folder, str | os.PathLike):
-        raise TypeError(f"{function} needs folder as a path (a str or Path), got {describe(folder)}")
+    check_path(folder, "folder", function)
     sizes = {"train_size": train_size, "val_size": val_size, "test_size": test_size}
     counts = tuple(check_count(size, name, function, low=0) for name, size in sizes.items())
     check_flag(skip_unreadable, "skip_unreadable", function)
